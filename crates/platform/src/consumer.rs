@@ -1,0 +1,320 @@
+//! Durable JetStream pull consumers with explicit acks, delayed NAKs for transient failures and
+//! a dead-letter stream for everything that cannot be processed, so one bad message never blocks
+//! the ones behind it and nothing is silently dropped.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::nats::Subjects;
+
+/// Headers set on a dead-lettered message.
+pub const DEAD_LETTER_REASON: &str = "Wmslink-Dead-Letter-Reason";
+pub const DEAD_LETTER_SUBJECT: &str = "Wmslink-Original-Subject";
+pub const DEAD_LETTER_CONSUMER: &str = "Wmslink-Consumer";
+pub const DEAD_LETTER_DELIVERIES: &str = "Wmslink-Deliveries";
+
+/// Why a message could not be processed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandleError {
+    /// Worth retrying later (database or network trouble).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help (undecodable, invalid, unknown shop): dead-letter it at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl HandleError {
+    pub fn transient(err: impl std::fmt::Display) -> Self {
+        Self::Transient(err.to_string())
+    }
+    pub fn permanent(err: impl std::fmt::Display) -> Self {
+        Self::Permanent(err.to_string())
+    }
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Transient(format!("database: {err}"))
+    }
+}
+
+/// What a handler sees of a message.
+pub struct Delivery<'a> {
+    pub subject: &'a str,
+    pub payload: &'a [u8],
+    pub headers: Option<&'a async_nats::HeaderMap>,
+    /// `Nats-Msg-Id` when the publisher set one, else `<stream>:<sequence>`: the id to record
+    /// as processed in the same transaction as the effects.
+    pub msg_id: String,
+    pub delivered: i64,
+}
+
+impl Delivery<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str())
+    }
+}
+
+/// Processes one message. Must be idempotent on `msg_id`.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: &Delivery<'_>) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    pub durable_name: String,
+    pub filter_subject: String,
+    pub ack_wait: Duration,
+    /// Deliveries before a transiently failing message is dead-lettered.
+    pub max_deliver: i64,
+    /// First redelivery delay after a transient failure; doubles per delivery up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl ConsumerSpec {
+    pub fn new(stream: String, durable_name: String, filter_subject: String) -> Self {
+        Self {
+            stream,
+            durable_name,
+            filter_subject,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 10,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    fn config(&self) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.durable_name.clone()),
+            filter_subject: self.filter_subject.clone(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            max_ack_pending: 1000,
+            ..Default::default()
+        }
+    }
+
+    /// Delay before redelivery number `delivered + 1`.
+    pub fn retry_delay(&self, delivered: i64) -> Duration {
+        let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.base_delay
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.max_delay)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("consumer {durable} on {stream}: {reason}")]
+    Setup {
+        stream: String,
+        durable: String,
+        reason: String,
+    },
+}
+
+/// Creates the durable consumer or brings its config up to date (never keeps a stale config).
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<consumer::Consumer<pull::Config>, ConsumerError> {
+    let setup = |reason: String| ConsumerError::Setup {
+        stream: spec.stream.clone(),
+        durable: spec.durable_name.clone(),
+        reason,
+    };
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|err| setup(err.to_string()))?;
+    let config = spec.config();
+    match stream.create_consumer(config.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        Err(create_err) => stream
+            .update_consumer(config)
+            .await
+            .map_err(|err| setup(format!("{create_err}; update: {err}"))),
+    }
+}
+
+/// Consumes until `shutdown`. Never stops on one message's error.
+pub async fn run<H: Handler>(
+    js: jetstream::Context,
+    subjects: Subjects,
+    spec: ConsumerSpec,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let consumer = ensure_consumer(&js, &spec).await?;
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::warn!(error = %err, consumer = %spec.durable_name, "cannot pull; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match next {
+                None => break,
+                // Missing heartbeats and similar: not fatal, keep consuming.
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, consumer = %spec.durable_name, "consume stream");
+                }
+                Some(Ok(message)) => process(&js, &subjects, &spec, &handler, message).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn process<H: Handler>(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: Message,
+) {
+    let (delivered, stream_sequence) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence),
+        Err(_) => (1, 0),
+    };
+    let msg_id = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|value| value.as_str().to_owned())
+        .unwrap_or_else(|| format!("{}:{stream_sequence}", spec.stream));
+    let span = tracing::info_span!(
+        "consume",
+        consumer = %spec.durable_name,
+        subject = %message.subject,
+        msg_id = %msg_id,
+        delivered
+    );
+    crate::telemetry::adopt_trace_context(&span, message.headers.as_ref());
+    let delivery = Delivery {
+        subject: message.subject.as_str(),
+        payload: &message.payload,
+        headers: message.headers.as_ref(),
+        msg_id,
+        delivered,
+    };
+    let outcome = handler.handle(&delivery).instrument(span.clone()).await;
+    let _enter = span.enter();
+    let ack = match outcome {
+        Ok(()) => message.ack().await,
+        Err(HandleError::Transient(reason)) if delivered < spec.max_deliver => {
+            let delay = spec.retry_delay(delivered);
+            tracing::warn!(%reason, ?delay, "transient failure; will redeliver");
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        Err(err) => {
+            let reason = match &err {
+                HandleError::Transient(reason) => {
+                    format!("gave up after {delivered} deliveries: {reason}")
+                }
+                HandleError::Permanent(reason) => reason.clone(),
+            };
+            match dead_letter(js, subjects, spec, &message, delivered, &reason).await {
+                Ok(()) => {
+                    tracing::warn!(%reason, "message dead-lettered");
+                    message.ack_with(AckKind::Term).await
+                }
+                Err(dlq_err) => {
+                    tracing::error!(%reason, error = %dlq_err, "dead-letter publish failed; will redeliver");
+                    message
+                        .ack_with(AckKind::Nak(Some(spec.retry_delay(delivered))))
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(err) = ack {
+        // The message will come back after ack_wait; processing is idempotent.
+        tracing::warn!(error = %err, "ack failed");
+    }
+}
+
+async fn dead_letter(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    message: &Message,
+    delivered: i64,
+    reason: &str,
+) -> Result<(), String> {
+    let message_id: &str = async_nats::header::NATS_MESSAGE_ID.as_ref();
+    // The dead letter gets no Nats-Msg-Id of its own (two dead letters of one message must
+    // both be kept); the original id is kept for tracing.
+    let mut clean = async_nats::HeaderMap::new();
+    if let Some(headers) = &message.headers {
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            let target = if name == message_id { "Wmslink-Original-Msg-Id" } else { name };
+            for value in values {
+                clean.append(target, value.as_str());
+            }
+        }
+    }
+    clean.insert(DEAD_LETTER_REASON, truncate(reason, 1024).as_str());
+    clean.insert(DEAD_LETTER_SUBJECT, message.subject.as_str());
+    clean.insert(DEAD_LETTER_CONSUMER, spec.durable_name.as_str());
+    clean.insert(DEAD_LETTER_DELIVERIES, delivered.to_string().as_str());
+    js.publish_with_headers(
+        subjects.dead_letter(message.subject.as_str()),
+        clean,
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|err| err.to_string())?
+    .await
+    .map_err(|err| err.to_string())?;
+    Ok(())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.replace(['\r', '\n'], " ");
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].replace(['\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        let spec = ConsumerSpec::new("S".into(), "d".into(), "x".into());
+        assert_eq!(spec.retry_delay(1), Duration::from_millis(500));
+        assert_eq!(spec.retry_delay(2), Duration::from_secs(1));
+        assert_eq!(spec.retry_delay(3), Duration::from_secs(2));
+        assert_eq!(spec.retry_delay(30), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,139 @@
+//! PostgreSQL: a pool per service, its own database (created when missing), its migrations, and
+//! the platform's own tables (outbox, processed message ids) that every service has.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// e.g. `postgres://postgres@127.0.0.1:5432/wmslink_settings`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Create the database named in `url` when it does not exist.
+    pub create_if_missing: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/wmslink".into(),
+            max_connections: 10,
+            create_if_missing: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database url: {0}")]
+    Url(String),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens the pool, creating the database first when configured to.
+pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let options = PgConnectOptions::from_str(&config.url)
+        .map_err(|err| DbError::Url(err.to_string()))?
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    if config.create_if_missing {
+        create_database_if_missing(&options).await?;
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), DbError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        // Two replicas may race to create it; losing that race is fine.
+        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+        {
+            let already = err
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| code == "42P04");
+            if !already {
+                return Err(err.into());
+            }
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// The platform's own tables, created idempotently before the service's migrations run.
+const PLATFORM_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS outbox (
+    id           BIGSERIAL PRIMARY KEY,
+    msg_id       TEXT        NOT NULL UNIQUE,
+    subject      TEXT        NOT NULL,
+    payload      BYTEA       NOT NULL,
+    headers      JSONB       NOT NULL DEFAULT '{}'::jsonb,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    published_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS processed_messages (
+    consumer     TEXT        NOT NULL,
+    msg_id       TEXT        NOT NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, msg_id)
+);
+"#;
+
+/// Runs the platform schema, then the service's migrations.
+pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> Result<(), DbError> {
+    // Serialise concurrent start-ups of replicas on the DDL.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(7262001)")
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::raw_sql(PLATFORM_SCHEMA).execute(&mut *conn).await;
+    sqlx::query("SELECT pg_advisory_unlock(7262001)")
+        .execute(&mut *conn)
+        .await?;
+    result?;
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// Records `msg_id` as processed by `consumer` inside the caller's transaction. Returns `false`
+/// when it was processed before, in which case the caller must do nothing and just ack.
+pub async fn mark_processed(
+    conn: &mut PgConnection,
+    consumer: &str,
+    msg_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_messages (consumer, msg_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(msg_id)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}

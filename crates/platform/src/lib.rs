@@ -1,0 +1,22 @@
+//! Plumbing every wmslink service shares: configuration, telemetry, PostgreSQL, NATS JetStream
+//! (streams, outbox relay, consumers with dead letters), gRPC serving with auth, secrets, and
+//! graceful shutdown. Services keep their business logic; this crate keeps the wiring identical.
+
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod grpc;
+pub mod nats;
+pub mod outbox;
+pub mod secrets;
+pub mod shop;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validation;
+
+/// Installs rustls' ring crypto provider for the process. Several dependencies compile rustls;
+/// without one chosen provider rustls panics on first TLS use. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

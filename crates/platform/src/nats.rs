@@ -1,0 +1,265 @@
+//! NATS JetStream: connection, subject and stream names (all under a configurable prefix so
+//! environments and tests never collide), and idempotent stream set-up.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use serde::{Deserialize, Serialize};
+
+use crate::shop::ShopId;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Prepended to every subject (`<prefix>.orders.…`) and stream name (`<PREFIX>_ORDERS`).
+    /// Empty: none. Letters, digits, `-` and `_` only.
+    pub prefix: String,
+    /// Replicas of each stream (3 on a NATS cluster).
+    pub stream_replicas: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: String::new(),
+            stream_replicas: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("invalid subject prefix '{0}': letters, digits, '-' and '_' only")]
+    Prefix(String),
+    #[error("stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+}
+
+pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsError> {
+    async_nats::ConnectOptions::new()
+        .name("wmslink")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&config.url)
+        .await
+        .map_err(|err| NatsError::Connect {
+            url: config.url.clone(),
+            reason: err.to_string(),
+        })
+}
+
+/// Every subject and stream name of wmslink, under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    subject_prefix: String,
+    stream_prefix: String,
+}
+
+/// The streams wmslink uses. Each service ensures those it publishes to or consumes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `settings.{shop}.changed`
+    Settings,
+    /// `cart.orders.{shop}.>`, published by the cart.
+    CartOrders,
+    /// `orders.{shop}.status_changed|updated|status_change_rejected`
+    Orders,
+    /// `shipments.{shop}.updated`
+    Shipments,
+    /// `wms.{shop}.observed|anomaly`
+    Wms,
+    /// `deadletter.>`: messages no consumer could process, with the reason in headers.
+    DeadLetters,
+}
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Result<Self, NatsError> {
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(NatsError::Prefix(prefix.to_owned()));
+        }
+        Ok(if prefix.is_empty() {
+            Self {
+                subject_prefix: String::new(),
+                stream_prefix: String::new(),
+            }
+        } else {
+            Self {
+                subject_prefix: format!("{prefix}."),
+                stream_prefix: format!("{}_", prefix.to_ascii_uppercase().replace('-', "_")),
+            }
+        })
+    }
+
+    fn subject(&self, rest: &str) -> String {
+        format!("{}{rest}", self.subject_prefix)
+    }
+
+    /// Removes the prefix from a full subject, e.g. to read the shop token.
+    pub fn strip<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject.strip_prefix(&self.subject_prefix)
+    }
+
+    pub fn stream_name(&self, kind: StreamKind) -> String {
+        let base = match kind {
+            StreamKind::Settings => "SETTINGS",
+            StreamKind::CartOrders => "CART_ORDERS",
+            StreamKind::Orders => "ORDERS",
+            StreamKind::Shipments => "SHIPMENTS",
+            StreamKind::Wms => "WMS",
+            StreamKind::DeadLetters => "DEAD_LETTERS",
+        };
+        format!("{}{base}", self.stream_prefix)
+    }
+
+    pub fn stream_subjects(&self, kind: StreamKind) -> Vec<String> {
+        let rest = match kind {
+            StreamKind::Settings => "settings.*.changed",
+            StreamKind::CartOrders => "cart.orders.*.>",
+            StreamKind::Orders => "orders.*.*",
+            StreamKind::Shipments => "shipments.*.*",
+            StreamKind::Wms => "wms.*.*",
+            StreamKind::DeadLetters => "deadletter.>",
+        };
+        vec![self.subject(rest)]
+    }
+
+    pub fn settings_changed(&self, shop: &ShopId) -> String {
+        self.subject(&format!("settings.{shop}.changed"))
+    }
+    pub fn settings_changed_all(&self) -> String {
+        self.subject("settings.*.changed")
+    }
+    pub fn cart_order_upserted(&self, shop: &ShopId) -> String {
+        self.subject(&format!("cart.orders.{shop}.upserted"))
+    }
+    pub fn cart_orders_all(&self) -> String {
+        self.subject("cart.orders.*.>")
+    }
+    pub fn order_status_changed(&self, shop: &ShopId) -> String {
+        self.subject(&format!("orders.{shop}.status_changed"))
+    }
+    pub fn order_status_changed_all(&self) -> String {
+        self.subject("orders.*.status_changed")
+    }
+    pub fn order_updated(&self, shop: &ShopId) -> String {
+        self.subject(&format!("orders.{shop}.updated"))
+    }
+    pub fn order_updated_all(&self) -> String {
+        self.subject("orders.*.updated")
+    }
+    pub fn order_status_change_rejected(&self, shop: &ShopId) -> String {
+        self.subject(&format!("orders.{shop}.status_change_rejected"))
+    }
+    pub fn shipments_updated(&self, shop: &ShopId) -> String {
+        self.subject(&format!("shipments.{shop}.updated"))
+    }
+    pub fn shipments_updated_all(&self) -> String {
+        self.subject("shipments.*.updated")
+    }
+    pub fn wms_observed(&self, shop: &ShopId) -> String {
+        self.subject(&format!("wms.{shop}.observed"))
+    }
+    pub fn wms_observed_all(&self) -> String {
+        self.subject("wms.*.observed")
+    }
+    pub fn wms_anomaly(&self, shop: &ShopId) -> String {
+        self.subject(&format!("wms.{shop}.anomaly"))
+    }
+    /// Where a message that arrived on `original_subject` goes when it cannot be processed.
+    pub fn dead_letter(&self, original_subject: &str) -> String {
+        let original = self.strip(original_subject).unwrap_or(original_subject);
+        self.subject(&format!("deadletter.{original}"))
+    }
+    pub fn dead_letters_all(&self) -> String {
+        self.subject("deadletter.>")
+    }
+
+    /// The shop token of a subject `<prefix>.<area>.<shop>.…` (or `cart.orders.<shop>.…`).
+    pub fn shop_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        let rest = self.strip(subject)?;
+        let rest = rest.strip_prefix("deadletter.").unwrap_or(rest);
+        let mut tokens = rest.split('.');
+        match tokens.next()? {
+            "cart" => {
+                tokens.next()?;
+                tokens.next()
+            }
+            _ => tokens.next(),
+        }
+    }
+}
+
+/// Creates each stream, or updates its config when it exists (idempotent, safe on every start).
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    kinds: &[StreamKind],
+    replicas: usize,
+) -> Result<(), NatsError> {
+    for &kind in kinds {
+        let name = subjects.stream_name(kind);
+        let max_age = match kind {
+            StreamKind::DeadLetters => Duration::from_secs(30 * 24 * 3600),
+            _ => Duration::from_secs(7 * 24 * 3600),
+        };
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: subjects.stream_subjects(kind),
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age,
+            num_replicas: replicas.max(1),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let stream_err = |reason: String| NatsError::Stream {
+            stream: name.clone(),
+            reason,
+        };
+        match js.get_stream(&name).await {
+            Ok(_) => {
+                js.update_stream(&config)
+                    .await
+                    .map_err(|err| stream_err(err.to_string()))?;
+            }
+            Err(_) => {
+                if let Err(err) = js.create_stream(config.clone()).await {
+                    // Another replica may have created it in between.
+                    js.update_stream(&config)
+                        .await
+                        .map_err(|update| stream_err(format!("{err}; then {update}")))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_shop() {
+        let subjects = Subjects::new("t-1").expect("prefix");
+        let shop = ShopId::parse("shop1").expect("shop");
+        assert_eq!(subjects.order_status_changed(&shop), "t-1.orders.shop1.status_changed");
+        assert_eq!(subjects.stream_name(StreamKind::Orders), "T_1_ORDERS");
+        assert_eq!(subjects.shop_of("t-1.cart.orders.shop1.upserted"), Some("shop1"));
+        assert_eq!(subjects.shop_of("t-1.orders.shop1.updated"), Some("shop1"));
+        assert_eq!(
+            subjects.dead_letter("t-1.cart.orders.shop1.upserted"),
+            "t-1.deadletter.cart.orders.shop1.upserted"
+        );
+        let plain = Subjects::new("").expect("no prefix");
+        assert_eq!(plain.settings_changed(&shop), "settings.shop1.changed");
+        assert!(Subjects::new("a.b").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! The transactional outbox: a service writes its business rows and the events they cause in one
+//! transaction ([`enqueue`]); the [`OutboxRelay`] publishes committed rows to JetStream in id
+//! order with `Nats-Msg-Id` = the row's message id, and marks them published. A crash between
+//! commit and publish loses nothing (the row stays unpublished) and a crash between publish and
+//! mark duplicates nothing downstream (JetStream dedup, and the consumers' processed-id tables).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Header carrying the content type of a payload.
+pub const CONTENT_TYPE: &str = "Content-Type";
+pub const PROTOBUF: &str = "application/protobuf";
+
+/// One event to publish after commit.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    /// Unique per event; becomes `Nats-Msg-Id`. Usually also the payload's `event_id`.
+    pub msg_id: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl OutboxMessage {
+    /// A protobuf event with a fresh message id (returned in `msg_id`).
+    pub fn protobuf(subject: String, msg_id: String, message: &impl prost::Message) -> Self {
+        let mut headers = BTreeMap::new();
+        headers.insert(CONTENT_TYPE.to_owned(), PROTOBUF.to_owned());
+        Self {
+            msg_id,
+            subject,
+            payload: message.encode_to_vec(),
+            headers,
+        }
+    }
+}
+
+/// A new, time-ordered event id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Writes `message` into the outbox inside the caller's transaction.
+pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (msg_id, subject, payload, headers) VALUES ($1, $2, $3, $4)")
+        .bind(&message.msg_id)
+        .bind(&message.subject)
+        .bind(&message.payload)
+        .bind(sqlx::types::Json(&message.headers))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    msg_id: String,
+    subject: String,
+    payload: Vec<u8>,
+    headers: sqlx::types::Json<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("publish {subject}: {reason}")]
+    Publish { subject: String, reason: String },
+}
+
+/// Publishes outbox rows. One relay at a time per database (a transaction-scoped advisory
+/// lock), so rows go out in id order even with several replicas.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    pool: PgPool,
+    js: jetstream::Context,
+    wake: Arc<Notify>,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+/// Wakes the relay at once after a commit instead of waiting for the next poll.
+#[derive(Clone)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+const RELAY_LOCK: i64 = 7_262_002;
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, js: jetstream::Context) -> Self {
+        Self {
+            pool,
+            js,
+            wake: Arc::new(Notify::new()),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    pub fn waker(&self) -> RelayWaker {
+        RelayWaker(self.wake.clone())
+    }
+
+    /// Runs until `shutdown`; errors are logged and retried, never fatal.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            let outcome = self.publish_batch().await;
+            let pause = match outcome {
+                Ok(n) if n as i64 >= self.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    failures = 0;
+                    self.poll_interval
+                }
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %err, failures, "outbox relay: batch failed, will retry");
+                    Duration::from_millis(200u64.saturating_mul(1 << failures.min(5)))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Publishes up to one batch of unpublished rows; returns how many went out.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, msg_id, subject, payload, headers FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        // Send the whole batch, then await the acks in order: JetStream keeps a connection's
+        // publish order, so per-order ordering holds and latency is paid once per batch.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut first_error = None;
+        for row in &rows {
+            let mut headers = HeaderMap::new();
+            for (name, value) in row.headers.iter() {
+                headers.insert(name.as_str(), value.as_str());
+            }
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, row.msg_id.as_str());
+            match self
+                .js
+                .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .await
+            {
+                Ok(ack) => pending.push((row.id, ack)),
+                Err(err) => {
+                    first_error = Some(RelayError::Publish {
+                        subject: row.subject.clone(),
+                        reason: err.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        for (id, ack) in pending {
+            match ack.await {
+                Ok(_) => published.push(id),
+                Err(err) => {
+                    // Later rows may be stored too; they are re-sent with the same
+                    // Nats-Msg-Id and deduplicated by JetStream.
+                    first_error.get_or_insert(RelayError::Publish {
+                        subject: format!("outbox row {id}"),
+                        reason: err.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&published)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(published.len()),
+        }
+    }
+}
+
+/// Deletes published rows older than `keep`, so the table stays small.
+pub async fn prune(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    let seconds = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "DELETE FROM outbox WHERE published_at IS NOT NULL
+           AND published_at < now() - make_interval(secs => $1)",
+    )
+    .bind(seconds as f64)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,257 @@
+//! Sealing secrets at rest: AES-256-GCM with a fresh random nonce per seal, caller-supplied
+//! associated data (the shop id, so a sealed key cannot be moved to another shop), and a key id
+//! so the master key can be rotated (new seals use the active key; old ones still open).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+const NONCE_LEN: usize = 12;
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MasterKeyConfig {
+    /// A file of lines `<key_id>=<base64 of 32 bytes>`; `#` starts a comment.
+    pub master_key_file: String,
+    /// The same format inline, for development only (e.g. `WMSLINK_SECRETS__MASTER_KEYS`).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub master_keys: SecretString,
+    /// The key new seals use; default: the last key listed.
+    pub active_key_id: String,
+}
+
+fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("")
+}
+
+impl fmt::Debug for MasterKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKeyConfig")
+            .field("master_key_file", &self.master_key_file)
+            .field("active_key_id", &self.active_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("no master key configured (secrets.master_key_file or secrets.master_keys)")]
+    NoKeys,
+    #[error("cannot read master key file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("master key line {line}: {reason}")]
+    BadKey { line: usize, reason: &'static str },
+    #[error("active key id '{0}' is not among the master keys")]
+    UnknownActiveKey(String),
+    #[error("sealed with unknown key id '{0}'")]
+    UnknownKeyId(String),
+    #[error("sealed value is damaged or was sealed for another owner")]
+    Open,
+    #[error("sealing failed")]
+    Seal,
+}
+
+/// A sealed secret: which master key, and `nonce || ciphertext+tag`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_id: String,
+    pub blob: Vec<u8>,
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .field("len", &self.blob.len())
+            .finish()
+    }
+}
+
+/// The master keys, by id.
+#[derive(Clone)]
+pub struct KeyRing {
+    active: String,
+    keys: HashMap<String, Aes256Gcm>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("active", &self.active)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    pub fn from_config(config: &MasterKeyConfig) -> Result<Self, SecretsError> {
+        let text = if !config.master_key_file.is_empty() {
+            SecretString::from(std::fs::read_to_string(&config.master_key_file).map_err(
+                |err| SecretsError::File {
+                    path: config.master_key_file.clone(),
+                    reason: err.to_string(),
+                },
+            )?)
+        } else {
+            config.master_keys.clone()
+        };
+        Self::parse(text.expose_secret(), &config.active_key_id)
+    }
+
+    /// Parses `<key_id>=<base64>` lines.
+    pub fn parse(text: &str, active_key_id: &str) -> Result<Self, SecretsError> {
+        let mut keys = HashMap::new();
+        let mut last = None;
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason| SecretsError::BadKey {
+                line: index + 1,
+                reason,
+            };
+            let (id, encoded) = line.split_once('=').ok_or(bad("expected <key_id>=<base64>"))?;
+            let id = id.trim();
+            if id.is_empty() {
+                return Err(bad("empty key id"));
+            }
+            let bytes = STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| bad("key is not base64"))?;
+            if bytes.len() != 32 {
+                return Err(bad("key must be 32 bytes"));
+            }
+            keys.insert(
+                id.to_owned(),
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            );
+            last = Some(id.to_owned());
+        }
+        let last = last.ok_or(SecretsError::NoKeys)?;
+        let active = if active_key_id.is_empty() {
+            last
+        } else {
+            active_key_id.to_owned()
+        };
+        if !keys.contains_key(&active) {
+            return Err(SecretsError::UnknownActiveKey(active));
+        }
+        Ok(Self { active, keys })
+    }
+
+    /// A key ring with one random key, for tests and first-run development.
+    pub fn generate(key_id: &str) -> (Self, String) {
+        let key = Aes256Gcm::generate_key(OsRng);
+        let line = format!("{key_id}={}", STANDARD.encode(key));
+        let mut keys = HashMap::new();
+        keys.insert(key_id.to_owned(), Aes256Gcm::new(&key));
+        (
+            Self {
+                active: key_id.to_owned(),
+                keys,
+            },
+            line,
+        )
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        &self.active
+    }
+
+    /// Seals `secret` with the active key, binding `associated_data` (e.g. the shop id).
+    pub fn seal(&self, secret: &SecretString, associated_data: &[u8]) -> Result<Sealed, SecretsError> {
+        let cipher = self.keys.get(&self.active).ok_or(SecretsError::Seal)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: secret.expose_secret().as_bytes(),
+                    aad: associated_data,
+                },
+            )
+            .map_err(|_| SecretsError::Seal)?;
+        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        Ok(Sealed {
+            key_id: self.active.clone(),
+            blob,
+        })
+    }
+
+    /// Opens a sealed secret; fails if the key id, the blob or the associated data differ.
+    pub fn open(&self, sealed: &Sealed, associated_data: &[u8]) -> Result<SecretString, SecretsError> {
+        let cipher = self
+            .keys
+            .get(&sealed.key_id)
+            .ok_or_else(|| SecretsError::UnknownKeyId(sealed.key_id.clone()))?;
+        if sealed.blob.len() <= NONCE_LEN {
+            return Err(SecretsError::Open);
+        }
+        let (nonce, ciphertext) = sealed.blob.split_at(NONCE_LEN);
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: associated_data,
+                },
+            )
+            .map_err(|_| SecretsError::Open)?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| SecretsError::Open)
+    }
+}
+
+/// Shows only the last four characters of a secret, e.g. `********abcd`.
+pub fn mask(secret: &SecretString) -> String {
+    let chars: Vec<char> = secret.expose_secret().chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(8);
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("********{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_with_fresh_nonces_and_bound_owner() {
+        let (ring, _) = KeyRing::generate("k1");
+        let secret = SecretString::from("abcdefgh-1234");
+        let a = ring.seal(&secret, b"shop-a").expect("seal");
+        let b = ring.seal(&secret, b"shop-a").expect("seal");
+        assert_ne!(a.blob, b.blob, "a fresh nonce every time");
+        assert_eq!(ring.open(&a, b"shop-a").expect("open").expose_secret(), "abcdefgh-1234");
+        assert!(matches!(ring.open(&a, b"shop-b"), Err(SecretsError::Open)));
+    }
+
+    #[test]
+    fn rotation_keeps_old_seals_readable() {
+        let (_, old_line) = KeyRing::generate("k1");
+        let (_, new_line) = KeyRing::generate("k2");
+        let old_ring = KeyRing::parse(&old_line, "").expect("ring");
+        let sealed = old_ring.seal(&SecretString::from("key-123456789"), b"s").expect("seal");
+        let rotated = KeyRing::parse(&format!("{old_line}\n{new_line}\n"), "").expect("ring");
+        assert_eq!(rotated.active_key_id(), "k2");
+        assert_eq!(rotated.open(&sealed, b"s").expect("open").expose_secret(), "key-123456789");
+        assert_eq!(rotated.seal(&SecretString::from("x"), b"s").expect("seal").key_id, "k2");
+    }
+
+    #[test]
+    fn masks_all_but_the_last_four() {
+        assert_eq!(mask(&SecretString::from("abcdefghijkl")), "********ijkl");
+        assert_eq!(mask(&SecretString::from("short")), "********");
+    }
+}

@@ -1,0 +1,159 @@
+//! Test helpers: a fresh PostgreSQL database and unique NATS names per test, so tests run in
+//! parallel against the real services and never see each other's data; and log capture.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use wmslink_platform::db::DatabaseConfig;
+use wmslink_platform::nats::{NatsConfig, Subjects};
+
+/// Server URL (without database) of the PostgreSQL the tests use.
+pub fn postgres_server_url() -> String {
+    std::env::var("WMSLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("WMSLINK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A short unique token, e.g. for a database, a prefix or a shop id.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{}", &id[..12])
+}
+
+/// A database of its own for one test. Left behind after the test (they are tiny);
+/// `.ci/run` drops old ones.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn create() -> anyhow::Result<Self> {
+        wmslink_platform::install_crypto_provider();
+        let name = unique("wmslink_test_");
+        let url = format!("{}/{name}", postgres_server_url());
+        let pool = wmslink_platform::db::connect(&Self::config_for(&url)).await?;
+        Ok(Self { name, url, pool })
+    }
+
+    fn config_for(url: &str) -> DatabaseConfig {
+        DatabaseConfig {
+            url: url.to_owned(),
+            max_connections: 5,
+            create_if_missing: true,
+        }
+    }
+
+    /// A config pointing at this database, for starting a service.
+    pub fn config(&self) -> DatabaseConfig {
+        Self::config_for(&self.url)
+    }
+}
+
+/// NATS names of its own for one test: a unique subject and stream prefix.
+pub struct TestNats {
+    pub prefix: String,
+    pub subjects: Subjects,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+}
+
+impl TestNats {
+    pub async fn create() -> anyhow::Result<Self> {
+        let prefix = unique("t");
+        let client = async_nats::connect(nats_url()).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        Ok(Self {
+            subjects: Subjects::new(&prefix)?,
+            prefix,
+            client,
+            js,
+        })
+    }
+
+    pub fn config(&self) -> NatsConfig {
+        NatsConfig {
+            url: nats_url(),
+            prefix: self.prefix.clone(),
+            stream_replicas: 1,
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything logged while installed. Install with [`LogCapture::install`] in a
+/// `current_thread` test so every task logs into it.
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(self.buffer.clone())
+    }
+}
+
+impl LogCapture {
+    /// Captures every event at TRACE and above, with span fields, for this thread.
+    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+
+    pub fn contents(&self) -> String {
+        self.buffer
+            .lock()
+            .map(|buffer| String::from_utf8_lossy(&buffer).into_owned())
+            .unwrap_or_default()
+    }
+}
