@@ -18,9 +18,16 @@ pub mod dispatch {
     }
 }
 
+pub mod sync {
+    pub mod v1 {
+        tonic::include_proto!("wmslink.sync.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every wmslink proto, for gRPC reflection and proto3 JSON.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wmslink_descriptor.bin"));
 
+pub mod field_paths;
 pub mod json;
 
 /// Converts a `SystemTime`-like chrono value into a protobuf timestamp.

@@ -1,0 +1,2 @@
+//! Operator tools for wmslink: `wmslink-healthcheck` (a container health probe) and
+//! `wmslink-demo` (sets up a demo shop against the WMS simulator and feeds it orders).
