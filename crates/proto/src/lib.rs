@@ -29,6 +29,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 pub mod field_paths;
 pub mod json;
+mod redact;
 
 /// Converts a `SystemTime`-like chrono value into a protobuf timestamp.
 pub fn timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {

@@ -137,6 +137,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 impl LogCapture {
     /// Captures every event at TRACE and above, with span fields, for this thread.
     pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        // With a single dispatcher in the process, tracing caches a call site first hit on
+        // another test thread as "never enabled" and this capture would miss it. A second,
+        // process-wide dispatcher kept alive forces per-event checks.
+        static KEEP_INTEREST_DYNAMIC: std::sync::OnceLock<tracing::Dispatch> =
+            std::sync::OnceLock::new();
+        KEEP_INTEREST_DYNAMIC
+            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let capture = Self::default();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)

@@ -1,0 +1,55 @@
+//! `SettingsChanged`, written to the outbox in the same transaction as the change it reports.
+
+use sqlx::PgConnection;
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::outbox::{self, OutboxMessage};
+use wmslink_platform::shop::ShopId;
+use wmslink_proto::settings::v1::SettingsChanged;
+
+/// What changed (the event's `change` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Registered,
+    ConnectionChecked,
+    Enabled,
+    Disabled,
+    StatusCatalog,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::ConnectionChecked => "connection_checked",
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::StatusCatalog => "status_catalog",
+        }
+    }
+}
+
+/// Enqueues `SettingsChanged` for `shop` at `version` inside the caller's transaction.
+pub async fn enqueue_changed(
+    conn: &mut PgConnection,
+    subjects: &Subjects,
+    shop: &ShopId,
+    version: i64,
+    enabled: bool,
+    change: Change,
+) -> Result<(), sqlx::Error> {
+    let event_id = outbox::new_event_id();
+    let now = chrono::Utc::now();
+    let event = SettingsChanged {
+        shop_id: shop.to_string(),
+        version,
+        enabled,
+        change: change.as_str().to_owned(),
+        changed_at: Some(wmslink_proto::timestamp(
+            now.timestamp(),
+            now.timestamp_subsec_nanos(),
+        )),
+        event_id: event_id.clone(),
+    };
+    let message = OutboxMessage::protobuf(subjects.settings_changed(shop), event_id, &event);
+    outbox::enqueue(conn, &message).await
+}

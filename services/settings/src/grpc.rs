@@ -1,0 +1,192 @@
+//! `wmslink.settings.v1.SettingsService`: small handlers that check the caller's scope, parse
+//! the shop id, call the [`SettingsService`] and convert the answer.
+//!
+//! | RPC | scope |
+//! | --- | --- |
+//! | GetSettings, ListOrderStatuses | `settings.read` |
+//! | RegisterSettings, CheckConnection, SetEnabled, PutOrderStatusCatalog | `settings.write` |
+//! | GetWmsCredentials | `settings.credentials` |
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+use wmslink_platform::auth::{require, scopes};
+use wmslink_platform::shop::ShopId;
+use wmslink_platform::validation::FieldViolations;
+use wmslink_proto::settings::v1 as pb;
+use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
+
+use crate::service::{CheckResult, SettingsService, SettingsView};
+
+/// The gRPC face of the settings service.
+#[derive(Clone)]
+pub struct SettingsApi {
+    service: Arc<SettingsService>,
+}
+
+impl SettingsApi {
+    pub fn new(service: Arc<SettingsService>) -> Self {
+        Self { service }
+    }
+}
+
+fn shop_id(raw: &str) -> Result<ShopId, Status> {
+    ShopId::parse(raw).map_err(|err| {
+        let mut violations = FieldViolations::new();
+        violations.add("shop_id", err.to_string());
+        violations.into_status()
+    })
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
+}
+
+fn settings_to_proto(view: &SettingsView) -> pb::ShopSettings {
+    let settings = &view.settings;
+    pb::ShopSettings {
+        shop_id: view.shop_id.to_string(),
+        version: settings.version,
+        detail: Some(settings.detail.to_proto()),
+        access_key_masked: view.access_key_masked.clone(),
+        access_key_set: true,
+        last_connection_check: settings.check.as_ref().map(|check| pb::ConnectionCheck {
+            outcome: check.outcome.to_proto() as i32,
+            detail: check.detail.clone(),
+            checked_at: Some(timestamp(check.checked_at)),
+            current: settings.check_is_current(),
+        }),
+        enabled: settings.enabled,
+        updated_at: Some(timestamp(settings.updated_at)),
+    }
+}
+
+fn check_to_proto(result: &CheckResult) -> pb::CheckConnectionResponse {
+    pb::CheckConnectionResponse {
+        check: Some(pb::ConnectionCheck {
+            outcome: result.outcome.to_proto() as i32,
+            detail: result.detail.clone(),
+            checked_at: Some(timestamp(result.checked_at)),
+            current: result.current,
+        }),
+        recorded: result.recorded,
+        version: result.version,
+    }
+}
+
+#[tonic::async_trait]
+impl SettingsRpc for SettingsApi {
+    async fn get_settings(
+        &self,
+        request: Request<pb::GetSettingsRequest>,
+    ) -> Result<Response<pb::GetSettingsResponse>, Status> {
+        require(&request, scopes::SETTINGS_READ)?;
+        let shop = shop_id(&request.get_ref().shop_id)?;
+        let view = self.service.get(&shop).await?;
+        Ok(Response::new(pb::GetSettingsResponse {
+            settings: Some(settings_to_proto(&view)),
+        }))
+    }
+
+    async fn register_settings(
+        &self,
+        request: Request<pb::RegisterSettingsRequest>,
+    ) -> Result<Response<pb::RegisterSettingsResponse>, Status> {
+        require(&request, scopes::SETTINGS_WRITE)?;
+        let request = request.into_inner();
+        let shop = shop_id(&request.shop_id)?;
+        let view = self
+            .service
+            .register(
+                &shop,
+                request.expected_version,
+                request.detail.as_ref(),
+                request.access_key.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(pb::RegisterSettingsResponse {
+            settings: Some(settings_to_proto(&view)),
+        }))
+    }
+
+    async fn check_connection(
+        &self,
+        request: Request<pb::CheckConnectionRequest>,
+    ) -> Result<Response<pb::CheckConnectionResponse>, Status> {
+        require(&request, scopes::SETTINGS_WRITE)?;
+        let request = request.into_inner();
+        let shop = shop_id(&request.shop_id)?;
+        let result = self
+            .service
+            .check_connection(
+                &shop,
+                request.access_key.as_deref(),
+                request.endpoint_url.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(check_to_proto(&result)))
+    }
+
+    async fn set_enabled(
+        &self,
+        request: Request<pb::SetEnabledRequest>,
+    ) -> Result<Response<pb::SetEnabledResponse>, Status> {
+        require(&request, scopes::SETTINGS_WRITE)?;
+        let request = request.into_inner();
+        let shop = shop_id(&request.shop_id)?;
+        let view = self
+            .service
+            .set_enabled(&shop, request.enabled, request.expected_version)
+            .await?;
+        Ok(Response::new(pb::SetEnabledResponse {
+            settings: Some(settings_to_proto(&view)),
+        }))
+    }
+
+    async fn put_order_status_catalog(
+        &self,
+        request: Request<pb::PutOrderStatusCatalogRequest>,
+    ) -> Result<Response<pb::PutOrderStatusCatalogResponse>, Status> {
+        require(&request, scopes::SETTINGS_WRITE)?;
+        let request = request.into_inner();
+        let shop = shop_id(&request.shop_id)?;
+        let (statuses, version) = self.service.put_catalog(&shop, &request.statuses).await?;
+        Ok(Response::new(pb::PutOrderStatusCatalogResponse {
+            statuses: statuses.iter().map(|s| s.to_proto()).collect(),
+            version,
+        }))
+    }
+
+    async fn list_order_statuses(
+        &self,
+        request: Request<pb::ListOrderStatusesRequest>,
+    ) -> Result<Response<pb::ListOrderStatusesResponse>, Status> {
+        require(&request, scopes::SETTINGS_READ)?;
+        let shop = shop_id(&request.get_ref().shop_id)?;
+        let (statuses, version) = self.service.list_catalog(&shop).await?;
+        Ok(Response::new(pb::ListOrderStatusesResponse {
+            statuses: statuses.iter().map(|s| s.to_proto()).collect(),
+            version,
+        }))
+    }
+
+    async fn get_wms_credentials(
+        &self,
+        request: Request<pb::GetWmsCredentialsRequest>,
+    ) -> Result<Response<pb::GetWmsCredentialsResponse>, Status> {
+        let caller = require(&request, scopes::SETTINGS_CREDENTIALS)?
+            .name
+            .clone();
+        let shop = shop_id(&request.get_ref().shop_id)?;
+        let settings = self.service.credentials(&shop).await?;
+        tracing::debug!(shop_id = %shop, caller = %caller, "sealed WMS credentials handed out");
+        Ok(Response::new(pb::GetWmsCredentialsResponse {
+            endpoint_url: settings.detail.endpoint_url,
+            key_id: settings.access_key.key_id,
+            sealed_access_key: settings.access_key.blob,
+            version: settings.version,
+            enabled: settings.enabled,
+        }))
+    }
+}

@@ -1,0 +1,495 @@
+//! The operations of the settings service, independent of gRPC: each write runs in one
+//! transaction that locks the shop's row, checks the expected version, validates, saves, bumps
+//! the version and enqueues `SettingsChanged`, then wakes the outbox relay after commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use tracing::Instrument;
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::outbox::RelayWaker;
+use wmslink_platform::secrets::{self, KeyRing, Sealed};
+use wmslink_platform::shop::ShopId;
+use wmslink_platform::validation::FieldViolations;
+use wmslink_proto::settings::v1 as pb;
+use wmslink_wms_client::{ConnectionStatus, RateLimiter, WmsClientConfig};
+
+use crate::domain::{self, Blocker, CheckOutcome, OrderStatus, RegisterContext, UrlProblem};
+use crate::errors::ServiceError;
+use crate::events::{self, Change};
+use crate::store::{self, StoredSettings};
+
+/// Extra time a connection check may spend waiting for the key's rate-limit budget before it
+/// is reported as rate limited.
+const MAX_LIMITER_WAIT: Duration = Duration::from_secs(5);
+
+/// Stored settings with the key masked, ready to be shown.
+#[derive(Debug, Clone)]
+pub struct SettingsView {
+    pub shop_id: ShopId,
+    pub settings: StoredSettings,
+    pub access_key_masked: String,
+}
+
+/// The answer to a connection check.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub outcome: CheckOutcome,
+    pub detail: String,
+    pub checked_at: DateTime<Utc>,
+    /// The check was made with the key and URL stored now (and recorded).
+    pub current: bool,
+    pub recorded: bool,
+    pub version: i64,
+}
+
+pub struct SettingsService {
+    pool: PgPool,
+    keys: KeyRing,
+    subjects: Subjects,
+    relay: RelayWaker,
+    wms: WmsClientConfig,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+fn not_found(shop: &ShopId) -> ServiceError {
+    ServiceError::NotFound(format!("no settings are registered for shop {shop}"))
+}
+
+fn stale(shop: &ShopId, expected: i64, current: i64) -> ServiceError {
+    ServiceError::StaleVersion {
+        shop: shop.to_string(),
+        expected,
+        current,
+    }
+}
+
+impl SettingsService {
+    pub fn new(
+        pool: PgPool,
+        keys: KeyRing,
+        subjects: Subjects,
+        relay: RelayWaker,
+        wms: WmsClientConfig,
+        limiter: Arc<dyn RateLimiter>,
+    ) -> Self {
+        Self {
+            pool,
+            keys,
+            subjects,
+            relay,
+            wms,
+            limiter,
+        }
+    }
+
+    fn open_key(&self, shop: &ShopId, sealed: &Sealed) -> Result<SecretString, ServiceError> {
+        self.keys
+            .open(sealed, shop.as_str().as_bytes())
+            .map_err(|_| ServiceError::KeyUnreadable {
+                shop: shop.to_string(),
+            })
+    }
+
+    fn view(&self, shop: &ShopId, settings: StoredSettings) -> SettingsView {
+        let access_key_masked = match self.open_key(shop, &settings.access_key) {
+            Ok(key) => secrets::mask(&key),
+            Err(err) => {
+                tracing::warn!(shop_id = %shop, error = %err, "cannot mask the stored access key");
+                "********".to_owned()
+            }
+        };
+        SettingsView {
+            shop_id: shop.clone(),
+            settings,
+            access_key_masked,
+        }
+    }
+
+    pub async fn get(&self, shop: &ShopId) -> Result<SettingsView, ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        let settings = store::load_settings(&mut conn, shop)
+            .await?
+            .ok_or_else(|| not_found(shop))?;
+        Ok(self.view(shop, settings))
+    }
+
+    /// S3 ⑭: one atomic save.
+    pub async fn register(
+        &self,
+        shop: &ShopId,
+        expected_version: i64,
+        detail: Option<&pb::DetailSettings>,
+        access_key: Option<&str>,
+    ) -> Result<SettingsView, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let version = store::lock_or_create_shop(&mut tx, shop).await?;
+        let existing = store::load_settings(&mut tx, shop).await?;
+        let version_ok =
+            expected_version == version || (existing.is_none() && expected_version == 0);
+        if !version_ok {
+            return Err(stale(shop, expected_version, version));
+        }
+        let catalog = store::load_catalog(&mut tx, shop).await?;
+        let registration = domain::validate_registration(
+            detail,
+            access_key,
+            &RegisterContext {
+                catalog: &catalog,
+                wms: &self.wms,
+                key_stored: existing.is_some(),
+            },
+        )
+        .map_err(ServiceError::Invalid)?;
+
+        // The key: keep the stored seal when the same key is sent again, so that re-sending it
+        // does not void the connection check.
+        let (sealed, key_changed) = match (&registration.access_key, &existing) {
+            (None, Some(existing)) => (existing.access_key.clone(), false),
+            (Some(new_key), existing) => {
+                let same = existing.as_ref().is_some_and(|existing| {
+                    self.open_key(shop, &existing.access_key)
+                        .map(|old| {
+                            bool::from(
+                                old.expose_secret()
+                                    .as_bytes()
+                                    .ct_eq(new_key.expose_secret().as_bytes()),
+                            )
+                        })
+                        .unwrap_or(false)
+                });
+                match existing {
+                    Some(existing) if same => (existing.access_key.clone(), false),
+                    _ => (
+                        self.keys
+                            .seal(new_key, shop.as_str().as_bytes())
+                            .map_err(ServiceError::Seal)?,
+                        true,
+                    ),
+                }
+            }
+            (None, None) => {
+                // validate_registration refuses a first registration without a key.
+                let mut violations = FieldViolations::new();
+                violations.add("access_key", "required on the first registration");
+                return Err(ServiceError::Invalid(violations));
+            }
+        };
+        let detail = registration.detail;
+        let (credentials_rev, credentials_changed, enabled) = match &existing {
+            None => (1, true, false),
+            Some(existing) => {
+                let changed = key_changed || existing.detail.endpoint_url != detail.endpoint_url;
+                (
+                    existing.credentials_rev + i64::from(changed),
+                    changed,
+                    existing.enabled,
+                )
+            }
+        };
+        if enabled {
+            let mut blockers = Vec::new();
+            if credentials_changed {
+                blockers.push(Blocker {
+                    kind: "ENABLED",
+                    subject: "access_key / detail.endpoint_url".into(),
+                    description: "the integration is enabled: disable it before changing the access key or endpoint URL, then check the connection and enable it again".into(),
+                });
+            }
+            blockers.extend(domain::completeness_blockers(&detail, &catalog));
+            if !blockers.is_empty() {
+                return Err(ServiceError::Precondition {
+                    context: format!(
+                        "cannot register the settings of shop {shop} while the integration is enabled"
+                    ),
+                    blockers,
+                });
+            }
+        }
+
+        store::save_settings(&mut tx, shop, &detail, &sealed, credentials_rev).await?;
+        let new_version = store::bump_version(&mut tx, shop).await?;
+        events::enqueue_changed(
+            &mut tx,
+            &self.subjects,
+            shop,
+            new_version,
+            enabled,
+            Change::Registered,
+        )
+        .await?;
+        let saved = store::load_settings(&mut tx, shop)
+            .await?
+            .ok_or_else(|| not_found(shop))?;
+        tx.commit().await?;
+        self.relay.wake();
+        tracing::info!(
+            shop_id = %shop,
+            version = new_version,
+            credentials_changed,
+            "settings registered"
+        );
+        Ok(self.view(shop, saved))
+    }
+
+    /// S2: checks the stored key and URL (and records the outcome), or a given pair (without
+    /// recording it).
+    pub async fn check_connection(
+        &self,
+        shop: &ShopId,
+        access_key: Option<&str>,
+        endpoint_url: Option<&str>,
+    ) -> Result<CheckResult, ServiceError> {
+        let trying = access_key.is_some() || endpoint_url.is_some();
+        let mut violations = FieldViolations::new();
+        let given_key = access_key.and_then(|raw| match domain::check_access_key(raw) {
+            Ok(key) => Some(key),
+            Err(why) => {
+                violations.add("access_key", why);
+                None
+            }
+        });
+        let given_url =
+            endpoint_url.and_then(|raw| match domain::parse_endpoint_url(raw, &self.wms) {
+                Ok(url) => Some(url),
+                // The client refuses it and the outcome says so (refused_by_policy).
+                Err(UrlProblem::HttpNotAllowed(_)) => Some(raw.trim().to_owned()),
+                Err(UrlProblem::Malformed(why)) => {
+                    violations.add("endpoint_url", why);
+                    None
+                }
+            });
+        if !violations.is_empty() {
+            return Err(ServiceError::Invalid(violations));
+        }
+
+        let stored = {
+            let mut conn = self.pool.acquire().await?;
+            store::load_settings(&mut conn, shop).await?
+        };
+        let (key, url, credentials_rev) = match (&stored, given_key, given_url) {
+            (_, Some(key), Some(url)) => (key, url, None),
+            (Some(stored), key, url) => {
+                let key = match key {
+                    Some(key) => key,
+                    None => self.open_key(shop, &stored.access_key)?,
+                };
+                let url = url.unwrap_or_else(|| stored.detail.endpoint_url.clone());
+                (key, url, (!trying).then_some(stored.credentials_rev))
+            }
+            (None, _, _) => {
+                return Err(ServiceError::NotFound(format!(
+                    "no settings are registered for shop {shop}; register them, or give both access_key and endpoint_url to try a pair"
+                )));
+            }
+        };
+
+        let span = tracing::info_span!("connection_check", shop_id = %shop, recorded = credentials_rev.is_some());
+        let deadline = self.wms.request_timeout() + self.wms.connect_timeout() + MAX_LIMITER_WAIT;
+        let checked = tokio::time::timeout(
+            deadline,
+            wmslink_wms_client::check_connection(&url, key, &self.wms, self.limiter.clone()),
+        )
+        .instrument(span.clone())
+        .await;
+        // Microseconds, as PostgreSQL stores it, so the answer equals what is read back later.
+        let checked_at = Utc::now().trunc_subsecs(6);
+        let (outcome, detail) = match checked {
+            Ok(report) => (outcome_of(report.status), report.detail),
+            Err(_) => (
+                CheckOutcome::RateLimited,
+                "the WMS rate limit for this access key is used up; try again later".to_owned(),
+            ),
+        };
+        span.in_scope(|| tracing::info!(outcome = outcome.as_str(), "connection checked"));
+
+        let Some(credentials_rev) = credentials_rev else {
+            let version = {
+                let mut conn = self.pool.acquire().await?;
+                store::shop_version(&mut conn, shop).await?
+            };
+            return Ok(CheckResult {
+                outcome,
+                detail,
+                checked_at,
+                current: false,
+                recorded: false,
+                version,
+            });
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let Some(version) = store::lock_shop(&mut tx, shop).await? else {
+            return Err(not_found(shop));
+        };
+        let recorded =
+            store::record_check(&mut tx, shop, credentials_rev, outcome, &detail, checked_at)
+                .await?;
+        if !recorded {
+            // The key or URL changed while the WMS was being called: this outcome is about
+            // credentials that are no longer stored.
+            tx.rollback().await?;
+            return Ok(CheckResult {
+                outcome,
+                detail,
+                checked_at,
+                current: false,
+                recorded: false,
+                version,
+            });
+        }
+        let new_version = store::bump_version(&mut tx, shop).await?;
+        let enabled = stored.as_ref().is_some_and(|s| s.enabled);
+        events::enqueue_changed(
+            &mut tx,
+            &self.subjects,
+            shop,
+            new_version,
+            enabled,
+            Change::ConnectionChecked,
+        )
+        .await?;
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(CheckResult {
+            outcome,
+            detail,
+            checked_at,
+            current: true,
+            recorded: true,
+            version: new_version,
+        })
+    }
+
+    /// S4: the enable switch.
+    pub async fn set_enabled(
+        &self,
+        shop: &ShopId,
+        enabled: bool,
+        expected_version: i64,
+    ) -> Result<SettingsView, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(version) = store::lock_shop(&mut tx, shop).await? else {
+            return Err(not_found(shop));
+        };
+        let settings = store::load_settings(&mut tx, shop)
+            .await?
+            .ok_or_else(|| not_found(shop))?;
+        if expected_version != version {
+            return Err(stale(shop, expected_version, version));
+        }
+        if settings.enabled == enabled {
+            return Ok(self.view(shop, settings));
+        }
+        if enabled {
+            let catalog = store::load_catalog(&mut tx, shop).await?;
+            let mut blockers: Vec<Blocker> =
+                domain::check_blocker(settings.check.as_ref(), settings.credentials_rev)
+                    .into_iter()
+                    .collect();
+            blockers.extend(domain::completeness_blockers(&settings.detail, &catalog));
+            if !blockers.is_empty() {
+                return Err(ServiceError::Precondition {
+                    context: format!("cannot enable the integration of shop {shop}"),
+                    blockers,
+                });
+            }
+        }
+        store::set_enabled(&mut tx, shop, enabled).await?;
+        let new_version = store::bump_version(&mut tx, shop).await?;
+        let change = if enabled {
+            Change::Enabled
+        } else {
+            Change::Disabled
+        };
+        events::enqueue_changed(&mut tx, &self.subjects, shop, new_version, enabled, change)
+            .await?;
+        let saved = store::load_settings(&mut tx, shop)
+            .await?
+            .ok_or_else(|| not_found(shop))?;
+        tx.commit().await?;
+        self.relay.wake();
+        tracing::info!(shop_id = %shop, version = new_version, enabled, "integration switched");
+        Ok(self.view(shop, saved))
+    }
+
+    /// Replaces the shop's order-status catalog; refuses to break the registered settings.
+    pub async fn put_catalog(
+        &self,
+        shop: &ShopId,
+        statuses: &[pb::OrderStatus],
+    ) -> Result<(Vec<OrderStatus>, i64), ServiceError> {
+        let catalog = domain::validate_catalog(statuses).map_err(ServiceError::Invalid)?;
+        let mut tx = self.pool.begin().await?;
+        let version = store::lock_or_create_shop(&mut tx, shop).await?;
+        let old = store::load_catalog(&mut tx, shop).await?;
+        if old == catalog {
+            tx.rollback().await?;
+            return Ok((old, version));
+        }
+        let settings = store::load_settings(&mut tx, shop).await?;
+        if let Some(settings) = &settings {
+            let blockers = domain::catalog_blockers(&settings.detail, settings.enabled, &catalog);
+            if !blockers.is_empty() {
+                return Err(ServiceError::Precondition {
+                    context: format!(
+                        "the order-status catalog of shop {shop} would break its registered settings"
+                    ),
+                    blockers,
+                });
+            }
+        }
+        store::replace_catalog(&mut tx, shop, &catalog).await?;
+        let new_version = store::bump_version(&mut tx, shop).await?;
+        let enabled = settings.as_ref().is_some_and(|s| s.enabled);
+        events::enqueue_changed(
+            &mut tx,
+            &self.subjects,
+            shop,
+            new_version,
+            enabled,
+            Change::StatusCatalog,
+        )
+        .await?;
+        tx.commit().await?;
+        self.relay.wake();
+        tracing::info!(shop_id = %shop, version = new_version, statuses = catalog.len(), "order-status catalog replaced");
+        Ok((catalog, new_version))
+    }
+
+    pub async fn list_catalog(
+        &self,
+        shop: &ShopId,
+    ) -> Result<(Vec<OrderStatus>, i64), ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let version = store::shop_version(&mut tx, shop).await?;
+        let catalog = store::load_catalog(&mut tx, shop).await?;
+        tx.commit().await?;
+        Ok((catalog, version))
+    }
+
+    /// The sealed key and URL, for services that call the WMS.
+    pub async fn credentials(&self, shop: &ShopId) -> Result<StoredSettings, ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        store::load_settings(&mut conn, shop)
+            .await?
+            .ok_or_else(|| not_found(shop))
+    }
+}
+
+fn outcome_of(status: ConnectionStatus) -> CheckOutcome {
+    match status {
+        ConnectionStatus::Ok => CheckOutcome::Ok,
+        ConnectionStatus::Unauthorized => CheckOutcome::Unauthorized,
+        ConnectionStatus::Unreachable => CheckOutcome::Unreachable,
+        ConnectionStatus::Tls => CheckOutcome::Tls,
+        ConnectionStatus::Timeout => CheckOutcome::Timeout,
+        ConnectionStatus::RateLimited => CheckOutcome::RateLimited,
+        ConnectionStatus::UnexpectedAnswer => CheckOutcome::UnexpectedAnswer,
+        ConnectionStatus::RefusedByPolicy => CheckOutcome::RefusedByPolicy,
+    }
+}

@@ -1,0 +1,275 @@
+use tonic::Code;
+use wmslink_proto::settings::v1 as pb;
+
+use crate::helpers::*;
+
+fn subjects(status: &tonic::Status) -> Vec<String> {
+    precondition_subjects(status)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
+}
+
+#[tokio::test]
+async fn enabling_needs_a_passing_check_first() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let key = sim_key(&sim);
+    app.put_catalog(&shop).await;
+    let registered = app
+        .register(&shop, 0, full_detail(&sim.base_url()), Some(&key))
+        .await
+        .expect("registered");
+
+    let status = assert_code(
+        app.set_enabled(&shop, true, registered.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["last_connection_check"]);
+    assert!(status.message().contains("CheckConnection"), "{status:?}");
+    assert!(!app.get(&shop).await.expect("get").enabled);
+
+    // A failing check does not do either.
+    sim.state().remove_key(&key);
+    let failed = app.check(&shop).await;
+    assert_eq!(
+        failed.check.expect("check").outcome(),
+        pb::ConnectionCheckOutcome::Unauthorized
+    );
+    let status = assert_code(
+        app.set_enabled(&shop, true, failed.version).await,
+        Code::FailedPrecondition,
+    );
+    assert!(status.message().contains("unauthorized"), "{status:?}");
+
+    // Once the check passes, it does.
+    sim.state()
+        .add_key(&key, Default::default())
+        .expect("key back");
+    let passed = app.check(&shop).await;
+    let enabled = app
+        .set_enabled(&shop, true, passed.version)
+        .await
+        .expect("enabled");
+    assert!(enabled.enabled);
+    assert_eq!(enabled.version, passed.version + 1);
+    assert!(app.get(&shop).await.expect("get").enabled);
+
+    // Asking again changes nothing.
+    let again = app
+        .set_enabled(&shop, true, enabled.version)
+        .await
+        .expect("no-op");
+    assert_eq!(again, enabled);
+}
+
+#[tokio::test]
+async fn enabling_is_refused_after_the_key_changes() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (_key, version) = app.registered_and_checked(&sim, &shop).await;
+    let changed = app
+        .register(
+            &shop,
+            version,
+            full_detail(&sim.base_url()),
+            Some(&sim_key(&sim)),
+        )
+        .await
+        .expect("registered");
+    let status = assert_code(
+        app.set_enabled(&shop, true, changed.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["last_connection_check"]);
+    assert!(
+        status
+            .message()
+            .contains("changed after the last connection check"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn enabling_is_refused_while_the_detail_settings_are_incomplete() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let key = sim_key(&sim);
+    app.put_catalog(&shop).await;
+    let mut detail = full_detail(&sim.base_url());
+    detail.target_status_codes.clear();
+    detail.shipper_id = 0;
+    detail.delivery_method_id = 0;
+    detail.robot_id = 0;
+    detail.payment_mappings.clear();
+    app.register(&shop, 0, detail, Some(&key))
+        .await
+        .expect("registered");
+    let checked = app.check(&shop).await;
+    assert_eq!(
+        checked.check.expect("check").outcome(),
+        pb::ConnectionCheckOutcome::Ok
+    );
+
+    let status = assert_code(
+        app.set_enabled(&shop, true, checked.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(
+        subjects(&status),
+        [
+            "detail.target_status_codes",
+            "detail.shipper_id",
+            "detail.delivery_method_id",
+            "detail.robot_id",
+            "detail.payment_mappings",
+        ]
+    );
+    assert!(status.message().contains("shipper"), "{status:?}");
+
+    // Without any data target there is nothing to enable either.
+    let none = pb::DetailSettings {
+        wms_kind: pb::WmsKind::CommerceRobo as i32,
+        endpoint_url: sim.base_url(),
+        ..Default::default()
+    };
+    let saved = app
+        .register(&shop, checked.version, none, None)
+        .await
+        .expect("registered");
+    let status = assert_code(
+        app.set_enabled(&shop, true, saved.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["detail.data_targets"]);
+}
+
+#[tokio::test]
+async fn cancellations_need_a_cancelled_status_in_the_catalog() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let key = sim_key(&sim);
+    let open_only: Vec<pb::OrderStatus> = catalog()
+        .into_iter()
+        .filter(|s| s.kind() != pb::OrderStatusKind::Cancelled)
+        .collect();
+    app.admin
+        .clone()
+        .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
+            shop_id: shop.clone(),
+            statuses: open_only,
+        })
+        .await
+        .expect("catalog");
+    app.register(&shop, 0, full_detail(&sim.base_url()), Some(&key))
+        .await
+        .expect("registered");
+    let checked = app.check(&shop).await;
+    let status = assert_code(
+        app.set_enabled(&shop, true, checked.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["order_status_catalog"]);
+}
+
+#[tokio::test]
+async fn disabling_always_works() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (key, version) = app.registered_and_checked(&sim, &shop).await;
+    let enabled = app
+        .set_enabled(&shop, true, version)
+        .await
+        .expect("enabled");
+
+    // The WMS starts refusing the key: the check fails, the shop can still be switched off.
+    sim.state().remove_key(&key);
+    let failed = app.check(&shop).await;
+    assert_eq!(failed.version, enabled.version + 1);
+    let disabled = app
+        .set_enabled(&shop, false, failed.version)
+        .await
+        .expect("disabled");
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.version, failed.version + 1);
+
+    // Disabling a disabled shop is fine too, and changes nothing.
+    let again = app
+        .set_enabled(&shop, false, disabled.version)
+        .await
+        .expect("no-op");
+    assert_eq!(again, disabled);
+}
+
+#[tokio::test]
+async fn the_switch_needs_the_current_version_and_known_settings() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (_key, version) = app.registered_and_checked(&sim, &shop).await;
+    assert_code(
+        app.set_enabled(&shop, true, version - 1).await,
+        Code::Aborted,
+    );
+    assert!(!app.get(&shop).await.expect("get").enabled);
+    assert_code(
+        app.set_enabled(&unique_shop(), false, 0).await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
+async fn while_enabled_the_settings_stay_complete_and_checked() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (_key, version) = app.registered_and_checked(&sim, &shop).await;
+    let enabled = app
+        .set_enabled(&shop, true, version)
+        .await
+        .expect("enabled");
+
+    // A new key (or URL) needs a new check: disable first.
+    let status = assert_code(
+        app.register(
+            &shop,
+            enabled.version,
+            full_detail(&sim.base_url()),
+            Some(&sim_key(&sim)),
+        )
+        .await,
+        Code::FailedPrecondition,
+    );
+    assert!(status.message().contains("disable"), "{status:?}");
+    let other_url = format!("{}/v1", sim.base_url());
+    assert_code(
+        app.register(&shop, enabled.version, full_detail(&other_url), None)
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // Incomplete settings are refused.
+    let mut incomplete = full_detail(&sim.base_url());
+    incomplete.robot_id = 0;
+    let status = assert_code(
+        app.register(&shop, enabled.version, incomplete, None).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["detail.robot_id"]);
+    assert_eq!(app.get(&shop).await.expect("get"), enabled, "nothing saved");
+
+    // Complete settings with the same key and URL are fine and stay enabled.
+    let mut changed = full_detail(&sim.base_url());
+    changed.sync_period_days = 10;
+    let saved = app
+        .register(&shop, enabled.version, changed, None)
+        .await
+        .expect("registered");
+    assert!(saved.enabled);
+    assert!(saved.last_connection_check.expect("check").current);
+}

@@ -1,0 +1,68 @@
+use crate::helpers::*;
+
+#[tokio::test]
+async fn every_committed_change_is_published_with_its_version() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let other_shop = unique_shop();
+    app.put_catalog(&other_shop).await;
+
+    let (key, checked_version) = app.registered_and_checked(&sim, &shop).await; // v1 catalog, v2 register, v3 check
+    let enabled = app
+        .set_enabled(&shop, true, checked_version)
+        .await
+        .expect("enabled"); // v4
+    let disabled = app
+        .set_enabled(&shop, false, enabled.version)
+        .await
+        .expect("disabled"); // v5
+
+    // Nothing is published for what changes nothing: a refused enable (stale), a no-op
+    // disable, an identical catalog, a try-check.
+    assert!(app.set_enabled(&shop, true, 1).await.is_err());
+    app.set_enabled(&shop, false, disabled.version)
+        .await
+        .expect("no-op");
+    app.put_catalog(&shop).await;
+    app.try_check(&shop, &key, &sim.base_url()).await;
+
+    let registered = app
+        .register(&shop, disabled.version, full_detail(&sim.base_url()), None)
+        .await
+        .expect("registered"); // v6
+    assert_eq!(registered.version, 6);
+
+    app.events_until(&shop, 6).await;
+    let events = app.settings_events(&shop).await;
+    let summary: Vec<(i64, &str, bool)> = events
+        .iter()
+        .map(|(e, _)| (e.version, e.change.as_str(), e.enabled))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "status_catalog", false),
+            (2, "registered", false),
+            (3, "connection_checked", false),
+            (4, "enabled", true),
+            (5, "disabled", false),
+            (6, "registered", false),
+        ]
+    );
+    for (event, msg_id) in &events {
+        assert_eq!(event.shop_id, shop);
+        assert!(!event.event_id.is_empty());
+        assert_eq!(
+            msg_id.as_deref(),
+            Some(event.event_id.as_str()),
+            "Nats-Msg-Id = event_id"
+        );
+        assert!(event.changed_at.is_some());
+    }
+
+    // The other shop's events are its own.
+    let others = app.events_until(&other_shop, 1).await;
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].shop_id, other_shop);
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the settings service: the real application in-process against real
+//! PostgreSQL and NATS JetStream, and a real HTTP server (the WMS simulator or wiremock)
+//! standing in for the WMS.
+
+mod auth;
+mod catalog;
+mod check;
+mod enable;
+mod events;
+mod helpers;
+mod logs;
+mod register;
+mod secrets;
+mod tenancy;
+mod validation;
