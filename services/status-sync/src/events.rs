@@ -1,0 +1,126 @@
+//! The events status-sync publishes (through its outbox): `wms.{shop}.observed` and
+//! `wms.{shop}.anomaly`.
+
+use chrono::{DateTime, Utc};
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::outbox::{self, OutboxMessage};
+use wmslink_platform::shop::ShopId;
+use wmslink_proto::sync::v1::{AnomalyKind, WmsAnomaly, WmsObserved};
+
+use crate::model::Observation;
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
+}
+
+pub fn from_timestamp(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
+}
+
+pub fn observed(
+    shop: &ShopId,
+    order_no: &str,
+    observation: &Observation,
+    observed_at: DateTime<Utc>,
+) -> WmsObserved {
+    WmsObserved {
+        event_id: outbox::new_event_id(),
+        shop_id: shop.to_string(),
+        order_no: order_no.to_owned(),
+        wms_order_id: observation.wms_order_id,
+        status_id: observation.status_id,
+        status_name: observation.status_name.clone(),
+        cancelled: observation.cancelled,
+        shipped: observation.shipped,
+        shipping_status_id: observation.shipping_status_id,
+        tracking_code: observation.tracking_code.clone(),
+        shipping_date: observation.shipping_date.clone(),
+        wms_updated_at: Some(timestamp(observation.wms_updated_at)),
+        observed_at: Some(timestamp(observed_at)),
+        shipping_status_name: wmslink_wms_client::shipping_status_name(
+            observation.shipping_status_id,
+        )
+        .unwrap_or_default()
+        .to_owned(),
+    }
+}
+
+pub fn observed_message(subjects: &Subjects, shop: &ShopId, event: &WmsObserved) -> OutboxMessage {
+    OutboxMessage::protobuf(subjects.wms_observed(shop), event.event_id.clone(), event)
+}
+
+/// A stored anomaly, as listed and as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnomalyRecord {
+    pub anomaly_id: uuid::Uuid,
+    pub shop_id: String,
+    pub kind: AnomalyKind,
+    pub order_no: String,
+    pub wms_order_id: i64,
+    pub wms_status_id: i32,
+    pub wms_status_name: String,
+    pub detail: String,
+    pub detected_at: DateTime<Utc>,
+    pub run_id: uuid::Uuid,
+}
+
+impl AnomalyRecord {
+    pub fn to_proto(&self) -> WmsAnomaly {
+        WmsAnomaly {
+            event_id: self.anomaly_id.to_string(),
+            shop_id: self.shop_id.clone(),
+            order_no: self.order_no.clone(),
+            kind: self.kind.into(),
+            wms_order_id: self.wms_order_id,
+            detail: self.detail.clone(),
+            detected_at: Some(timestamp(self.detected_at)),
+            wms_status_id: self.wms_status_id,
+            wms_status_name: self.wms_status_name.clone(),
+            run_id: self.run_id.to_string(),
+        }
+    }
+}
+
+pub fn anomaly_message(
+    subjects: &Subjects,
+    shop: &ShopId,
+    anomaly: &AnomalyRecord,
+) -> OutboxMessage {
+    let event = anomaly.to_proto();
+    OutboxMessage::protobuf(subjects.wms_anomaly(shop), event.event_id.clone(), &event)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn observed_event_carries_every_field_and_goes_to_the_shop_subject() {
+        let subjects = Subjects::new("p").unwrap();
+        let shop = ShopId::parse("s1").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-11-28T01:15:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let observation = Observation {
+            wms_order_id: 7,
+            status_id: 100,
+            status_name: "出荷検品済".into(),
+            cancelled: false,
+            shipped: true,
+            shipping_status_id: 1,
+            tracking_code: "T-1".into(),
+            shipping_date: "2026-11-28".into(),
+            wms_updated_at: at,
+        };
+        let event = observed(&shop, "A-1", &observation, at);
+        let message = observed_message(&subjects, &shop, &event);
+        assert_eq!(message.subject, "p.wms.s1.observed");
+        assert_eq!(message.msg_id, event.event_id);
+        let decoded = WmsObserved::decode(message.payload.as_slice()).unwrap();
+        assert_eq!(decoded.shipping_status_name, "配達完了");
+        assert_eq!(decoded.tracking_code, "T-1");
+        assert_eq!(from_timestamp(&decoded.wms_updated_at.unwrap()), Some(at));
+    }
+}

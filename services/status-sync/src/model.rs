@@ -1,0 +1,271 @@
+//! The service's own vocabulary: watched shipments, what the WMS showed of them, sync periods.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_proto::sync::v1::AnomalyKind;
+use wmslink_wms_client::WmsOrder;
+
+/// Carrier statuses after which a shipped order needs no more watching: delivered (1),
+/// returned (12), cancelled (32).
+pub const FINAL_CARRIER_STATUSES: [i32; 3] = [1, 12, 32];
+
+/// Shipping statuses under which the WMS holds the order and it is watched.
+pub const WATCHED_STATUSES: [&str; 3] = ["SENT", "CANCEL_REQUESTED", "CANCEL_REJECTED"];
+
+/// The short name a shipping status is stored under (`SENT`, `CANCEL_REQUESTED`, …).
+pub fn status_key(status: ShippingStatus) -> &'static str {
+    let name = status.as_str_name();
+    name.strip_prefix("SHIPPING_STATUS_").unwrap_or(name)
+}
+
+/// What the WMS showed of one order, minus when we looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub wms_order_id: i64,
+    pub status_id: i32,
+    pub status_name: String,
+    pub cancelled: bool,
+    pub shipped: bool,
+    /// The carrier's status; 0 when none.
+    pub shipping_status_id: i32,
+    /// Empty when none.
+    pub tracking_code: String,
+    /// ISO date, empty when none.
+    pub shipping_date: String,
+    /// The WMS's `update_date`.
+    pub wms_updated_at: DateTime<Utc>,
+}
+
+impl Observation {
+    pub fn from_wms(order: &WmsOrder) -> Self {
+        Self {
+            wms_order_id: order.order_id,
+            status_id: order.status_id,
+            status_name: order.status_name.clone(),
+            cancelled: order.is_cancelled(),
+            shipped: order.is_shipped(),
+            shipping_status_id: order.shipping_status_id.unwrap_or(0),
+            tracking_code: order.tracking_code.clone().unwrap_or_default(),
+            shipping_date: order
+                .shipping_date
+                .map(|date| date.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            wms_updated_at: order.update_date.with_timezone(&Utc),
+        }
+    }
+
+    /// Whether anything the cart cares about differs (the WMS's `update_date` alone does not
+    /// count: the WMS bumps it for changes nobody downstream sees).
+    pub fn differs_from(&self, before: &Observation) -> bool {
+        self.wms_order_id != before.wms_order_id
+            || self.status_id != before.status_id
+            || self.status_name != before.status_name
+            || self.cancelled != before.cancelled
+            || self.shipped != before.shipped
+            || self.shipping_status_id != before.shipping_status_id
+            || self.tracking_code != before.tracking_code
+            || self.shipping_date != before.shipping_date
+    }
+
+    pub fn carrier_final(&self) -> bool {
+        FINAL_CARRIER_STATUSES.contains(&self.shipping_status_id)
+    }
+}
+
+/// One shipment of the watch list as stored (every shipment of the shop that the dispatcher
+/// told us about, watched or not: the ones not watched still count as "sent by wmslink").
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRow {
+    pub order_no: String,
+    /// 0 until the WMS registered it.
+    pub wms_order_id: i64,
+    pub order_date: DateTime<Utc>,
+    /// As [`status_key`].
+    pub shipping_status: String,
+    pub sequence: i64,
+    /// When the dispatcher first reported it shipped.
+    pub shipped_at: Option<DateTime<Utc>>,
+    /// The last observation, if any.
+    pub last: Option<Observation>,
+    /// Last time the WMS returned it in any answer.
+    pub seen_in_wms_at: Option<DateTime<Utc>>,
+}
+
+impl WatchRow {
+    /// Watched: held by the WMS and not settled yet. Mirrors the SQL in `store`.
+    pub fn is_watched(&self, now: DateTime<Utc>, shipped_watch: Duration) -> bool {
+        if WATCHED_STATUSES.contains(&self.shipping_status.as_str()) {
+            return true;
+        }
+        if self.shipping_status != "SHIPPED" {
+            return false;
+        }
+        let settled = self.last.as_ref().is_some_and(Observation::carrier_final);
+        let recent = self.shipped_at.is_none_or(|at| {
+            chrono::Duration::from_std(shipped_watch)
+                .map(|window| at + window > now)
+                .unwrap_or(true)
+        });
+        !settled && recent
+    }
+
+    /// Whether the cart asked the WMS to cancel it (so a WMS cancellation is expected).
+    pub fn cancellation_requested(&self) -> bool {
+        matches!(
+            self.shipping_status.as_str(),
+            "CANCEL_REQUESTED" | "CANCELLED"
+        )
+    }
+
+    /// Whether the dispatcher may still be registering it (the WMS may know it before we
+    /// hear of the registration).
+    pub fn before_registration(&self) -> bool {
+        matches!(
+            self.shipping_status.as_str(),
+            "NOT_SENT" | "QUEUED" | "SENDING" | "ERROR" | "UNSPECIFIED"
+        )
+    }
+}
+
+/// Order dates `[from, to)`; `to` open when `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    /// The shop's sync period ⑧: the last `days` days, up to any time (an order dated a little
+    /// in the future by a skewed clock is still in).
+    pub fn last_days(now: DateTime<Utc>, days: u32) -> Self {
+        Self {
+            from: now - chrono::Duration::days(i64::from(days.max(1))),
+            to: None,
+        }
+    }
+
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        at >= self.from && self.to.is_none_or(|to| at < to)
+    }
+}
+
+/// Something that looks like an anomaly; reported if it still holds after the grace time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub kind: AnomalyKind,
+    pub order_no: String,
+    /// The WMS order concerned (ours for a missing one, 0 when unknown).
+    pub wms_order_id: i64,
+    pub wms_status_id: i32,
+    pub wms_status_name: String,
+    pub detail: String,
+}
+
+pub fn anomaly_kind_key(kind: AnomalyKind) -> &'static str {
+    let name = kind.as_str_name();
+    name.strip_prefix("ANOMALY_KIND_").unwrap_or(name)
+}
+
+pub fn anomaly_kind_from_key(key: &str) -> AnomalyKind {
+    AnomalyKind::from_str_name(&format!("ANOMALY_KIND_{key}")).unwrap_or(AnomalyKind::Unspecified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str) -> WatchRow {
+        WatchRow {
+            order_no: "A-1".into(),
+            wms_order_id: 7,
+            order_date: Utc::now(),
+            shipping_status: status.into(),
+            sequence: 1,
+            shipped_at: None,
+            last: None,
+            seen_in_wms_at: None,
+        }
+    }
+
+    #[test]
+    fn status_keys_round_trip_short_names() {
+        assert_eq!(
+            status_key(ShippingStatus::CancelRequested),
+            "CANCEL_REQUESTED"
+        );
+        assert_eq!(status_key(ShippingStatus::Sent), "SENT");
+        assert_eq!(
+            anomaly_kind_key(AnomalyKind::MissingInWms),
+            "MISSING_IN_WMS"
+        );
+        assert_eq!(
+            anomaly_kind_from_key("NOT_SENT_BY_WMSLINK"),
+            AnomalyKind::NotSentByWmslink
+        );
+    }
+
+    #[test]
+    fn watched_statuses_and_shipped_until_final_or_old() {
+        let now = Utc::now();
+        let window = Duration::from_secs(14 * 24 * 3600);
+        for status in ["SENT", "CANCEL_REQUESTED", "CANCEL_REJECTED"] {
+            assert!(row(status).is_watched(now, window), "{status}");
+        }
+        for status in ["CANCELLED", "NOT_SENT", "QUEUED", "SENDING", "ERROR"] {
+            assert!(!row(status).is_watched(now, window), "{status}");
+        }
+        let mut shipped = row("SHIPPED");
+        shipped.shipped_at = Some(now - chrono::Duration::days(2));
+        assert!(shipped.is_watched(now, window));
+        shipped.shipped_at = Some(now - chrono::Duration::days(15));
+        assert!(!shipped.is_watched(now, window), "too old");
+        shipped.shipped_at = Some(now);
+        let mut delivered = observation();
+        delivered.shipping_status_id = 1;
+        shipped.last = Some(delivered);
+        assert!(!shipped.is_watched(now, window), "delivered is final");
+    }
+
+    fn observation() -> Observation {
+        Observation {
+            wms_order_id: 7,
+            status_id: 50,
+            status_name: "出荷待ち".into(),
+            cancelled: false,
+            shipped: false,
+            shipping_status_id: 0,
+            tracking_code: String::new(),
+            shipping_date: String::new(),
+            wms_updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_visible_changes_count() {
+        let before = observation();
+        let mut later = before.clone();
+        later.wms_updated_at += chrono::Duration::minutes(3);
+        assert!(!later.differs_from(&before));
+        later.tracking_code = "1234-5678".into();
+        assert!(later.differs_from(&before));
+        let mut status = before.clone();
+        status.status_id = 20;
+        assert!(status.differs_from(&before));
+    }
+
+    #[test]
+    fn period_is_half_open() {
+        let now = Utc::now();
+        let period = Period {
+            from: now - chrono::Duration::days(1),
+            to: Some(now),
+        };
+        assert!(period.contains(now - chrono::Duration::hours(1)));
+        assert!(period.contains(period.from));
+        assert!(!period.contains(now));
+        assert!(Period::last_days(now, 30).contains(now + chrono::Duration::hours(1)));
+        assert!(!Period::last_days(now, 30).contains(now - chrono::Duration::days(31)));
+    }
+}

@@ -1,0 +1,136 @@
+//! Background loops: the per-shop scheduler (E1), the settings-change listener, housekeeping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::shop::ShopId;
+
+use crate::runner::Runner;
+use crate::watchlist::CONSUMER;
+
+/// Every tick, starts a pass for each due shop that has none running in this replica. Each
+/// shop's pass is its own task, so one shop's slow or failing WMS never holds up another;
+/// the lease makes it one runner per shop across replicas.
+pub async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
+    let sync = runner.sync_config().clone();
+    let permits = Arc::new(Semaphore::new(sync.max_concurrent_shops.max(1)));
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut tick = tokio::time::interval(sync.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        tasks.retain(|_, task| !task.is_finished());
+        let due = match runner.store().due_shops().await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "scheduler: cannot list due shops");
+                continue;
+            }
+        };
+        for shop in due {
+            if tasks.contains_key(&shop) {
+                continue;
+            }
+            let runner = runner.clone();
+            let permits = permits.clone();
+            let token = shutdown.clone();
+            let name = shop.clone();
+            let task = tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                if token.is_cancelled() {
+                    return;
+                }
+                runner.run_scheduled(&name, token).await;
+            });
+            tasks.insert(shop, task);
+        }
+    }
+    // Passes see the cancellation, record themselves as interrupted and release their lease.
+    for (shop, task) in tasks {
+        if let Err(err) = task.await {
+            tracing::warn!(%shop, error = %err, "scheduled pass ended abnormally");
+        }
+    }
+}
+
+/// Drops a shop's cached settings as soon as they change, and makes the shop due now (so
+/// enabling a shop syncs it at once). Core NATS: a lost message only costs the cache TTL.
+pub async fn listen_settings(
+    client: async_nats::Client,
+    subjects: Subjects,
+    runner: Arc<Runner>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let mut subscription = match client.subscribe(subjects.settings_changed_all()).await {
+            Ok(subscription) => subscription,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot subscribe to settings changes; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = subscription.next() => message,
+            };
+            let Some(message) = message else { break };
+            let Some(shop) = subjects
+                .shop_of(message.subject.as_str())
+                .and_then(|shop| ShopId::parse(shop).ok())
+            else {
+                continue;
+            };
+            runner.shops().invalidate(shop.as_str());
+            if let Err(err) = runner.store().shop_changed(shop.as_str()).await {
+                tracing::warn!(%shop, error = %err, "cannot record a settings change");
+            }
+            tracing::debug!(%shop, "settings changed");
+        }
+    }
+}
+
+/// Hourly pruning of old runs, stale suspects and processed-message ids, and published
+/// outbox rows.
+pub async fn housekeeping(runner: Arc<Runner>, shutdown: CancellationToken) {
+    let keep_runs =
+        Duration::from_secs(u64::from(runner.sync_config().keep_runs_days.max(1)) * 86_400);
+    // The shipments stream keeps messages 7 days: an id older than that cannot come back.
+    let keep_processed = Duration::from_secs(8 * 86_400);
+    let mut pause = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = Duration::from_secs(3600);
+        match runner
+            .store()
+            .prune(keep_runs, CONSUMER, keep_processed)
+            .await
+        {
+            Ok(deleted) => tracing::debug!(deleted, "housekeeping"),
+            Err(err) => tracing::warn!(error = %err, "housekeeping failed"),
+        }
+        if let Err(err) =
+            wmslink_platform::outbox::prune(runner.store().pool(), Duration::from_secs(86_400))
+                .await
+        {
+            tracing::warn!(error = %err, "outbox pruning failed");
+        }
+    }
+}

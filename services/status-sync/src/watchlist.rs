@@ -1,0 +1,234 @@
+//! Keeps the watch list from the dispatcher's `shipments.{shop}.updated` events: one
+//! transaction per message with its processed-message id, newer `sequence` only.
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use sqlx::PgPool;
+use wmslink_platform::consumer::{Delivery, HandleError, Handler};
+use wmslink_platform::db;
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::shop::ShopId;
+use wmslink_proto::dispatch::v1::ShipmentUpdated;
+use wmslink_proto::orders::v1::ShippingStatus;
+
+use crate::events::from_timestamp;
+use crate::model::status_key;
+use crate::store::{ShipmentChange, Store};
+
+/// The durable consumer's name (also the `processed_messages.consumer`).
+pub const CONSUMER: &str = "status-sync-shipments";
+
+/// Longest order number accepted (the WMS's `order_no` is short; this only bounds input).
+const MAX_ORDER_NO_LEN: usize = 100;
+
+pub struct WatchListHandler {
+    pool: PgPool,
+    subjects: Subjects,
+}
+
+impl WatchListHandler {
+    pub fn new(pool: PgPool, subjects: Subjects) -> Self {
+        Self { pool, subjects }
+    }
+}
+
+/// A decoded, checked update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedUpdate {
+    pub shop_id: ShopId,
+    pub order_no: String,
+    pub wms_order_id: i64,
+    pub order_date: DateTime<Utc>,
+    pub shipping_status: &'static str,
+    pub sequence: i64,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Decodes and checks one message; every refusal is permanent (dead-lettered with the reason).
+pub fn check(
+    subjects: &Subjects,
+    subject: &str,
+    payload: &[u8],
+    received_at: DateTime<Utc>,
+) -> Result<CheckedUpdate, String> {
+    let event =
+        ShipmentUpdated::decode(payload).map_err(|err| format!("not a ShipmentUpdated: {err}"))?;
+    let shipment = event
+        .shipment
+        .ok_or_else(|| "shipment: missing".to_owned())?;
+    let shop_id =
+        ShopId::parse(&shipment.shop_id).map_err(|err| format!("shipment.shop_id: {err}"))?;
+    let subject_shop = subjects.shop_of(subject);
+    if subject_shop != Some(shop_id.as_str()) {
+        return Err(format!(
+            "shipment.shop_id '{shop_id}' does not match the subject '{subject}'"
+        ));
+    }
+    if shipment.order_no.is_empty() || shipment.order_no.len() > MAX_ORDER_NO_LEN {
+        return Err(format!(
+            "shipment.order_no: must be 1..={MAX_ORDER_NO_LEN} bytes"
+        ));
+    }
+    if shipment.order_no.contains(',') {
+        return Err("shipment.order_no: must not contain ',' (the WMS's in-list separator)".into());
+    }
+    let status = ShippingStatus::try_from(shipment.shipping_status).map_err(|_| {
+        format!(
+            "shipment.shipping_status: unknown value {}",
+            shipment.shipping_status
+        )
+    })?;
+    if status == ShippingStatus::Unspecified {
+        return Err("shipment.shipping_status: must be set".into());
+    }
+    if event.sequence <= 0 {
+        return Err("sequence: must be positive".into());
+    }
+    let occurred_at = event
+        .occurred_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .unwrap_or(received_at);
+    // The order date bounds what is asked (⑧); without one, the time of the event is the best
+    // (latest) guess, so the order stays in the period at least as long as it should.
+    let order_date = shipment
+        .order_date
+        .as_ref()
+        .and_then(from_timestamp)
+        .unwrap_or(occurred_at);
+    Ok(CheckedUpdate {
+        shop_id,
+        order_no: shipment.order_no,
+        wms_order_id: shipment.wms_order_id.max(0),
+        order_date,
+        shipping_status: status_key(status),
+        sequence: event.sequence,
+        occurred_at,
+    })
+}
+
+impl Handler for WatchListHandler {
+    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+        let update = check(
+            &self.subjects,
+            delivery.subject,
+            delivery.payload,
+            Utc::now(),
+        )
+        .map_err(HandleError::permanent)?;
+        let mut tx = self.pool.begin().await?;
+        if !db::mark_processed(&mut tx, CONSUMER, &delivery.msg_id).await? {
+            return Ok(());
+        }
+        Store::upsert_shop(&mut tx, update.shop_id.as_str()).await?;
+        let applied = Store::apply_shipment(
+            &mut tx,
+            &ShipmentChange {
+                shop_id: update.shop_id.as_str(),
+                order_no: &update.order_no,
+                wms_order_id: update.wms_order_id,
+                order_date: update.order_date,
+                shipping_status: update.shipping_status,
+                sequence: update.sequence,
+                occurred_at: update.occurred_at,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(
+            shop = %update.shop_id,
+            order_no = %update.order_no,
+            status = update.shipping_status,
+            sequence = update.sequence,
+            applied,
+            "shipment update"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use wmslink_proto::dispatch::v1::Shipment;
+
+    fn event(shop: &str, order_no: &str, status: ShippingStatus, sequence: i64) -> Vec<u8> {
+        ShipmentUpdated {
+            event_id: "e1".into(),
+            shipment: Some(Shipment {
+                shop_id: shop.into(),
+                order_no: order_no.into(),
+                shipping_status: status.into(),
+                wms_order_id: 42,
+                order_date: Some(wmslink_proto::timestamp(1_700_000_000, 0)),
+                ..Shipment::default()
+            }),
+            sequence,
+            occurred_at: Some(wmslink_proto::timestamp(1_700_000_100, 0)),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn accepts_a_well_formed_update() {
+        let subjects = Subjects::new("p").unwrap();
+        let update = check(
+            &subjects,
+            "p.shipments.s1.updated",
+            &event("s1", "A-1", ShippingStatus::Sent, 3),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(update.shipping_status, "SENT");
+        assert_eq!(update.wms_order_id, 42);
+        assert_eq!(update.order_date.timestamp(), 1_700_000_000);
+        assert_eq!(update.occurred_at.timestamp(), 1_700_000_100);
+    }
+
+    #[test]
+    fn refuses_other_tenants_garbage_and_bad_fields() {
+        let subjects = Subjects::new("p").unwrap();
+        let refused = |subject: &str, payload: Vec<u8>| {
+            check(&subjects, subject, &payload, Utc::now()).unwrap_err()
+        };
+        assert!(
+            refused(
+                "p.shipments.s2.updated",
+                event("s1", "A", ShippingStatus::Sent, 1)
+            )
+            .contains("does not match")
+        );
+        assert!(
+            refused("p.shipments.s1.updated", vec![0xff, 0xff]).contains("not a ShipmentUpdated")
+        );
+        assert!(
+            refused(
+                "p.shipments.s1.updated",
+                event("s1", "", ShippingStatus::Sent, 1)
+            )
+            .contains("order_no")
+        );
+        assert!(
+            refused(
+                "p.shipments.s1.updated",
+                event("s1", "A,B", ShippingStatus::Sent, 1)
+            )
+            .contains("order_no")
+        );
+        assert!(
+            refused(
+                "p.shipments.s1.updated",
+                event("s1", "A", ShippingStatus::Unspecified, 1)
+            )
+            .contains("shipping_status")
+        );
+        assert!(
+            refused(
+                "p.shipments.s1.updated",
+                event("s1", "A", ShippingStatus::Sent, 0)
+            )
+            .contains("sequence")
+        );
+    }
+}

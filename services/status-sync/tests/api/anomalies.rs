@@ -1,0 +1,186 @@
+//! R5: WMS cancellations wmslink never requested, WMS orders wmslink never sent, shipments the
+//! WMS no longer knows: each found, stored, listed and published once.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_proto::sync::v1::AnomalyKind;
+use wmslink_testkit::eventually;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_wms_cancellation_never_requested_is_reported_once() {
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    let date = days_ago(2);
+    let ids = app
+        .sent_orders(&shop, &[("U-1".into(), date), ("R-1".into(), date)])
+        .await;
+    app.run_sync(&shop).await;
+    // The cart asked for R-1's cancellation; nobody asked for U-1's.
+    app.shipment(
+        &shop,
+        "R-1",
+        ids["R-1"],
+        ShippingStatus::CancelRequested,
+        2,
+        date,
+    )
+    .await;
+    app.wait_for_shipment(&shop, "R-1", "CANCEL_REQUESTED", 2)
+        .await;
+    for order in ["U-1", "R-1"] {
+        app.patch_order(&shop, ids[order], json!({ "cancel_flag": 1 }))
+            .await;
+    }
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!((run.changed, run.anomalies), (2, 1), "{run:?}");
+    let listed = app
+        .anomalies(&shop, AnomalyKind::CancelledUnrequested)
+        .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let anomaly = &listed[0];
+    assert_eq!(
+        (
+            anomaly.order_no.as_str(),
+            anomaly.wms_order_id,
+            anomaly.shop_id.as_str()
+        ),
+        ("U-1", ids["U-1"], shop.id.as_str())
+    );
+    assert_eq!(anomaly.kind(), AnomalyKind::CancelledUnrequested);
+    assert!(
+        anomaly.detail.contains("never requested"),
+        "{}",
+        anomaly.detail
+    );
+    assert_eq!(anomaly.run_id, run.run_id);
+    // The dispatcher sees the cancellation too.
+    let cancelled = app.observed_by_order(&shop).await["U-1"]
+        .last()
+        .map(|e| e.cancelled);
+    assert_eq!(cancelled, Some(true));
+
+    // Seen again by later passes: not reported again.
+    let again = app.run_sync(&shop).await;
+    assert_eq!(again.anomalies, 0, "{again:?}");
+    assert_eq!(
+        app.anomalies(&shop, AnomalyKind::Unspecified).await.len(),
+        1
+    );
+    let published = app.anomaly_events(&shop).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0], listed[0]);
+}
+
+#[tokio::test]
+async fn wms_orders_wmslink_never_sent_are_reported() {
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    app.sent_orders(&shop, &[("OURS-1".into(), days_ago(1))])
+        .await;
+    // One the dispatcher is registering right now (known, no WMS id yet), and one registered
+    // by CSV that wmslink never heard of.
+    let queued = register_in_wms(&shop.wms, &[("Q-1".into(), days_ago(1))]).await;
+    app.shipment(&shop, "Q-1", 0, ShippingStatus::Sending, 1, days_ago(1))
+        .await;
+    app.wait_for_shipment(&shop, "Q-1", "SENDING", 1).await;
+    let csv = register_in_wms(&shop.wms, &[("CSV-1".into(), days_ago(1))]).await;
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!(run.anomalies, 1, "{run:?}");
+    let listed = app.anomalies(&shop, AnomalyKind::NotSentByWmslink).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].order_no.as_str(), listed[0].wms_order_id),
+        ("CSV-1", csv["CSV-1"])
+    );
+    assert_eq!(listed[0].wms_status_id, 50);
+    assert!(listed[0].detail.contains("CSV"), "{}", listed[0].detail);
+    assert!(queued.contains_key("Q-1"));
+
+    assert_eq!(app.run_sync(&shop).await.anomalies, 0);
+    assert_eq!(app.anomaly_events(&shop).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_shipment_the_wms_no_longer_knows_is_reported() {
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    app.sent_orders(&shop, &[("REAL-1".into(), days_ago(1))])
+        .await;
+    app.shipment(
+        &shop,
+        "GHOST-1",
+        987_654,
+        ShippingStatus::Sent,
+        1,
+        days_ago(1),
+    )
+    .await;
+    app.wait_for_watch_list(&shop, 2).await;
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!((run.pass.as_str(), run.anomalies), ("full", 1), "{run:?}");
+    let listed = app.anomalies(&shop, AnomalyKind::MissingInWms).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].order_no.as_str(), listed[0].wms_order_id),
+        ("GHOST-1", 987_654)
+    );
+    assert!(
+        listed[0].detail.contains("no longer knows"),
+        "{}",
+        listed[0].detail
+    );
+    let published = app.anomaly_events(&shop).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].kind(), AnomalyKind::MissingInWms);
+    assert!(
+        app.anomalies(&shop, AnomalyKind::CancelledUnrequested)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_suspect_explained_within_the_grace_time_is_not_reported() {
+    let app = spawn_app_with(wmslink_wms_simulator::SimConfig::for_tests(), |config| {
+        config.sync.anomaly_grace_secs = 1;
+    })
+    .await;
+    let shop = app.add_shop().await;
+    let date = days_ago(1);
+    // Registered by the dispatcher, whose event is late, and one by CSV.
+    let late = register_in_wms(&shop.wms, &[("LATE-1".into(), date)]).await;
+    register_in_wms(&shop.wms, &[("CSV-2".into(), date)]).await;
+    let first = app.run_sync(&shop).await;
+    assert_eq!(first.anomalies, 0, "still within the grace time: {first:?}");
+
+    app.shipment(
+        &shop,
+        "LATE-1",
+        late["LATE-1"],
+        ShippingStatus::Sent,
+        1,
+        date,
+    )
+    .await;
+    app.wait_for_shipment(&shop, "LATE-1", "SENT", 1).await;
+
+    let reported = eventually(
+        Duration::from_secs(10),
+        "the grace time to pass",
+        || async {
+            app.run_sync(&shop).await;
+            let listed = app.anomalies(&shop, AnomalyKind::NotSentByWmslink).await;
+            (!listed.is_empty()).then_some(listed)
+        },
+    )
+    .await;
+    let order_nos: Vec<&str> = reported.iter().map(|a| a.order_no.as_str()).collect();
+    assert_eq!(order_nos, vec!["CSV-2"]);
+}
