@@ -68,6 +68,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), GrpcError> {
     tonic::transport::Server::builder()
+        .trace_fn(crate::telemetry::grpc_request_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;

@@ -142,6 +142,10 @@ impl Subjects {
     pub fn cart_orders_all(&self) -> String {
         self.subject("cart.orders.*.>")
     }
+    /// `cart.orders.*.upserted`: every shop's order snapshots (a consumer filter).
+    pub fn cart_orders_upserted_all(&self) -> String {
+        self.subject("cart.orders.*.upserted")
+    }
     pub fn order_status_changed(&self, shop: &ShopId) -> String {
         self.subject(&format!("orders.{shop}.status_changed"))
     }

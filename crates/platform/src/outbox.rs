@@ -29,10 +29,11 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
-    /// A protobuf event with a fresh message id (returned in `msg_id`).
+    /// A protobuf event, carrying the current W3C trace context.
     pub fn protobuf(subject: String, msg_id: String, message: &impl prost::Message) -> Self {
         let mut headers = BTreeMap::new();
         headers.insert(CONTENT_TYPE.to_owned(), PROTOBUF.to_owned());
+        crate::telemetry::inject_trace_context_into_map(&mut headers);
         Self {
             msg_id,
             subject,

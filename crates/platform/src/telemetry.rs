@@ -123,6 +123,45 @@ impl Extractor for NatsHeaderExtractor<'_> {
     }
 }
 
+struct MapInjector<'a>(&'a mut std::collections::BTreeMap<String, String>);
+
+impl Injector for MapInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct HttpHeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HttpHeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Writes the current span's W3C trace context into a header map (outbox rows keep it until
+/// the relay publishes them, so a trace follows an order across services).
+pub fn inject_trace_context_into_map(headers: &mut std::collections::BTreeMap<String, String>) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut MapInjector(headers));
+    });
+}
+
+/// A span for one gRPC call, child of the caller's W3C trace context when it sent one.
+pub fn grpc_request_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let span = tracing::info_span!("grpc", rpc = %request.uri().path());
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HttpHeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
+}
+
 /// Writes the current span's W3C trace context into NATS headers.
 pub fn inject_trace_context(headers: &mut async_nats::HeaderMap) {
     let context = tracing::Span::current().context();
