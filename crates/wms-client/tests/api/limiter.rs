@@ -63,9 +63,9 @@ async fn an_agreeing_in_process_limiter_provokes_no_429() {
 
 #[tokio::test]
 async fn without_a_limiter_the_simulator_answers_429() {
-    let (sim_rl, _) = budget();
     let sim = sim().await;
-    let key = add_key(&sim, Some(sim_rl));
+    // Burst 5 like the budget, but so slow a refill that timing cannot change the count.
+    let key = add_key(&sim, Some(SimRateLimit::new(0.2, 5)));
     let c = client(&sim.base_url(), &key);
     let (ok, limited) = burst(std::slice::from_ref(&c), 12).await;
     assert_eq!(ok, 5, "the burst passes");
@@ -150,20 +150,34 @@ async fn postgres_bucket_grants_the_burst_then_the_rate() {
     };
     let limiter = PgRateLimiter::new(db.pool.clone(), cfg).unwrap();
     let bucket = BucketId::from_name("t");
-    let mut waits = Vec::new();
+    // (midpoint of the call, half its round trip, wait granted)
+    let mut calls = Vec::new();
+    let t0 = Instant::now();
     for _ in 0..8 {
-        waits.push(limiter.reserve(&bucket).await.unwrap());
+        let before = t0.elapsed().as_secs_f64() * 1000.0;
+        let wait = limiter.reserve(&bucket).await.unwrap();
+        let after = t0.elapsed().as_secs_f64() * 1000.0;
+        calls.push(((before + after) / 2.0, (after - before) / 2.0, wait));
     }
-    assert!(waits[..5].iter().all(|w| w.is_zero()), "{waits:?}");
-    // 6th..8th wait about 50, 100, 150 ms.
-    for (i, w) in waits[5..].iter().enumerate() {
-        let expected = 50.0 * (i as f64 + 1.0);
-        let got = w.as_secs_f64() * 1000.0;
+    let (mid0, half0, _) = calls[0];
+    for (k, &(mid, half, wait)) in calls.iter().enumerate() {
+        // GCRA: the k-th token (0-based) is due at t0 + (k - 4) x 50 ms, or at once.
+        let due = mid0 + 50.0 * (k as f64 - 4.0);
+        let expected = (due - mid).max(0.0);
+        let got = wait.as_secs_f64() * 1000.0;
+        let tolerance = 10.0 + half + half0;
         assert!(
-            (got - expected).abs() < 30.0,
-            "wait {i}: {got} ms, expected ~{expected}"
+            (got - expected).abs() <= tolerance,
+            "token {k}: waited {got:.1} ms, expected {expected:.1} ± {tolerance:.1}"
         );
+        if k < 5 {
+            assert!(wait.is_zero(), "the burst of 5 passes at once: {calls:?}");
+        }
     }
+    assert!(
+        calls[7].2 > calls[6].2,
+        "later tokens wait longer: {calls:?}"
+    );
     // Another bucket is independent.
     assert!(
         limiter
