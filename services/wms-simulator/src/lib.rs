@@ -94,7 +94,8 @@ impl Simulator {
 
     /// Serve until SIGTERM or Ctrl-C.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_with_shutdown(shutdown_signal()).await
+        let signal = wmslink_platform::shutdown::on_signal();
+        self.run_with_shutdown(signal.cancelled_owned()).await
     }
 
     /// Serve until `signal` completes, then finish the requests in flight.
@@ -209,26 +210,5 @@ async fn run_warehouse(state: Arc<SimState>, token: CancellationToken) {
                 }
             }
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }
