@@ -1,0 +1,490 @@
+//! The dispatcher's tables: `shipments` (one row per shop and order number) and
+//! `shipment_history`. Every write goes through [`persist`], which saves the row, appends its
+//! history and, for changes others must see, the `ShipmentUpdated` outbox event — all in the
+//! caller's transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use wmslink_platform::nats::Subjects;
+
+use crate::events;
+use crate::state_machine::{Input, Refused, Status, transition};
+
+impl TryFrom<String> for Status {
+    type Error = UnknownStatus;
+    fn try_from(raw: String) -> Result<Self, UnknownStatus> {
+        Status::parse(&raw).ok_or(UnknownStatus(raw))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown shipping status '{0}' in the database")]
+pub struct UnknownStatus(String);
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShipmentRow {
+    pub shop_id: String,
+    pub order_no: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub order_revision: i64,
+    pub order_snapshot: Vec<u8>,
+    pub order_status_code: String,
+    pub order_date: Option<DateTime<Utc>>,
+    pub content_fingerprint: String,
+    pub sent_revision: Option<i64>,
+    pub sent_fingerprint: Option<String>,
+    pub wms_order_id: Option<i64>,
+    pub wms_status_id: Option<i32>,
+    pub wms_status_name: Option<String>,
+    pub wms_updated_at: Option<DateTime<Utc>>,
+    pub tracking_code: Option<String>,
+    pub shipped_date: Option<String>,
+    pub edited_after_sending: bool,
+    pub edited_revision: Option<i64>,
+    pub cancelled_in_wms_unrequested: bool,
+    pub cancel_pending: bool,
+    pub cancel_rejected: bool,
+    pub last_error: Option<String>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub sequence: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Built by [`ShipmentRow::new`] and not inserted yet.
+    #[sqlx(skip)]
+    pub unsaved: bool,
+}
+
+impl ShipmentRow {
+    /// A row not yet in the database.
+    pub fn new(shop_id: &str, order_no: &str) -> Self {
+        let now = Utc::now();
+        Self {
+            shop_id: shop_id.to_owned(),
+            order_no: order_no.to_owned(),
+            status: Status::NotSent,
+            order_revision: 0,
+            order_snapshot: Vec::new(),
+            order_status_code: String::new(),
+            order_date: None,
+            content_fingerprint: String::new(),
+            sent_revision: None,
+            sent_fingerprint: None,
+            wms_order_id: None,
+            wms_status_id: None,
+            wms_status_name: None,
+            wms_updated_at: None,
+            tracking_code: None,
+            shipped_date: None,
+            edited_after_sending: false,
+            edited_revision: None,
+            cancelled_in_wms_unrequested: false,
+            cancel_pending: false,
+            cancel_rejected: false,
+            last_error: None,
+            queued_at: None,
+            sequence: 0,
+            created_at: now,
+            updated_at: now,
+            unsaved: true,
+        }
+    }
+
+    /// Applies `input` through the state machine and returns the history line for it.
+    pub fn apply(&mut self, input: Input, reason: impl Into<String>) -> Result<History, Refused> {
+        let from = self.status;
+        let to = transition(from, input)?;
+        self.status = to;
+        if to == Status::Queued {
+            self.queued_at = Some(Utc::now());
+        }
+        Ok(History::state_change(from, to, reason))
+    }
+}
+
+/// One history line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub kind: &'static str,
+    pub from_status: String,
+    pub to_status: String,
+    pub reason: String,
+    pub request_summary: String,
+    pub response_summary: String,
+    pub error: String,
+}
+
+impl History {
+    pub const STATE_CHANGE: &'static str = "state_change";
+    pub const WMS_CALL: &'static str = "wms_call";
+    pub const NOTE: &'static str = "note";
+
+    pub fn state_change(from: Status, to: Status, reason: impl Into<String>) -> Self {
+        Self {
+            kind: Self::STATE_CHANGE,
+            from_status: from.as_str().to_owned(),
+            to_status: to.as_str().to_owned(),
+            reason: reason.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn wms_call(
+        request: impl Into<String>,
+        response: impl Into<String>,
+        error: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: Self::WMS_CALL,
+            request_summary: request.into(),
+            response_summary: response.into(),
+            error: error.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn note(reason: impl Into<String>) -> Self {
+        Self {
+            kind: Self::NOTE,
+            reason: reason.into(),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub reason: String,
+    pub request_summary: String,
+    pub response_summary: String,
+    pub error: String,
+}
+
+// sqlx 0.9 takes `&'static str` queries: the column list is spelled out in each.
+macro_rules! select_shipments {
+    ($rest:literal) => {
+        concat!(
+            "SELECT shop_id, order_no, status, order_revision, order_snapshot, order_status_code, \
+             order_date, content_fingerprint, sent_revision, sent_fingerprint, wms_order_id, wms_status_id, \
+             wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
+             edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
+             queued_at, sequence, created_at, updated_at FROM shipments ",
+            $rest
+        )
+    };
+}
+
+/// One shipment, unlocked.
+pub async fn get<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<Option<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!("WHERE shop_id = $1 AND order_no = $2"))
+        .bind(shop_id)
+        .bind(order_no)
+        .fetch_optional(executor)
+        .await
+}
+
+/// One shipment, locked for the rest of the transaction.
+pub async fn lock(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<Option<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND order_no = $2 FOR UPDATE"
+    ))
+    .bind(shop_id)
+    .bind(order_no)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The oldest queued shipments of a shop, locked (others skip them).
+pub async fn lock_queued(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = 'QUEUED' ORDER BY queued_at, order_no LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(shop_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Shipments of a shop in `status`, oldest change first (unlocked: the sender owns them).
+pub async fn in_status<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    status: Status,
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = $2 ORDER BY updated_at, order_no LIMIT $3"
+    ))
+    .bind(shop_id)
+    .bind(status.as_str())
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Locks the given shipments of a shop, in a stable order (no deadlocks between writers).
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    order_nos: &[String],
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND order_no = ANY($2) ORDER BY order_no FOR UPDATE"
+    ))
+    .bind(shop_id)
+    .bind(order_nos)
+    .fetch_all(conn)
+    .await
+}
+
+/// E1/E2: never-sent shipments of a shop whose order is in one of `status_codes` and whose
+/// order date is at or after `since`, locked.
+pub async fn lock_not_sent_due(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    status_codes: &[String],
+    since: DateTime<Utc>,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = 'NOT_SENT' AND order_status_code = ANY($2)
+           AND order_date >= $3 ORDER BY order_date, order_no FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(shop_id)
+    .bind(status_codes)
+    .bind(since)
+    .fetch_all(conn)
+    .await
+}
+
+/// Every shop the dispatcher has seen an order of.
+pub async fn shops<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT shop_id FROM shipments ORDER BY shop_id")
+        .fetch_all(executor)
+        .await
+}
+
+/// Statuses of the given shipments of a shop.
+pub async fn statuses_of<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    order_nos: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_no, status FROM shipments WHERE shop_id = $1 AND order_no = ANY($2)",
+    )
+    .bind(shop_id)
+    .bind(order_nos)
+    .fetch_all(executor)
+    .await
+}
+
+/// Order numbers of a shop's shipments in `status`.
+pub async fn order_nos_in<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    status: Status,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT order_no FROM shipments WHERE shop_id = $1 AND status = $2")
+        .bind(shop_id)
+        .bind(status.as_str())
+        .fetch_all(executor)
+        .await
+}
+
+/// Whether a shop has work for the sender (queued, in doubt, cancel requested).
+pub async fn has_work<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM shipments WHERE shop_id = $1
+           AND status IN ('QUEUED', 'SENDING', 'CANCEL_REQUESTED'))",
+    )
+    .bind(shop_id)
+    .fetch_one(executor)
+    .await
+}
+
+pub async fn history<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, kind, from_status, to_status, reason, request_summary, response_summary, error
+           FROM shipment_history WHERE shop_id = $1 AND order_no = $2 ORDER BY id",
+    )
+    .bind(shop_id)
+    .bind(order_no)
+    .fetch_all(executor)
+    .await
+}
+
+/// Saves `row` (inserting it when new, failing if someone inserted it meanwhile), appends
+/// `history`, and when `publish` is set bumps the row's sequence and writes
+/// `ShipmentUpdated` to the outbox. All in the caller's transaction.
+pub async fn persist(
+    conn: &mut PgConnection,
+    subjects: &Subjects,
+    row: &mut ShipmentRow,
+    history: &[History],
+    publish: bool,
+) -> Result<(), sqlx::Error> {
+    if publish {
+        row.sequence += 1;
+    }
+    row.updated_at = Utc::now();
+    if let Some(error) = row.last_error.as_mut() {
+        cap(error, MAX_ERROR_CHARS);
+    }
+    let insert = concat!(
+        "INSERT INTO shipments (",
+        "shop_id, order_no, status, order_revision, order_snapshot, order_status_code, \
+         order_date, content_fingerprint, sent_revision, sent_fingerprint, wms_order_id, wms_status_id, \
+         wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
+         edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
+         queued_at, sequence, created_at, updated_at",
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                   $19, $20, $21, $22, $23, $24, $25, $26)"
+    );
+    // $25 (created_at) is not changed by an update.
+    let update = "UPDATE shipments SET
+            status = $3, order_revision = $4, order_snapshot = $5, order_status_code = $6,
+            order_date = $7, content_fingerprint = $8, sent_revision = $9, sent_fingerprint = $10,
+            wms_order_id = $11, wms_status_id = $12, wms_status_name = $13, wms_updated_at = $14,
+            tracking_code = $15, shipped_date = $16, edited_after_sending = $17,
+            edited_revision = $18, cancelled_in_wms_unrequested = $19, cancel_pending = $20,
+            cancel_rejected = $21, last_error = $22, queued_at = $23, sequence = $24,
+            updated_at = $26
+          WHERE shop_id = $1 AND order_no = $2 AND created_at = $25";
+    // A new row is inserted, never upserted: two first events of one order racing each
+    // other make the later one fail (and be redelivered to see the row), so neither can
+    // overwrite the other's snapshot.
+    let query = if row.unsaved { insert } else { update };
+    let done = sqlx::query(query)
+        .bind(&row.shop_id)
+        .bind(&row.order_no)
+        .bind(row.status.as_str())
+        .bind(row.order_revision)
+        .bind(&row.order_snapshot)
+        .bind(&row.order_status_code)
+        .bind(row.order_date)
+        .bind(&row.content_fingerprint)
+        .bind(row.sent_revision)
+        .bind(&row.sent_fingerprint)
+        .bind(row.wms_order_id)
+        .bind(row.wms_status_id)
+        .bind(&row.wms_status_name)
+        .bind(row.wms_updated_at)
+        .bind(&row.tracking_code)
+        .bind(&row.shipped_date)
+        .bind(row.edited_after_sending)
+        .bind(row.edited_revision)
+        .bind(row.cancelled_in_wms_unrequested)
+        .bind(row.cancel_pending)
+        .bind(row.cancel_rejected)
+        .bind(&row.last_error)
+        .bind(row.queued_at)
+        .bind(row.sequence)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    row.unsaved = false;
+    if !history.is_empty() {
+        append_history(&mut *conn, &row.shop_id, &row.order_no, history).await?;
+    }
+    if publish {
+        let message = events::shipment_updated(subjects, row).map_err(|err| {
+            sqlx::Error::InvalidArgument(format!("shop id '{}': {err}", row.shop_id))
+        })?;
+        wmslink_platform::outbox::enqueue(&mut *conn, &message).await?;
+    }
+    Ok(())
+}
+
+/// Longest `last_error` kept (consumers of `ShipmentUpdated` bound their text fields).
+pub const MAX_ERROR_CHARS: usize = 1_000;
+/// Longest text of a history field.
+pub const MAX_HISTORY_CHARS: usize = 4_000;
+
+/// Cuts `text` to `max` characters, marking the cut.
+pub fn cap(text: &mut String, max: usize) {
+    if let Some((index, _)) = text.char_indices().nth(max) {
+        text.truncate(index);
+        text.push('…');
+    }
+}
+
+async fn append_history(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    order_no: &str,
+    history: &[History],
+) -> Result<(), sqlx::Error> {
+    let kinds: Vec<&str> = history.iter().map(|h| h.kind).collect();
+    let column = |f: fn(&History) -> &String| {
+        history
+            .iter()
+            .map(|h| {
+                let mut text = f(h).clone();
+                cap(&mut text, MAX_HISTORY_CHARS);
+                text
+            })
+            .collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO shipment_history
+            (shop_id, order_no, kind, from_status, to_status, reason, request_summary, response_summary, error)
+         SELECT $1, $2, k, f, t, r, q, p, e
+           FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+             WITH ORDINALITY AS h(k, f, t, r, q, p, e, n)
+          ORDER BY n",
+    )
+    .bind(shop_id)
+    .bind(order_no)
+    .bind(&kinds)
+    .bind(column(|h| &h.from_status))
+    .bind(column(|h| &h.to_status))
+    .bind(column(|h| &h.reason))
+    .bind(column(|h| &h.request_summary))
+    .bind(column(|h| &h.response_summary))
+    .bind(column(|h| &h.error))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_cuts_on_characters_and_marks_the_cut() {
+        let mut short = "エラー".to_owned();
+        cap(&mut short, 3);
+        assert_eq!(short, "エラー");
+        let mut long = "エラーです".to_owned();
+        cap(&mut long, 3);
+        assert_eq!(long, "エラー…");
+    }
+}

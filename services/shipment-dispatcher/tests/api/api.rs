@@ -1,0 +1,187 @@
+//! `DispatchService`: scopes, validation, tenancy, GetShipment with its history.
+
+use tonic::Code;
+use wmslink_platform::validation::violations_of;
+use wmslink_proto::dispatch::v1 as dpb;
+use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
+use wmslink_proto::orders::v1::ShippingStatus;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn get_shipment_shows_every_state_change_and_wms_exchange() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    app.status_changed(&order(&shop, &no, "cancel", 2)).await;
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Cancelled).await;
+    assert_eq!(shipment.shop_id, shop.id);
+    assert_eq!(shipment.order_no, no);
+    assert!(shipment.order_date.is_some());
+    assert!(shipment.updated_at.is_some());
+
+    assert_eq!(
+        transitions(&history),
+        vec![
+            pair("NOT_SENT", "QUEUED"),
+            pair("QUEUED", "SENDING"),
+            pair("SENDING", "SENT"),
+            pair("SENT", "CANCEL_REQUESTED"),
+            pair("CANCEL_REQUESTED", "CANCELLED"),
+        ]
+    );
+    for entry in &history {
+        assert!(entry.at.is_some());
+        match entry.kind.as_str() {
+            "state_change" => assert!(!entry.reason.is_empty(), "why: {entry:?}"),
+            "wms_call" => assert!(!entry.request_summary.is_empty(), "{entry:?}"),
+            "note" => {}
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    let calls: Vec<&str> = history
+        .iter()
+        .filter(|h| h.kind == "wms_call")
+        .map(|h| h.request_summary.as_str())
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].contains("robot_id 12") && calls[0].contains("payment_method_id 7"),
+        "{calls:?}"
+    );
+    assert!(calls[1].starts_with("GET /order_cancel/"), "{calls:?}");
+    // The history is in time order.
+    let times: Vec<_> = history
+        .iter()
+        .map(|h| h.at.map(|t| (t.seconds, t.nanos)))
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted);
+}
+
+#[tokio::test]
+async fn calls_need_a_token_with_the_right_scope() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+
+    // orders.read may read, not operate.
+    let denied = app
+        .reader
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop.id.clone(),
+        })
+        .await
+        .expect_err("reader cannot run");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied = app
+        .reader
+        .clone()
+        .retry_shipment(dpb::RetryShipmentRequest {
+            shop_id: shop.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("reader cannot retry");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // No or a wrong token.
+    let addr = app.dispatcher_addr().expect("running");
+    let channel = channel(addr).await;
+    let mut anonymous = DispatchServiceClient::new(channel.clone());
+    let status = anonymous
+        .get_shipment(dpb::GetShipmentRequest {
+            shop_id: shop.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut wrong = DispatchServiceClient::with_interceptor(channel, bearer("not-a-token-at-all"));
+    let status = wrong
+        .get_shipment(dpb::GetShipmentRequest {
+            shop_id: shop.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("wrong token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn bad_requests_are_invalid_argument_and_shops_see_only_their_own() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let other = app.shop().await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+
+    let status = app
+        .reader
+        .clone()
+        .get_shipment(dpb::GetShipmentRequest {
+            shop_id: "bad shop!".into(),
+            order_no: String::new(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = violations_of(&status).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, vec!["shop_id".to_owned(), "order_no".to_owned()]);
+
+    // Another shop cannot see or retry this shop's shipment.
+    let status = app
+        .reader
+        .clone()
+        .get_shipment(dpb::GetShipmentRequest {
+            shop_id: other.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("not this shop's");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = app
+        .operator
+        .clone()
+        .retry_shipment(dpb::RetryShipmentRequest {
+            shop_id: other.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("not this shop's");
+    assert_eq!(status.code(), Code::NotFound);
+
+    let status = app
+        .operator
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: wmslink_testkit::unique("shop-"),
+        })
+        .await
+        .expect_err("unknown shop");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_stopped_dispatcher_stops_cleanly_and_a_new_one_goes_on() {
+    let mut app = spawn_app().await;
+    let shop = app.shop().await;
+    let first = unique_order_no();
+    app.status_changed(&order(&shop, &first, "paid", 1)).await;
+    app.wait_for(&shop, &first, ShippingStatus::Sent).await;
+    app.stop().await;
+
+    // Published while no dispatcher runs: picked up by the next one.
+    let second = unique_order_no();
+    app.status_changed(&order(&shop, &second, "paid", 1)).await;
+    app.start().await;
+    app.wait_for(&shop, &second, ShippingStatus::Sent).await;
+    assert_eq!(app.counters(&shop).registrations_accepted, 2);
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the shipment dispatcher: the real application in-process against real
+//! PostgreSQL and NATS JetStream, with the real settings service and the WMS simulator (and
+//! wiremock where a fault must be exact).
+
+mod api;
+mod cancel;
+mod dead_letters;
+mod exactly_once;
+mod helpers;
+mod logs;
+mod mappings;
+mod observations;
+mod rate_limit;
+mod rules;
+mod sending;

@@ -1,0 +1,346 @@
+//! Flow 2 and 5: queueing, batched registration, E1/E2, WMS outages, ERROR and retry.
+
+use std::time::Duration;
+
+use wmslink_proto::dispatch::v1 as dpb;
+use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_testkit::eventually;
+use wmslink_wms_simulator::{Endpoint, Faults};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_order_entering_a_target_status_is_registered_once_and_every_step_is_published() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    let (wms, _) = app.wms_row(&shop, &no);
+    assert_eq!(shipment.wms_order_id, wms.order_id);
+    assert_eq!(shipment.sent_revision, 1);
+    assert_eq!(shipment.order_status_code, "paid");
+    assert!(shipment.last_error.is_empty());
+    assert_eq!(
+        transitions(&history),
+        vec![
+            pair("NOT_SENT", "QUEUED"),
+            pair("QUEUED", "SENDING"),
+            pair("SENDING", "SENT")
+        ]
+    );
+    let call = history
+        .iter()
+        .find(|h| h.kind == "wms_call")
+        .expect("the registration is in the history");
+    assert!(
+        call.request_summary
+            .starts_with("POST /order/ (batch of 1 rows)"),
+        "{call:?}"
+    );
+    assert_eq!(
+        call.response_summary,
+        format!("OK order_id {}", wms.order_id)
+    );
+    assert_eq!(app.counters(&shop).registrations_accepted, 1);
+
+    // Every state change went out on shipments.{shop}.updated, in order.
+    let events = eventually(WAIT, "ShipmentUpdated up to SENT", || async {
+        let events = app.shipment_events(&shop).await;
+        events
+            .iter()
+            .any(|e| {
+                e.shipment
+                    .as_ref()
+                    .is_some_and(|s| s.shipping_status() == ShippingStatus::Sent)
+            })
+            .then_some(events)
+    })
+    .await;
+    let statuses: Vec<ShippingStatus> = events
+        .iter()
+        .map(|e| e.shipment.as_ref().expect("shipment").shipping_status())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ShippingStatus::Queued,
+            ShippingStatus::Sending,
+            ShippingStatus::Sent
+        ]
+    );
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, vec![1, 2, 3]);
+    assert!(events.iter().all(|e| !e.event_id.is_empty()));
+}
+
+#[tokio::test]
+async fn four_hundred_fifty_queued_orders_go_in_three_calls() {
+    let app = spawn_app().await;
+    let shop = app.shop_with(full_detail(), false).await;
+    let numbers: Vec<String> = (0..450)
+        .map(|i| format!("B-{i:04}-{}", &shop.id[5..]))
+        .collect();
+    for no in &numbers {
+        app.status_changed(&order(&shop, no, "paid", 1)).await;
+    }
+    // Recorded while the shop is disabled; nothing sent.
+    let last = numbers.last().expect("numbers");
+    app.wait_for(&shop, last, ShippingStatus::NotSent).await;
+    eventually(WAIT, "all 450 recorded", || async {
+        let mut all = true;
+        for no in numbers.iter().step_by(50) {
+            all &= app.get(&shop, no).await.is_some();
+        }
+        all.then_some(())
+    })
+    .await;
+    assert_eq!(app.register_calls(&shop), 0);
+
+    // Enabling sweeps the shop (E1): all 450 are queued at once and sent 200 + 200 + 50.
+    app.set_enabled(&shop, true).await;
+    eventually(Duration::from_secs(60), "450 registered", || async {
+        (app.counters(&shop).registrations_accepted == 450).then_some(())
+    })
+    .await;
+    for no in numbers.iter().step_by(37) {
+        app.wait_for(&shop, no, ShippingStatus::Sent).await;
+    }
+    let counters = app.counters(&shop);
+    assert_eq!(
+        counters.requests.get("register").copied(),
+        Some(3),
+        "{counters:?}"
+    );
+    assert_eq!(counters.duplicates_refused, 0);
+}
+
+#[tokio::test]
+async fn run_dispatch_sends_every_target_order_of_the_sync_period_and_answers_counts() {
+    let app = spawn_app_with(|config| {
+        config.sender.sweep_on_settings_change = false;
+        config.sender.sweep_interval_ms = 3_600_000;
+    })
+    .await;
+    let shop = app.shop_with(full_detail(), false).await;
+    let due: Vec<String> = (0..5).map(|_| unique_order_no()).collect();
+    for no in &due {
+        app.status_changed(&order(&shop, no, "ready", 1)).await;
+    }
+    let not_target = unique_order_no();
+    app.status_changed(&order(&shop, &not_target, "new", 1))
+        .await;
+    let too_old = unique_order_no();
+    let mut old = order(&shop, &too_old, "paid", 1);
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(100);
+    old.order_date = Some(prost_types::Timestamp {
+        seconds: long_ago.timestamp(),
+        nanos: 0,
+    });
+    app.status_changed(&old).await;
+    app.wait_for(&shop, &too_old, ShippingStatus::NotSent).await;
+    app.wait_for(&shop, &not_target, ShippingStatus::NotSent)
+        .await;
+
+    // Disabled: refused.
+    let refused = app
+        .operator
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop.id.clone(),
+        })
+        .await
+        .expect_err("disabled shop");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    app.set_enabled(&shop, true).await;
+    let answer = app
+        .operator
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop.id.clone(),
+        })
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(
+        (answer.queued, answer.sent, answer.errors, answer.pending),
+        (5, 5, 0, 0),
+        "{answer:?}"
+    );
+    for no in &due {
+        let (shipment, history) = app.get(&shop, no).await.expect("shipment");
+        assert_eq!(shipment.shipping_status(), ShippingStatus::Sent);
+        assert!(history_has(&history, "E2 run by operator"), "{history:?}");
+    }
+    assert_eq!(app.register_calls(&shop), 1, "one call for the five");
+    // Older than the sync period (45 days) and not in a target status: untouched.
+    for no in [&too_old, &not_target] {
+        let (shipment, _) = app.get(&shop, no).await.expect("shipment");
+        assert_eq!(shipment.shipping_status(), ShippingStatus::NotSent);
+        assert!(app.wms_orders(&shop, no).is_empty());
+    }
+    // Nothing left: a second run queues nothing.
+    let again = app
+        .operator
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop.id.clone(),
+        })
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!((again.queued, again.sent, again.pending), (0, 0, 0));
+    assert_eq!(app.counters(&shop).registrations_accepted, 5);
+}
+
+#[tokio::test]
+async fn the_periodic_sweep_sends_what_became_due_without_anyone_asking() {
+    let app = spawn_app_with(|config| {
+        config.sender.sweep_on_settings_change = false;
+        config.sender.sweep_interval_ms = 500;
+    })
+    .await;
+    let shop = app.shop_with(full_detail(), false).await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::NotSent).await;
+    app.set_enabled(&shop, true).await;
+    let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    assert!(history_has(&history, "E1 sweep"), "{history:?}");
+}
+
+#[tokio::test]
+async fn orders_stay_queued_while_the_wms_is_down_and_drain_when_it_is_back() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    app.sim
+        .state()
+        .set_faults(
+            &shop.key,
+            Faults {
+                error_500_ratio: 1.0,
+                endpoints: vec![Endpoint::Register],
+                ..Faults::default()
+            },
+        )
+        .expect("faults");
+    let numbers: Vec<String> = (0..3).map(|_| unique_order_no()).collect();
+    for no in &numbers {
+        app.status_changed(&order(&shop, no, "paid", 1)).await;
+    }
+    for no in &numbers {
+        let (shipment, _) = app
+            .wait_until(&shop, no, "queued with the outage as last error", |s| {
+                s.shipping_status() == ShippingStatus::Queued && s.last_error.contains("500")
+            })
+            .await;
+        assert!(shipment.wms_order_id == 0);
+    }
+    eventually(WAIT, "several attempts", || async {
+        (app.counters(&shop).faults_500 >= 2).then_some(())
+    })
+    .await;
+    for no in &numbers {
+        let (shipment, _) = app.get(&shop, no).await.expect("shipment");
+        assert_ne!(
+            shipment.shipping_status(),
+            ShippingStatus::Error,
+            "never ERROR for an outage"
+        );
+    }
+
+    app.sim
+        .state()
+        .set_faults(&shop.key, Faults::default())
+        .expect("faults cleared");
+    for no in &numbers {
+        let (shipment, history) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
+        assert!(shipment.last_error.is_empty());
+        assert!(history_has(&history, "queued again"), "{history:?}");
+        assert_eq!(app.wms_orders(&shop, no).len(), 1);
+    }
+    assert_eq!(app.counters(&shop).registrations_accepted, 3);
+}
+
+#[tokio::test]
+async fn a_row_the_wms_refuses_goes_to_error_with_its_reason_and_can_be_retried() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    let mut bad = order(&shop, &no, "paid", 1);
+    if let Some(shipping) = bad.shipping.as_mut() {
+        shipping.zip.clear();
+    }
+    app.status_changed(&bad).await;
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Error).await;
+    assert!(shipment.last_error.contains("E_REQUIRED"), "{shipment:?}");
+    assert!(shipment.last_error.contains("shipping.zip"), "{shipment:?}");
+    assert!(
+        history
+            .iter()
+            .any(|h| h.kind == "wms_call" && h.response_summary.starts_with("NG E_REQUIRED"))
+    );
+    assert!(app.wms_orders(&shop, &no).is_empty());
+
+    // The cart fixes the address; nothing is sent until a person retries.
+    let mut fixed = order(&shop, &no, "paid", 2);
+    fixed.note = "fixed".into();
+    app.updated(&fixed).await;
+    app.wait_until(&shop, &no, "fixed snapshot stored", |s| {
+        s.order_revision == 2
+    })
+    .await;
+    assert_eq!(
+        app.get(&shop, &no)
+            .await
+            .expect("shipment")
+            .0
+            .shipping_status(),
+        ShippingStatus::Error
+    );
+
+    let retried = app
+        .operator
+        .clone()
+        .retry_shipment(dpb::RetryShipmentRequest {
+            shop_id: shop.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect("retried")
+        .into_inner()
+        .shipment
+        .expect("shipment");
+    assert_eq!(retried.shipping_status(), ShippingStatus::Queued);
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    assert_eq!(shipment.sent_revision, 2);
+    assert!(history_has(&history, "retried by operator"));
+    let (_, row) = app.wms_row(&shop, &no);
+    assert_eq!(row["note"], "fixed");
+    assert_eq!(row["shipping"]["zip"], "100-0001");
+
+    // Only ERROR can be retried.
+    let refused = app
+        .operator
+        .clone()
+        .retry_shipment(dpb::RetryShipmentRequest {
+            shop_id: shop.id.clone(),
+            order_no: no.clone(),
+        })
+        .await
+        .expect_err("SENT cannot be retried");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn proto3_json_events_are_accepted_too() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    app.status_changed_json(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    let (_, row) = app.wms_row(&shop, &no);
+    assert_eq!(row["payment_method_id"], 7);
+}
