@@ -1,13 +1,17 @@
 //! Durable JetStream pull consumers with explicit acks, delayed NAKs for transient failures and
 //! a dead-letter stream for everything that cannot be processed, so one bad message never blocks
-//! the ones behind it and nothing is silently dropped.
+//! the ones behind it and nothing is silently dropped. Every delivery is counted by outcome, and
+//! every dead letter by reason ([`ConsumerMetrics`]).
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Meter};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -66,7 +70,10 @@ impl Delivery<'_> {
 
 /// Processes one message. Must be idempotent on `msg_id`.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, delivery: &Delivery<'_>) -> impl Future<Output = Result<(), HandleError>> + Send;
+    fn handle(
+        &self,
+        delivery: &Delivery<'_>,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -223,27 +230,31 @@ async fn process<H: Handler>(
     };
     let outcome = handler.handle(&delivery).instrument(span.clone()).await;
     let _enter = span.enter();
-    let ack = match outcome {
-        Ok(()) => message.ack().await,
-        Err(HandleError::Transient(reason)) if delivered < spec.max_deliver => {
-            let delay = spec.retry_delay(delivered);
+    let metrics = ConsumerMetrics::global();
+    let ack = match Decision::of(outcome, delivered, spec) {
+        Decision::Ack => {
+            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Ok);
+            message.ack().await
+        }
+        Decision::Retry { reason, delay } => {
             tracing::warn!(%reason, ?delay, "transient failure; will redeliver");
+            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
-        Err(err) => {
-            let reason = match &err {
-                HandleError::Transient(reason) => {
-                    format!("gave up after {delivered} deliveries: {reason}")
-                }
-                HandleError::Permanent(reason) => reason.clone(),
-            };
+        Decision::DeadLetter { reason, why } => {
             match dead_letter(js, subjects, spec, &message, delivered, &reason).await {
                 Ok(()) => {
                     tracing::warn!(%reason, "message dead-lettered");
+                    metrics.record(
+                        &spec.durable_name,
+                        &spec.stream,
+                        ConsumeOutcome::DeadLettered(why),
+                    );
                     message.ack_with(AckKind::Term).await
                 }
                 Err(dlq_err) => {
                     tracing::error!(%reason, error = %dlq_err, "dead-letter publish failed; will redeliver");
+                    metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
                     message
                         .ack_with(AckKind::Nak(Some(spec.retry_delay(delivered))))
                         .await
@@ -254,6 +265,148 @@ async fn process<H: Handler>(
     if let Err(err) = ack {
         // The message will come back after ack_wait; processing is idempotent.
         tracing::warn!(error = %err, "ack failed");
+    }
+}
+
+/// What to do with a delivery once its handler returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    Ack,
+    Retry {
+        reason: String,
+        delay: Duration,
+    },
+    DeadLetter {
+        reason: String,
+        why: DeadLetterReason,
+    },
+}
+
+impl Decision {
+    fn of(outcome: Result<(), HandleError>, delivered: i64, spec: &ConsumerSpec) -> Self {
+        match outcome {
+            Ok(()) => Self::Ack,
+            Err(HandleError::Transient(reason)) if delivered < spec.max_deliver => Self::Retry {
+                reason,
+                delay: spec.retry_delay(delivered),
+            },
+            Err(HandleError::Transient(reason)) => Self::DeadLetter {
+                reason: format!("gave up after {delivered} deliveries: {reason}"),
+                why: DeadLetterReason::RetriesExhausted,
+            },
+            Err(HandleError::Permanent(reason)) => Self::DeadLetter {
+                reason,
+                why: DeadLetterReason::Permanent,
+            },
+        }
+    }
+}
+
+/// How one delivery ended, for [`ConsumerMetrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// Handled and acknowledged.
+    Ok,
+    /// Failed transiently (or its dead letter could not be published): redelivered later.
+    Retried,
+    /// Copied to the dead-letter stream and terminated.
+    DeadLettered(DeadLetterReason),
+}
+
+impl ConsumeOutcome {
+    /// `ok`, `retried`, `dead_lettered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Retried => "retried",
+            Self::DeadLettered(_) => "dead_lettered",
+        }
+    }
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The handler said retrying cannot help.
+    Permanent,
+    /// Still failing transiently at the last allowed delivery.
+    RetriesExhausted,
+}
+
+impl DeadLetterReason {
+    /// `permanent`, `retries_exhausted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Permanent => "permanent",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+/// The consumers' instruments:
+///
+/// - `wmslink.consumer.messages` (counter, `{message}`): deliveries handled, by `consumer`
+///   (durable name), `stream` and `outcome` (`ok`, `retried`, `dead_lettered`);
+/// - `wmslink.consumer.dead_letters` (counter, `{message}`): messages copied to the
+///   dead-letter stream, by `consumer`, `stream` and `reason` (`permanent`,
+///   `retries_exhausted`).
+///
+/// Never the subject (it names the shop) nor anything of the payload.
+#[derive(Debug, Clone)]
+pub struct ConsumerMetrics {
+    messages: Counter<u64>,
+    dead_letters: Counter<u64>,
+}
+
+impl ConsumerMetrics {
+    /// The instruments on `meter` (a test passes its own provider's meter).
+    pub fn new(meter: &Meter) -> Self {
+        Self {
+            messages: meter
+                .u64_counter("wmslink.consumer.messages")
+                .with_description(
+                    "Messages handled by a JetStream consumer, one per delivery, by outcome",
+                )
+                .with_unit("{message}")
+                .build(),
+            dead_letters: meter
+                .u64_counter("wmslink.consumer.dead_letters")
+                .with_description("Messages copied to the dead-letter stream")
+                .with_unit("{message}")
+                .build(),
+        }
+    }
+
+    /// The process-wide instruments, created on first use from the global meter provider
+    /// (so after [`crate::telemetry::init`]).
+    pub fn global() -> &'static Self {
+        static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
+        METRICS.get_or_init(|| {
+            Self::new(&crate::telemetry::meter(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            ))
+        })
+    }
+
+    /// Counts one delivery of `consumer` on `stream`.
+    pub fn record(&self, consumer: &str, stream: &str, outcome: ConsumeOutcome) {
+        let consumer = KeyValue::new("consumer", consumer.to_owned());
+        let stream = KeyValue::new("stream", stream.to_owned());
+        self.messages.add(
+            1,
+            &[
+                consumer.clone(),
+                stream.clone(),
+                KeyValue::new("outcome", outcome.as_str()),
+            ],
+        );
+        if let ConsumeOutcome::DeadLettered(reason) = outcome {
+            self.dead_letters.add(
+                1,
+                &[consumer, stream, KeyValue::new("reason", reason.as_str())],
+            );
+        }
     }
 }
 
@@ -272,7 +425,11 @@ async fn dead_letter(
     if let Some(headers) = &message.headers {
         for (name, values) in headers.iter() {
             let name: &str = name.as_ref();
-            let target = if name == message_id { "Wmslink-Original-Msg-Id" } else { name };
+            let target = if name == message_id {
+                "Wmslink-Original-Msg-Id"
+            } else {
+                name
+            };
             for value in values {
                 clean.append(target, value.as_str());
             }
@@ -307,7 +464,110 @@ fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::telemetry::testing::MetricsCapture;
+
+    fn spec() -> ConsumerSpec {
+        let mut spec = ConsumerSpec::new("ORDERS".into(), "dispatcher-updated".into(), "x".into());
+        spec.max_deliver = 3;
+        spec
+    }
+
+    #[test]
+    fn decisions_follow_the_outcome_and_the_delivery_count() {
+        let spec = spec();
+        assert_eq!(Decision::of(Ok(()), 1, &spec), Decision::Ack);
+        assert_eq!(
+            Decision::of(Err(HandleError::transient("db down")), 2, &spec),
+            Decision::Retry {
+                reason: "db down".into(),
+                delay: spec.retry_delay(2)
+            }
+        );
+        assert_eq!(
+            Decision::of(Err(HandleError::transient("db down")), 3, &spec),
+            Decision::DeadLetter {
+                reason: "gave up after 3 deliveries: db down".into(),
+                why: DeadLetterReason::RetriesExhausted
+            }
+        );
+        assert_eq!(
+            Decision::of(Err(HandleError::permanent("undecodable")), 1, &spec),
+            Decision::DeadLetter {
+                reason: "undecodable".into(),
+                why: DeadLetterReason::Permanent
+            }
+        );
+    }
+
+    #[test]
+    fn consumer_metrics_count_deliveries_by_outcome_and_dead_letters_by_reason() {
+        let capture = MetricsCapture::new();
+        let metrics = ConsumerMetrics::new(&capture.meter());
+        let (consumer, stream) = ("dispatcher-updated", "t1_ORDERS");
+        metrics.record(consumer, stream, ConsumeOutcome::Ok);
+        metrics.record(consumer, stream, ConsumeOutcome::Ok);
+        metrics.record(consumer, stream, ConsumeOutcome::Retried);
+        metrics.record(
+            consumer,
+            stream,
+            ConsumeOutcome::DeadLettered(DeadLetterReason::Permanent),
+        );
+        metrics.record(
+            "sync-observed",
+            "t1_WMS",
+            ConsumeOutcome::DeadLettered(DeadLetterReason::RetriesExhausted),
+        );
+
+        let messages = |consumer: &str, stream: &str, outcome: &str| {
+            capture
+                .point(
+                    "wmslink.consumer.messages",
+                    &[
+                        ("consumer", consumer),
+                        ("outcome", outcome),
+                        ("stream", stream),
+                    ],
+                )
+                .map(|point| point.value)
+        };
+        assert_eq!(messages(consumer, stream, "ok"), Some(2.0));
+        assert_eq!(messages(consumer, stream, "retried"), Some(1.0));
+        assert_eq!(messages(consumer, stream, "dead_lettered"), Some(1.0));
+        assert_eq!(
+            messages("sync-observed", "t1_WMS", "dead_lettered"),
+            Some(1.0)
+        );
+        assert_eq!(messages("sync-observed", "t1_WMS", "ok"), None);
+        assert_eq!(capture.points("wmslink.consumer.messages").len(), 4);
+
+        let dead_letters = capture.points("wmslink.consumer.dead_letters");
+        assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
+        let permanent = capture
+            .point(
+                "wmslink.consumer.dead_letters",
+                &[
+                    ("consumer", consumer),
+                    ("reason", "permanent"),
+                    ("stream", stream),
+                ],
+            )
+            .unwrap();
+        assert_eq!(permanent.value, 1.0);
+        assert!(
+            capture
+                .point(
+                    "wmslink.consumer.dead_letters",
+                    &[
+                        ("consumer", "sync-observed"),
+                        ("reason", "retries_exhausted"),
+                        ("stream", "t1_WMS")
+                    ],
+                )
+                .is_some()
+        );
+    }
 
     #[test]
     fn retry_delay_grows_and_is_capped() {

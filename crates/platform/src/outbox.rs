@@ -5,11 +5,12 @@
 //! mark duplicates nothing downstream (JetStream dedup, and the consumers' processed-id tables).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use opentelemetry::metrics::{Counter, Gauge, Meter};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,61 @@ pub enum RelayError {
     Publish { subject: String, reason: String },
 }
 
+/// The relay's instruments:
+///
+/// - `wmslink.outbox.published` (counter, `{message}`): outbox rows published to JetStream;
+/// - `wmslink.outbox.backlog` (gauge, `{message}`): rows not yet published, sampled by
+///   [`OutboxRelay::run`] every 15 s (every replica reports the same database: take the max).
+#[derive(Debug, Clone)]
+pub struct OutboxMetrics {
+    published: Counter<u64>,
+    backlog: Gauge<u64>,
+}
+
+impl OutboxMetrics {
+    /// The instruments on `meter` (a test passes its own provider's meter).
+    pub fn new(meter: &Meter) -> Self {
+        Self {
+            published: meter
+                .u64_counter("wmslink.outbox.published")
+                .with_description("Outbox rows published to JetStream")
+                .with_unit("{message}")
+                .build(),
+            backlog: meter
+                .u64_gauge("wmslink.outbox.backlog")
+                .with_description("Outbox rows not yet published")
+                .with_unit("{message}")
+                .build(),
+        }
+    }
+
+    /// The process-wide instruments, created on first use from the global meter provider
+    /// (so after [`crate::telemetry::init`]).
+    pub fn global() -> &'static Self {
+        static METRICS: OnceLock<OutboxMetrics> = OnceLock::new();
+        METRICS.get_or_init(|| {
+            Self::new(&crate::telemetry::meter(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            ))
+        })
+    }
+
+    pub fn published(&self, count: usize) {
+        if count > 0 {
+            self.published
+                .add(u64::try_from(count).unwrap_or(u64::MAX), &[]);
+        }
+    }
+
+    pub fn backlog(&self, rows: u64) {
+        self.backlog.record(rows, &[]);
+    }
+}
+
+/// How often [`OutboxRelay::run`] counts the unpublished rows for `wmslink.outbox.backlog`.
+const BACKLOG_EVERY: Duration = Duration::from_secs(15);
+
 /// Publishes outbox rows. One relay at a time per database (a transaction-scoped advisory
 /// lock), so rows go out in id order even with several replicas.
 #[derive(Clone)]
@@ -86,6 +142,7 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     batch_size: i64,
     poll_interval: Duration,
+    metrics: OutboxMetrics,
 }
 
 /// Wakes the relay at once after a commit instead of waiting for the next poll.
@@ -108,7 +165,23 @@ impl OutboxRelay {
             wake: Arc::new(Notify::new()),
             batch_size: 500,
             poll_interval: Duration::from_millis(200),
+            metrics: OutboxMetrics::global().clone(),
         }
+    }
+
+    /// Records on `metrics` instead of the process-wide instruments.
+    pub fn with_metrics(mut self, metrics: OutboxMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts the unpublished rows (the partial index `outbox_unpublished` keeps this cheap).
+    pub async fn backlog(&self) -> Result<u64, sqlx::Error> {
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(rows).unwrap_or(0))
     }
 
     pub fn waker(&self) -> RelayWaker {
@@ -118,7 +191,18 @@ impl OutboxRelay {
     /// Runs until `shutdown`; errors are logged and retried, never fatal.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
+        let mut backlog_due = tokio::time::Instant::now();
         loop {
+            let now = tokio::time::Instant::now();
+            if now >= backlog_due {
+                backlog_due = now + BACKLOG_EVERY;
+                match self.backlog().await {
+                    Ok(rows) => self.metrics.backlog(rows),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "outbox relay: cannot count the backlog")
+                    }
+                }
+            }
             let outcome = self.publish_batch().await;
             let pause = match outcome {
                 Ok(n) if n as i64 >= self.batch_size => {
@@ -211,6 +295,7 @@ impl OutboxRelay {
                 .await?;
         }
         tx.commit().await?;
+        self.metrics.published(published.len());
         match first_error {
             Some(err) => Err(err),
             None => Ok(published.len()),
@@ -229,4 +314,25 @@ pub async fn prune(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::testing::MetricsCapture;
+
+    #[test]
+    fn outbox_metrics_count_published_rows_and_keep_the_last_backlog() {
+        let capture = MetricsCapture::new();
+        let metrics = OutboxMetrics::new(&capture.meter());
+        metrics.published(3);
+        metrics.published(0);
+        metrics.published(2);
+        metrics.backlog(40);
+        metrics.backlog(7);
+        let published = capture.point("wmslink.outbox.published", &[]);
+        assert_eq!(published.map(|p| p.value), Some(5.0));
+        let backlog = capture.point("wmslink.outbox.backlog", &[]);
+        assert_eq!(backlog.map(|p| p.value), Some(7.0));
+    }
 }

@@ -1,9 +1,16 @@
-//! Structured logs always; OpenTelemetry traces over OTLP only when an endpoint is configured.
-//! W3C trace context travels in gRPC metadata and NATS headers.
+//! Structured logs always; OpenTelemetry traces and metrics over OTLP only when an endpoint is
+//! configured (without one, the global meter provider stays the no-op one and instruments cost
+//! next to nothing). W3C trace context travels in gRPC metadata and NATS headers.
+//!
+//! Instruments are created once per process from [`meter`], after [`init`] has installed the
+//! meter provider (a meter taken before that stays a no-op one).
 
+use opentelemetry::InstrumentationScope;
+use opentelemetry::metrics::Meter;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
@@ -19,7 +26,8 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// An `EnvFilter` directive, e.g. `info,sqlx=warn`. `RUST_LOG` overrides it.
     pub log_filter: String,
-    /// OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`. Empty: no trace export.
+    /// OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`. Empty: no trace or metric
+    /// export. Metrics are exported every 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, in ms, changes it).
     pub otlp_endpoint: String,
 }
 
@@ -41,10 +49,11 @@ pub enum TelemetryError {
     Subscriber(String),
 }
 
-/// Flushes and shuts the trace pipeline down when dropped (at the end of `main`).
-#[must_use = "dropping the guard at once stops trace export"]
+/// Flushes and shuts the trace and metric pipelines down when dropped (at the end of `main`).
+#[must_use = "dropping the guard at once stops trace and metric export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
 }
 
 impl Drop for TelemetryGuard {
@@ -52,12 +61,30 @@ impl Drop for TelemetryGuard {
         if let Some(provider) = self.provider.take()
             && let Err(err) = provider.shutdown()
         {
-            eprintln!("telemetry shutdown: {err}");
+            eprintln!("telemetry shutdown (traces): {err}");
+        }
+        // Exports the last measurements.
+        if let Some(provider) = self.meter_provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("telemetry shutdown (metrics): {err}");
         }
     }
 }
 
-/// Installs the global log subscriber (and the OTLP trace layer when configured).
+/// The meter of one wmslink crate (the instrumentation scope), from the global meter provider.
+/// Call it where instruments are created once, not per measurement.
+pub fn meter(crate_name: &'static str, version: &'static str) -> Meter {
+    opentelemetry::global::meter_with_scope(
+        InstrumentationScope::builder(crate_name)
+            .with_version(version)
+            .build(),
+    )
+}
+
+/// Installs the global log subscriber, and when an OTLP endpoint is configured the OTLP trace
+/// layer and the global meter provider (OTLP metric exporter with a periodic reader). Call it
+/// inside the Tokio runtime (the gRPC exporters need it) and before any instrument is created.
 pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
@@ -72,23 +99,23 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, T
             .boxed()
     };
 
-    let provider = if config.otlp_endpoint.is_empty() {
-        None
+    let (provider, meter_provider) = if config.otlp_endpoint.is_empty() {
+        (None, None)
     } else {
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service.to_owned())
+            .build();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(config.otlp_endpoint.clone())
             .build()
-            .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(service.to_owned())
+            .map_err(|err| TelemetryError::Exporter(format!("traces: {err}")))?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.clone())
             .build();
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(resource)
-                .build(),
-        )
+        let meter_provider = otlp_meter_provider(&config.otlp_endpoint, resource)?;
+        (Some(provider), Some(meter_provider))
     };
     let otel_layer = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
@@ -100,7 +127,30 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, T
         .with(otel_layer)
         .try_init()
         .map_err(|err| TelemetryError::Subscriber(err.to_string()))?;
-    Ok(TelemetryGuard { provider })
+    if let Some(meter_provider) = &meter_provider {
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+    }
+    Ok(TelemetryGuard {
+        provider,
+        meter_provider,
+    })
+}
+
+/// A meter provider exporting over OTLP/gRPC every `OTEL_METRIC_EXPORT_INTERVAL` ms
+/// (default 60 s), cumulative temporality.
+fn otlp_meter_provider(
+    endpoint: &str,
+    resource: opentelemetry_sdk::Resource,
+) -> Result<SdkMeterProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_owned())
+        .build()
+        .map_err(|err| TelemetryError::Exporter(format!("metrics: {err}")))?;
+    Ok(SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter).build())
+        .with_resource(resource)
+        .build())
 }
 
 struct NatsHeaderInjector<'a>(&'a mut async_nats::HeaderMap);
@@ -177,4 +227,124 @@ pub fn adopt_trace_context(span: &tracing::Span, headers: Option<&async_nats::He
         propagator.extract(&NatsHeaderExtractor(headers))
     });
     let _ = span.set_parent(parent);
+}
+
+/// Capturing metrics in tests (feature `testing`, for `[dev-dependencies]` only): build the
+/// instruments under test on [`MetricsCapture::meter`], record, then read the data points.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use std::collections::BTreeMap;
+
+    use opentelemetry::metrics::{Meter, MeterProvider as _};
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    /// A meter provider of its own exporting into memory (nothing global is touched).
+    pub struct MetricsCapture {
+        provider: SdkMeterProvider,
+        exporter: InMemoryMetricExporter,
+    }
+
+    /// One data point: its attributes and, by kind, the counter's sum, the gauge's value, or
+    /// the histogram's sum (`count` is the histogram's count, 1 otherwise).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct DataPoint {
+        pub attributes: BTreeMap<String, String>,
+        pub value: f64,
+        pub count: u64,
+    }
+
+    impl Default for MetricsCapture {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl MetricsCapture {
+        pub fn new() -> Self {
+            let exporter = InMemoryMetricExporter::default();
+            let provider = SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(exporter.clone()).build())
+                .build();
+            Self { provider, exporter }
+        }
+
+        pub fn meter(&self) -> Meter {
+            self.provider.meter("wmslink-test")
+        }
+
+        /// Collects now (observable callbacks run) and returns every data point of `name`.
+        ///
+        /// # Panics
+        /// When the collection fails (a test helper).
+        #[allow(clippy::expect_used)]
+        pub fn points(&self, name: &str) -> Vec<DataPoint> {
+            self.provider.force_flush().expect("metrics flush");
+            let exported = self.exporter.get_finished_metrics().expect("metrics");
+            self.exporter.reset();
+            exported
+                .last()
+                .map(|batch| points_of(batch, name))
+                .unwrap_or_default()
+        }
+
+        /// The data point of `name` whose attributes are exactly `attributes`.
+        pub fn point(&self, name: &str, attributes: &[(&str, &str)]) -> Option<DataPoint> {
+            let wanted: BTreeMap<String, String> = attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            self.points(name)
+                .into_iter()
+                .find(|point| point.attributes == wanted)
+        }
+    }
+
+    fn points_of(batch: &ResourceMetrics, name: &str) -> Vec<DataPoint> {
+        let mut out = Vec::new();
+        for scope in batch.scope_metrics() {
+            for metric in scope.metrics().filter(|metric| metric.name() == name) {
+                match metric.data() {
+                    AggregatedMetrics::U64(data) => collect(data, |v| v as f64, &mut out),
+                    AggregatedMetrics::I64(data) => collect(data, |v| v as f64, &mut out),
+                    AggregatedMetrics::F64(data) => collect(data, |v| v, &mut out),
+                }
+            }
+        }
+        out
+    }
+
+    fn collect<T: Copy>(data: &MetricData<T>, to_f64: fn(T) -> f64, out: &mut Vec<DataPoint>) {
+        let attributes = |attrs: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+            attrs
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        match data {
+            MetricData::Sum(sum) => out.extend(sum.data_points().map(|p| DataPoint {
+                attributes: attributes(&mut p.attributes()),
+                value: to_f64(p.value()),
+                count: 1,
+            })),
+            MetricData::Gauge(gauge) => out.extend(gauge.data_points().map(|p| DataPoint {
+                attributes: attributes(&mut p.attributes()),
+                value: to_f64(p.value()),
+                count: 1,
+            })),
+            MetricData::Histogram(histogram) => {
+                out.extend(histogram.data_points().map(|p| DataPoint {
+                    attributes: attributes(&mut p.attributes()),
+                    value: to_f64(p.sum()),
+                    count: p.count(),
+                }))
+            }
+            MetricData::ExponentialHistogram(histogram) => {
+                out.extend(histogram.data_points().map(|p| DataPoint {
+                    attributes: attributes(&mut p.attributes()),
+                    value: to_f64(p.sum()),
+                    count: u64::try_from(p.count()).unwrap_or(u64::MAX),
+                }))
+            }
+        }
+    }
 }

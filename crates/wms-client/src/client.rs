@@ -14,6 +14,7 @@ use tracing::{Instrument, field};
 use crate::config::WmsClientConfig;
 use crate::error::{WmsError, WmsErrorDetail};
 use crate::limiter::{BucketId, RateLimiter};
+use crate::metrics::WmsMetrics;
 use crate::policy::{ForbiddenAddress, GuardedResolver, error_chain, parse_base_url};
 use crate::types::{
     MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, RowOutcome, RowResult, SearchPage,
@@ -39,6 +40,7 @@ struct Inner {
     base: String,
     bucket: BucketId,
     limiter: Arc<dyn RateLimiter>,
+    metrics: WmsMetrics,
 }
 
 impl fmt::Debug for WmsClient {
@@ -322,8 +324,23 @@ impl WmsClient {
                 base: url.as_str().trim_end_matches('/').to_owned(),
                 bucket: BucketId::for_access_key(&access_key),
                 limiter,
+                metrics: WmsMetrics::global().clone(),
             }),
         })
+    }
+
+    /// This client recording on `metrics` instead of the process-wide [`WmsMetrics::global`].
+    pub fn with_metrics(self, metrics: WmsMetrics) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                base: inner.base.clone(),
+                bucket: inner.bucket.clone(),
+                limiter: inner.limiter.clone(),
+                metrics,
+            }),
+        }
     }
 
     /// The base URL, without trailing slash.
@@ -534,6 +551,8 @@ impl WmsClient {
     }
 
     async fn execute(&self, call: Call) -> Result<Envelope, WmsError> {
+        let method = call.method.clone();
+        let endpoint = call.template;
         let span = tracing::info_span!(
             "wms_call",
             otel.kind = "client",
@@ -546,38 +565,58 @@ impl WmsClient {
             elapsed_ms = field::Empty,
         );
         let start = Instant::now();
+        let mut sent_at = None;
         let result = self
-            .execute_inner(call, &span)
+            .execute_inner(call, &span, &mut sent_at)
             .instrument(span.clone())
             .await;
         let elapsed = start.elapsed().as_millis() as u64;
         span.record("elapsed_ms", elapsed);
-        match &result {
+        let outcome = match &result {
             Ok(env) => {
                 let outcome = if env.ok { "ok" } else { "ng" };
                 span.record("outcome", outcome);
                 span.in_scope(|| tracing::debug!(outcome, elapsed_ms = elapsed, "WMS call done"));
+                outcome
             }
             Err(err) => {
                 span.record("outcome", err.kind());
                 span.in_scope(|| {
                     tracing::warn!(outcome = err.kind(), elapsed_ms = elapsed, error = %err, "WMS call failed")
                 });
+                err.kind()
             }
-        }
+        };
+        self.inner.metrics.call(
+            method.as_str(),
+            endpoint,
+            outcome,
+            sent_at.map(|at: Instant| at.elapsed()),
+        );
         result
     }
 
-    async fn execute_inner(&self, call: Call, span: &tracing::Span) -> Result<Envelope, WmsError> {
+    /// `sent_at` is set when the limiter let the call through and the request goes out.
+    async fn execute_inner(
+        &self,
+        call: Call,
+        span: &tracing::Span,
+        sent_at: &mut Option<Instant>,
+    ) -> Result<Envelope, WmsError> {
         let wait_start = Instant::now();
-        if let Err(e) = self.inner.limiter.acquire(&self.inner.bucket).await {
-            if call.limiter_fail_open {
+        match self.inner.limiter.acquire(&self.inner.bucket).await {
+            Ok(()) => self.inner.metrics.limiter_waited(
+                call.method.as_str(),
+                call.template,
+                wait_start.elapsed(),
+            ),
+            Err(e) if call.limiter_fail_open => {
                 tracing::warn!(error = %e, "rate limiter unavailable; the connection check goes on");
-            } else {
-                return Err(WmsError::Limiter(e.0));
             }
+            Err(e) => return Err(WmsError::Limiter(e.0)),
         }
         span.record("limiter_wait_ms", wait_start.elapsed().as_millis() as u64);
+        *sent_at = Some(Instant::now());
 
         let mut url = format!("{}{}", self.inner.base, call.path);
         if !call.query.is_empty() {

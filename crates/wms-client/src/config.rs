@@ -1,8 +1,13 @@
 //! Configuration of the client's request rules and of the rate limiter.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use wmslink_platform::db::{self, DatabaseConfig};
+
+use crate::limiter::{LimiterError, PgRateLimiter, RateLimiter};
 
 /// Request rules shared by every [`WmsClient`](crate::WmsClient) a service builds.
 ///
@@ -122,5 +127,96 @@ impl RateLimitConfig {
     /// The burst actually granted: `max(1, burst - reserve)`.
     pub fn effective_burst(&self) -> u32 {
         self.burst.saturating_sub(self.reserve).max(1)
+    }
+}
+
+/// The `[rate_limit]` section of every service that calls the WMS: the per-access-key budget
+/// ([`RateLimitConfig`]) and the PostgreSQL database holding the shared buckets
+/// ([`PgRateLimiter`]). Build the limiter with
+/// [`connect`](Self::connect).
+///
+/// Every service and replica that calls the WMS with a key must use the same database and the
+/// same values: the budget belongs to the access key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedRateLimitConfig {
+    /// The database holding the buckets (table `wms_rate_limit_buckets`), created when
+    /// missing. Default `postgres://postgres@127.0.0.1:5432/wmslink_rate_limit`. Empty: the
+    /// service's own database, so the budget is not shared with the other services
+    /// (development only).
+    pub database_url: String,
+    /// Sustained rate. Default 1.0 (the WMS's limit).
+    pub requests_per_second: f64,
+    /// Bucket size. Default 60 (the WMS's burst).
+    pub burst: u32,
+    /// Tokens of the burst kept unused against clock jitter. Default 1.
+    pub reserve: u32,
+    /// Connections of the pool on `database_url`. Default 5.
+    pub max_connections: u32,
+}
+
+/// The shared buckets' database when none is configured.
+pub const DEFAULT_RATE_LIMIT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/wmslink_rate_limit";
+
+impl Default for SharedRateLimitConfig {
+    fn default() -> Self {
+        let limits = RateLimitConfig::default();
+        Self {
+            database_url: DEFAULT_RATE_LIMIT_DATABASE_URL.to_owned(),
+            requests_per_second: limits.requests_per_second,
+            burst: limits.burst,
+            reserve: limits.reserve,
+            max_connections: 5,
+        }
+    }
+}
+
+impl SharedRateLimitConfig {
+    /// The budget per access key.
+    pub fn limits(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            requests_per_second: self.requests_per_second,
+            burst: self.burst,
+            reserve: self.reserve,
+        }
+    }
+
+    /// Connects to [`database_url`](Self::database_url) (creating the database when missing;
+    /// `own_database` when the URL is empty), creates the bucket table and returns the
+    /// [`PgRateLimiter`].
+    pub async fn connect(
+        &self,
+        own_database: &PgPool,
+    ) -> Result<Arc<dyn RateLimiter>, LimiterError> {
+        let pool = if self.database_url.is_empty() {
+            tracing::warn!(
+                "rate_limit.database_url is empty: the WMS budget is not shared with the other services"
+            );
+            own_database.clone()
+        } else {
+            db::connect(&DatabaseConfig {
+                url: self.database_url.clone(),
+                max_connections: self.max_connections.max(1),
+                create_if_missing: true,
+            })
+            .await
+            .map_err(|err| LimiterError(format!("rate-limit database: {err}")))?
+        };
+        Ok(Arc::new(PgRateLimiter::connect(pool, self.limits()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_rate_limit_defaults_are_the_wms_budget_in_the_shared_database() {
+        let config = SharedRateLimitConfig::default();
+        assert_eq!(config.limits(), RateLimitConfig::default());
+        assert_eq!(config.database_url, DEFAULT_RATE_LIMIT_DATABASE_URL);
+        assert!(config.database_url.ends_with("/wmslink_rate_limit"));
+        assert_eq!(config.max_connections, 5);
     }
 }

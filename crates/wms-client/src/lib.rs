@@ -109,6 +109,8 @@
 //! [`InProcessRateLimiter`] (`governor`) for one process; [`PgRateLimiter`] (one atomic
 //! statement per call on the table created by [`ensure_schema`]) so that the dispatcher,
 //! status-sync and all their replicas share one budget per key. A 429 is still honoured.
+//! [`SharedRateLimitConfig`] is the `[rate_limit]` section of every service that calls the WMS;
+//! its [`connect`](SharedRateLimitConfig::connect) returns the shared limiter.
 //!
 //! ## Telemetry
 //!
@@ -116,23 +118,33 @@
 //! `/order/{order_id}`), `bucket` (short fingerprint), `status`, `outcome` (`ok`, `ng` or
 //! [`WmsError::kind`]), `limiter_wait_ms`, `elapsed_ms`; a `debug` event on success and a
 //! `warn` event on failure. Never the key.
+//!
+//! Metrics ([`WmsMetrics`], on the global meter provider unless
+//! [`WmsClient::with_metrics`] says otherwise): `wmslink.wms.calls` (counter by `method`,
+//! `endpoint` = path template, `outcome` as in the span), `wmslink.wms.call.duration` (seconds,
+//! the HTTP exchange without the limiter wait, same attributes) and `wmslink.wms.limiter.wait`
+//! (seconds waited on the rate limiter, by `method` and `endpoint`). No key, no bucket.
 
 mod client;
 mod config;
 mod error;
 mod limiter;
+mod metrics;
 mod policy;
 mod types;
 
 pub use client::{
     ConnectionReport, ConnectionStatus, FailedBatch, RegisterReport, WmsClient, check_connection,
 };
-pub use config::{RateLimitConfig, WmsClientConfig};
+pub use config::{
+    DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig, WmsClientConfig,
+};
 pub use error::{WmsError, WmsErrorDetail};
 pub use limiter::{
     BucketId, InProcessRateLimiter, LimiterError, PgRateLimiter, RATE_LIMIT_TABLE, RateLimiter,
     Unlimited, ensure_schema,
 };
+pub use metrics::WmsMetrics;
 pub use policy::is_forbidden_ip;
 pub use secrecy::SecretString;
 pub use types::{

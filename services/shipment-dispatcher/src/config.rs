@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use wmslink_platform::auth::AuthConfig;
 use wmslink_platform::db::DatabaseConfig;
@@ -11,7 +10,9 @@ use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
 use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
-use wmslink_wms_client::{RateLimitConfig, WmsClientConfig};
+pub use wmslink_settings_client::SettingsClientConfig;
+pub use wmslink_wms_client::SharedRateLimitConfig;
+use wmslink_wms_client::WmsClientConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -23,12 +24,12 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The master keys that open the sealed WMS access keys (the same as the settings service's).
     pub secrets: MasterKeyConfig,
-    /// How to reach the settings service.
+    /// How to reach the settings service, and how long its answers are cached.
     pub settings: SettingsClientConfig,
     /// Request rules of every WMS call: `allow_http_hosts`, timeouts, `refuse_private_addresses`.
     pub wms: WmsClientConfig,
     /// The per-access-key budget, shared through PostgreSQL with status-sync.
-    pub rate_limit: RateLimitSection,
+    pub rate_limit: SharedRateLimitConfig,
     pub sender: SenderConfig,
 }
 
@@ -48,7 +49,7 @@ impl Default for Config {
             secrets: MasterKeyConfig::default(),
             settings: SettingsClientConfig::default(),
             wms: WmsClientConfig::default(),
-            rate_limit: RateLimitSection::default(),
+            rate_limit: SharedRateLimitConfig::default(),
             sender: SenderConfig::default(),
         }
     }
@@ -57,71 +58,6 @@ impl Default for Config {
 impl Config {
     pub fn load() -> Result<Self, wmslink_platform::config::ConfigError> {
         wmslink_platform::config::load()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SettingsClientConfig {
-    /// e.g. `http://127.0.0.1:50051`.
-    pub url: String,
-    /// Bearer token with the scopes `settings.read` and `settings.credentials`.
-    #[serde(serialize_with = "serialize_redacted")]
-    pub token: SecretString,
-    /// Settings are cached per shop this long (and dropped at once on `settings.{shop}.changed`).
-    pub cache_ttl_ms: u64,
-    pub timeout_ms: u64,
-}
-
-fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("")
-}
-
-impl Default for SettingsClientConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:50051".into(),
-            token: SecretString::from(""),
-            cache_ttl_ms: 60_000,
-            timeout_ms: 5_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RateLimitSection {
-    /// The database holding the shared token buckets (`wms_rate_limit_buckets`), the same for
-    /// every service and replica that calls the WMS. Empty: the dispatcher's own database
-    /// (only right when nothing else calls the WMS).
-    pub database_url: String,
-    pub requests_per_second: f64,
-    pub burst: u32,
-    /// Tokens of the burst kept unused against clock jitter.
-    pub reserve: u32,
-    pub max_connections: u32,
-}
-
-impl Default for RateLimitSection {
-    fn default() -> Self {
-        let defaults = RateLimitConfig::default();
-        Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/wmslink_rate_limit".into(),
-            requests_per_second: defaults.requests_per_second,
-            burst: defaults.burst,
-            reserve: defaults.reserve,
-            max_connections: 5,
-        }
-    }
-}
-
-impl RateLimitSection {
-    pub fn limits(&self) -> RateLimitConfig {
-        RateLimitConfig {
-            requests_per_second: self.requests_per_second,
-            burst: self.burst,
-            reserve: self.reserve,
-        }
     }
 }
 

@@ -12,8 +12,9 @@
 //! | [`store`] | `shipments`, `shipment_history`, and [`store::persist`] (row + history + outbox) |
 //! | [`consumers`] | order events and WMS observations, one transaction per message |
 //! | [`sender`] | per-shop passes: claim, register, settle, cancel; back-off; E1 sweep |
+//! | [`metrics`] | queue depth and oldest-queued age per shop, sampled by the sweep |
 //! | [`reconciler`] | resolving `SENDING` by searching the WMS |
-//! | [`settings`], [`wms`] | the settings service client with its cache; WMS clients per shop |
+//! | [`settings`], [`wms`] | shop settings over `wmslink-settings-client`; WMS clients per shop |
 //! | [`grpc`] | `DispatchService` |
 
 pub mod config;
@@ -22,6 +23,7 @@ pub mod core;
 pub mod errors;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod reconciler;
 pub mod rows;
 pub mod sender;
@@ -45,13 +47,12 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
 use wmslink_platform::consumer::{self, ConsumerSpec};
-use wmslink_platform::db::{self, DatabaseConfig};
+use wmslink_platform::db;
 use wmslink_platform::grpc as platform_grpc;
 use wmslink_platform::nats::{self, StreamKind, Subjects};
 use wmslink_platform::outbox::{self, OutboxRelay};
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::dispatch::v1::dispatch_service_server::DispatchServiceServer;
-use wmslink_wms_client::PgRateLimiter;
 
 pub use crate::config::Config;
 use crate::consumers::{Observations, OrderEventKind, OrderEvents};
@@ -90,17 +91,9 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
 
-        let limiter_pool = if config.rate_limit.database_url.is_empty() {
-            pool.clone()
-        } else {
-            db::connect(&DatabaseConfig {
-                url: config.rate_limit.database_url.clone(),
-                max_connections: config.rate_limit.max_connections.max(1),
-                create_if_missing: true,
-            })
-            .await?
-        };
-        let limiter = PgRateLimiter::connect(limiter_pool, config.rate_limit.limits())
+        let limiter = config
+            .rate_limit
+            .connect(&pool)
             .await
             .map_err(|err| StartupError::Limiter(err.to_string()))?;
 
@@ -126,12 +119,7 @@ impl Application {
         let relay = OutboxRelay::new(pool.clone(), js.clone());
 
         let settings = Arc::new(SettingsCache::new(&config.settings)?);
-        let wms = WmsClients::new(
-            settings.clone(),
-            keys,
-            config.wms.clone(),
-            Arc::new(limiter),
-        );
+        let wms = WmsClients::new(settings.clone(), keys, config.wms.clone(), limiter);
         let (sender, wake_rx) = Sender::new();
         let core = Arc::new(Core {
             pool,
@@ -197,12 +185,13 @@ impl Application {
         background.spawn(sender::run_sweeper(core.clone(), changed_rx, tasks.clone()));
         let on_change = {
             let core = core.clone();
-            move |shop: &str| {
-                core.settings.invalidate(shop);
-                core.wms.invalidate(shop);
+            move |shop: String| {
+                core.settings.invalidate(&shop);
+                core.wms.invalidate(&shop);
                 if core.config.sweep_on_settings_change {
-                    let _ = changed_tx.send(shop.to_owned());
+                    let _ = changed_tx.send(shop);
                 }
+                std::future::ready(())
             }
         };
         background.spawn(settings::watch_changes(

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use wmslink_wms_client::{RowOutcome, ShipmentInstruction, WmsClient, WmsError};
 
 use crate::core::Core;
+use crate::metrics::{self, QueueGauges};
 use crate::reconciler::{self, Settle};
 use crate::rows;
 use crate::settings::{Lookup, SettingsError, ShopView};
@@ -769,7 +770,8 @@ pub async fn sweep_shop(core: &Core, shop_id: &str) {
 }
 
 /// Sweeps every shop now and every `sweep_interval`, and a shop at once when its settings
-/// change (e.g. it was just enabled).
+/// change (e.g. it was just enabled). Each periodic sweep also refreshes the queue gauges
+/// ([`metrics`]).
 pub async fn run_sweeper(
     core: Arc<Core>,
     mut changed_rx: mpsc::UnboundedReceiver<String>,
@@ -783,6 +785,10 @@ pub async fn run_sweeper(
             _ = interval.tick() => {
                 match store::shops(&core.pool).await {
                     Ok(shops) => {
+                        match metrics::sample(&core.pool, &shops).await {
+                            Ok(queues) => QueueGauges::global().set(queues),
+                            Err(err) => tracing::warn!(error = %err, "sweep: cannot sample the queues"),
+                        }
                         for shop in shops {
                             if shutdown.is_cancelled() {
                                 return;

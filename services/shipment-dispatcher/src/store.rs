@@ -307,6 +307,20 @@ pub async fn order_nos_in<'e>(
         .await
 }
 
+/// Every shop with `QUEUED` shipments: how many, and the age in seconds of the oldest
+/// `queued_at`. One grouped scan of the `shipments_queued` partial index.
+pub async fn queue_by_shop<'e>(
+    executor: impl PgExecutor<'e>,
+) -> Result<Vec<(String, i64, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT shop_id, count(*),
+                COALESCE(EXTRACT(EPOCH FROM (now() - min(queued_at)))::float8, 0)
+           FROM shipments WHERE status = 'QUEUED' GROUP BY shop_id",
+    )
+    .fetch_all(executor)
+    .await
+}
+
 /// Whether a shop has work for the sender (queued, in doubt, cancel requested).
 pub async fn has_work<'e>(
     executor: impl PgExecutor<'e>,

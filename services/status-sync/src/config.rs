@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use wmslink_platform::auth::AuthConfig;
 use wmslink_platform::db::DatabaseConfig;
@@ -11,7 +10,9 @@ use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
 use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
-use wmslink_wms_client::{RateLimitConfig, WmsClientConfig};
+pub use wmslink_settings_client::SettingsClientConfig;
+pub use wmslink_wms_client::SharedRateLimitConfig;
+use wmslink_wms_client::WmsClientConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -23,7 +24,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The master keys the settings service seals access keys with (the same ones).
     pub secrets: MasterKeyConfig,
-    /// How to reach the settings service.
+    /// How to reach the settings service, and how long its answers are cached.
     pub settings: SettingsClientConfig,
     /// Request rules of every WMS call (http hosts, timeouts, private addresses).
     pub wms: WmsClientConfig,
@@ -50,77 +51,6 @@ impl Default for Config {
             wms: WmsClientConfig::default(),
             rate_limit: SharedRateLimitConfig::default(),
             sync: SyncConfig::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SettingsClientConfig {
-    /// e.g. `http://127.0.0.1:50051`.
-    pub url: String,
-    /// A token of the settings service with the scopes `settings.read` and
-    /// `settings.credentials`.
-    #[serde(serialize_with = "serialize_redacted")]
-    pub token: SecretString,
-    /// How long a shop's settings are kept before they are asked for again (a
-    /// `settings.{shop}.changed` event drops them at once).
-    pub cache_ttl_secs: u64,
-    /// Deadline of one call to the settings service.
-    pub timeout_ms: u64,
-}
-
-impl Default for SettingsClientConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:50051".into(),
-            token: SecretString::from(""),
-            cache_ttl_secs: 60,
-            timeout_ms: 5_000,
-        }
-    }
-}
-
-fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("")
-}
-
-/// The shared token bucket per access key (`wmslink_wms_client::PgRateLimiter`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SharedRateLimitConfig {
-    /// The database holding the buckets: the same one the shipment dispatcher uses, so both
-    /// draw from one budget per key. Created when missing. Empty: this service's own database
-    /// (then the budget is not shared with the dispatcher; development only).
-    pub database_url: String,
-    /// Must be equal in every service sharing the buckets. Default 1.0 (the WMS's limit).
-    pub requests_per_second: f64,
-    /// Default 60 (the WMS's burst).
-    pub burst: u32,
-    /// Tokens of the burst kept unused against clock jitter. Default 1.
-    pub reserve: u32,
-    pub max_connections: u32,
-}
-
-impl Default for SharedRateLimitConfig {
-    fn default() -> Self {
-        let limit = RateLimitConfig::default();
-        Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/wmslink_rate_limit".into(),
-            requests_per_second: limit.requests_per_second,
-            burst: limit.burst,
-            reserve: limit.reserve,
-            max_connections: 5,
-        }
-    }
-}
-
-impl SharedRateLimitConfig {
-    pub fn limit(&self) -> RateLimitConfig {
-        RateLimitConfig {
-            requests_per_second: self.requests_per_second,
-            burst: self.burst,
-            reserve: self.reserve,
         }
     }
 }
@@ -228,6 +158,8 @@ impl SyncConfig {
 
 #[cfg(test)]
 mod tests {
+    use wmslink_wms_client::RateLimitConfig;
+
     use super::*;
 
     #[test]
@@ -252,6 +184,6 @@ mod tests {
         assert_eq!(config.grpc.listen_addr, "127.0.0.1:50054");
         assert!(config.database.url.ends_with("/wmslink_sync"));
         assert_eq!(config.sync.interval(), Duration::from_secs(300));
-        assert_eq!(config.rate_limit.limit(), RateLimitConfig::default());
+        assert_eq!(config.rate_limit.limits(), RateLimitConfig::default());
     }
 }

@@ -34,13 +34,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use wmslink_platform::auth::Authenticator;
 use wmslink_platform::consumer::{self, ConsumerSpec};
-use wmslink_platform::db::{self, DatabaseConfig, DbError};
+use wmslink_platform::db::{self, DbError};
 use wmslink_platform::grpc::GrpcError;
 use wmslink_platform::nats::{self, NatsError, StreamKind, Subjects};
 use wmslink_platform::outbox::OutboxRelay;
 use wmslink_platform::secrets::{KeyRing, SecretsError};
 use wmslink_proto::sync::v1::sync_service_server::SyncServiceServer;
-use wmslink_wms_client::{PgRateLimiter, RateLimiter};
 
 pub use config::Config;
 
@@ -99,28 +98,15 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
 
-        let limiter_pool = if config.rate_limit.database_url.is_empty() {
-            tracing::warn!(
-                "rate_limit.database_url is empty: the WMS budget is not shared with the dispatcher"
-            );
-            pool.clone()
-        } else {
-            db::connect(&DatabaseConfig {
-                url: config.rate_limit.database_url.clone(),
-                max_connections: config.rate_limit.max_connections.max(1),
-                create_if_missing: true,
-            })
-            .await?
-        };
-        let limiter: Arc<dyn RateLimiter> = Arc::new(
-            PgRateLimiter::connect(limiter_pool, config.rate_limit.limit())
-                .await
-                .map_err(|err| StartupError::RateLimit(err.to_string()))?,
-        );
+        let limiter = config
+            .rate_limit
+            .connect(&pool)
+            .await
+            .map_err(|err| StartupError::RateLimit(err.to_string()))?;
 
         let shops = Arc::new(
             ShopDirectory::new(&config.settings, keys, config.wms.clone(), limiter)
-                .map_err(StartupError::Settings)?,
+                .map_err(|err| StartupError::Settings(err.to_string()))?,
         );
 
         let nats = nats::connect(&config.nats).await?;
@@ -203,10 +189,13 @@ impl Application {
         if config.sync.scheduled {
             background.spawn(scheduler::run(runner.clone(), shutdown.clone()));
         }
-        background.spawn(scheduler::listen_settings(
+        background.spawn(wmslink_settings_client::watch_changes(
             nats.clone(),
             subjects.clone(),
-            runner.clone(),
+            {
+                let runner = runner.clone();
+                move |shop| scheduler::settings_changed(runner.clone(), shop)
+            },
             shutdown.clone(),
         ));
         background.spawn(scheduler::housekeeping(runner.clone(), shutdown.clone()));

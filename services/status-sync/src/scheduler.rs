@@ -1,14 +1,12 @@
-//! Background loops: the per-shop scheduler (E1), the settings-change listener, housekeeping.
+//! Background loops: the per-shop scheduler (E1), what a settings change does, housekeeping.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wmslink_platform::nats::Subjects;
 use wmslink_platform::shop::ShopId;
 
 use crate::runner::Runner;
@@ -64,44 +62,18 @@ pub async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     }
 }
 
-/// Drops a shop's cached settings as soon as they change, and makes the shop due now (so
-/// enabling a shop syncs it at once). Core NATS: a lost message only costs the cache TTL.
-pub async fn listen_settings(
-    client: async_nats::Client,
-    subjects: Subjects,
-    runner: Arc<Runner>,
-    shutdown: CancellationToken,
-) {
-    while !shutdown.is_cancelled() {
-        let mut subscription = match client.subscribe(subjects.settings_changed_all()).await {
-            Ok(subscription) => subscription,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot subscribe to settings changes; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                message = subscription.next() => message,
-            };
-            let Some(message) = message else { break };
-            let Some(shop) = subjects
-                .shop_of(message.subject.as_str())
-                .and_then(|shop| ShopId::parse(shop).ok())
-            else {
-                continue;
-            };
-            runner.shops().invalidate(shop.as_str());
-            if let Err(err) = runner.store().shop_changed(shop.as_str()).await {
-                tracing::warn!(%shop, error = %err, "cannot record a settings change");
-            }
-            tracing::debug!(%shop, "settings changed");
-        }
+/// What a `settings.{shop}.changed` event does (see `wmslink_settings_client::watch_changes`):
+/// drops the shop's cached settings and makes the shop due now (so enabling a shop syncs it at
+/// once). Core NATS: a lost message only costs the cache TTL.
+pub async fn settings_changed(runner: Arc<Runner>, shop: String) {
+    let Ok(shop) = ShopId::parse(&shop) else {
+        return;
+    };
+    runner.shops().invalidate(shop.as_str());
+    if let Err(err) = runner.store().shop_changed(shop.as_str()).await {
+        tracing::warn!(%shop, error = %err, "cannot record a settings change");
     }
+    tracing::debug!(%shop, "settings changed");
 }
 
 /// Hourly pruning of old runs, stale suspects and processed-message ids, and published

@@ -1,25 +1,23 @@
 //! What status-sync needs to know of a shop, from the settings service (S5): enabled or not,
-//! shipment results on or off, the sync period, and a WMS client with the shop's key. Cached
-//! for a TTL; a `settings.{shop}.changed` event drops the entry at once.
+//! shipment results on or off, the sync period, and a WMS client with the shop's key. Read
+//! through the shared settings client (`wmslink_settings_client`: cached per shop with
+//! `settings.cache_ttl_ms`, dropped on `settings.{shop}.changed`, an expired entry used while
+//! the settings service is down); a shop's WMS client is built again only when its settings
+//! were fetched again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use wmslink_platform::auth::BearerToken;
-use wmslink_platform::secrets::{KeyRing, Sealed};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_platform::shop::ShopId;
-use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
-use wmslink_proto::settings::v1::{GetSettingsRequest, GetWmsCredentialsRequest};
+use wmslink_settings_client::{SettingsClient, SettingsClientError, ShopSnapshot, SnapshotMemo};
 use wmslink_wms_client::{RateLimiter, WmsClient, WmsClientConfig};
 
 use crate::config::SettingsClientConfig;
 
-/// Sync period when the settings leave it at 0.
-pub const DEFAULT_SYNC_PERIOD_DAYS: u32 = 30;
+pub use wmslink_settings_client::DEFAULT_SYNC_PERIOD_DAYS;
+
+/// The longest sync period honoured.
+pub const MAX_SYNC_PERIOD_DAYS: u32 = 365;
 
 /// A shop as far as syncing goes.
 #[derive(Debug, Clone)]
@@ -34,6 +32,17 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// The shop without its WMS client.
+    fn of(shop_id: &ShopId, snapshot: &ShopSnapshot) -> Self {
+        Self {
+            shop_id: shop_id.clone(),
+            enabled: snapshot.enabled,
+            shipment_results: snapshot.data_targets().shipment_results,
+            sync_period_days: snapshot.sync_period_days().min(MAX_SYNC_PERIOD_DAYS),
+            wms: None,
+        }
+    }
+
     /// The WMS client when the shop is to be synced (R6: a shop without the integration is
     /// never touched).
     pub fn syncable(&self) -> Option<&WmsClient> {
@@ -54,20 +63,25 @@ pub enum ShopError {
     Credentials { shop: String, reason: String },
 }
 
-type Client = SettingsServiceClient<InterceptedService<Channel, BearerToken>>;
-
-struct Entry {
-    shop: Arc<Shop>,
-    fetched: Instant,
+impl From<SettingsClientError> for ShopError {
+    fn from(err: SettingsClientError) -> Self {
+        match err {
+            SettingsClientError::Unavailable(reason) | SettingsClientError::Config(reason) => {
+                Self::Unavailable(reason)
+            }
+            SettingsClientError::NoCredentials { shop, reason }
+            | SettingsClientError::OpenKey { shop, reason }
+            | SettingsClientError::WmsClient { shop, reason } => Self::Credentials { shop, reason },
+        }
+    }
 }
 
 pub struct ShopDirectory {
-    client: Client,
+    settings: SettingsClient,
     keys: KeyRing,
     wms_config: WmsClientConfig,
     limiter: Arc<dyn RateLimiter>,
-    ttl: Duration,
-    cache: Mutex<HashMap<String, Entry>>,
+    shops: SnapshotMemo<Shop>,
 }
 
 impl ShopDirectory {
@@ -76,124 +90,93 @@ impl ShopDirectory {
         keys: KeyRing,
         wms_config: WmsClientConfig,
         limiter: Arc<dyn RateLimiter>,
-    ) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(config.url.clone())
-            .map_err(|err| format!("settings.url '{}': {err}", config.url))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_millis(config.timeout_ms.max(1)));
-        let token =
-            BearerToken::new(&config.token).map_err(|status| status.message().to_owned())?;
-        let client = SettingsServiceClient::with_interceptor(endpoint.connect_lazy(), token);
+    ) -> Result<Self, SettingsClientError> {
         Ok(Self {
-            client,
+            settings: SettingsClient::new(config)?,
             keys,
             wms_config,
             limiter,
-            ttl: Duration::from_secs(config.cache_ttl_secs),
-            cache: Mutex::new(HashMap::new()),
+            shops: SnapshotMemo::new(),
         })
     }
 
     /// Forgets what is cached of `shop_id` (its settings changed).
     pub fn invalidate(&self, shop_id: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(shop_id);
-        }
+        self.settings.invalidate(shop_id);
+        self.shops.invalidate(shop_id);
     }
 
     pub async fn get(&self, shop_id: &ShopId) -> Result<Arc<Shop>, ShopError> {
-        if let Ok(cache) = self.cache.lock()
-            && let Some(entry) = cache.get(shop_id.as_str())
-            && entry.fetched.elapsed() < self.ttl
-        {
-            return Ok(entry.shop.clone());
-        }
-        let fetched = Instant::now();
-        let shop = Arc::new(self.fetch(shop_id).await?);
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(
-                shop_id.to_string(),
-                Entry {
-                    shop: shop.clone(),
-                    fetched,
-                },
-            );
-        }
-        Ok(shop)
-    }
-
-    async fn fetch(&self, shop_id: &ShopId) -> Result<Shop, ShopError> {
-        let mut client = self.client.clone();
-        let settings = match client
-            .get_settings(GetSettingsRequest {
-                shop_id: shop_id.to_string(),
-            })
-            .await
-        {
-            Ok(response) => response.into_inner().settings.unwrap_or_default(),
-            Err(status) if status.code() == Code::NotFound => {
-                return Err(ShopError::Unknown(shop_id.to_string()));
-            }
-            Err(status) => return Err(unavailable(&status)),
-        };
-        let detail = settings.detail.unwrap_or_default();
-        let shipment_results = detail
-            .data_targets
-            .as_ref()
-            .is_some_and(|targets| targets.shipment_results);
-        let sync_period_days = match detail.sync_period_days {
-            0 => DEFAULT_SYNC_PERIOD_DAYS,
-            days => days.min(365),
-        };
-        let mut shop = Shop {
-            shop_id: shop_id.clone(),
-            enabled: settings.enabled,
-            shipment_results,
-            sync_period_days,
-            wms: None,
-        };
-        if !(shop.enabled && shop.shipment_results) {
+        let snapshot = self
+            .settings
+            .get(shop_id.as_str())
+            .await?
+            .ok_or_else(|| ShopError::Unknown(shop_id.to_string()))?;
+        if let Some(shop) = self.shops.get(shop_id.as_str(), &snapshot) {
             return Ok(shop);
         }
-        let credentials = client
-            .get_wms_credentials(GetWmsCredentialsRequest {
-                shop_id: shop_id.to_string(),
-            })
-            .await
-            .map_err(|status| match status.code() {
-                Code::NotFound | Code::FailedPrecondition => ShopError::Credentials {
-                    shop: shop_id.to_string(),
-                    reason: status.message().to_owned(),
-                },
-                _ => unavailable(&status),
-            })?
-            .into_inner();
-        let sealed = Sealed {
-            key_id: credentials.key_id,
-            blob: credentials.sealed_access_key,
-        };
-        let key = self
-            .keys
-            .open(&sealed, shop_id.as_str().as_bytes())
-            .map_err(|err| ShopError::Credentials {
-                shop: shop_id.to_string(),
-                reason: err.to_string(),
-            })?;
-        let endpoint = if credentials.endpoint_url.is_empty() {
-            detail.endpoint_url
-        } else {
-            credentials.endpoint_url
-        };
-        let client = WmsClient::new(&endpoint, key, &self.wms_config, self.limiter.clone())
-            .map_err(|err| ShopError::Credentials {
-                shop: shop_id.to_string(),
-                reason: err.to_string(),
-            })?;
-        shop.wms = Some(client);
-        Ok(shop)
+        let mut shop = Shop::of(shop_id, &snapshot);
+        if shop.enabled && shop.shipment_results {
+            let client = self
+                .settings
+                .wms_client(
+                    shop_id.as_str(),
+                    &self.keys,
+                    &self.wms_config,
+                    self.limiter.clone(),
+                )
+                .await?;
+            shop.wms = Some(client);
+        }
+        Ok(self.shops.insert(shop_id.as_str(), snapshot, shop))
     }
 }
 
-fn unavailable(status: &tonic::Status) -> ShopError {
-    ShopError::Unavailable(format!("{:?}: {}", status.code(), status.message()))
+#[cfg(test)]
+mod tests {
+    use wmslink_proto::settings::v1::{DataTargets, DetailSettings};
+
+    use super::*;
+
+    fn snapshot(sync_period_days: u32, shipment_results: bool) -> ShopSnapshot {
+        ShopSnapshot {
+            shop_id: "s1".into(),
+            version: 1,
+            enabled: true,
+            detail: DetailSettings {
+                data_targets: Some(DataTargets {
+                    shipment_results,
+                    ..DataTargets::default()
+                }),
+                sync_period_days,
+                ..DetailSettings::default()
+            },
+            order_statuses: None,
+        }
+    }
+
+    #[test]
+    fn a_shop_takes_the_flag_and_a_bounded_sync_period() {
+        let id = ShopId::parse("s1").expect("shop id");
+        let shop = Shop::of(&id, &snapshot(0, true));
+        assert!(shop.enabled && shop.shipment_results);
+        assert_eq!(shop.sync_period_days, DEFAULT_SYNC_PERIOD_DAYS);
+        assert!(shop.syncable().is_none(), "no client yet");
+        assert_eq!(Shop::of(&id, &snapshot(7, true)).sync_period_days, 7);
+        assert_eq!(Shop::of(&id, &snapshot(1_000, true)).sync_period_days, 365);
+        assert!(!Shop::of(&id, &snapshot(7, false)).shipment_results);
+    }
+
+    #[test]
+    fn credential_problems_and_outages_stay_apart() {
+        let credentials = ShopError::from(SettingsClientError::OpenKey {
+            shop: "s1".into(),
+            reason: "damaged".into(),
+        });
+        assert!(
+            matches!(&credentials, ShopError::Credentials { shop, reason } if shop == "s1" && reason == "damaged")
+        );
+        let down = ShopError::from(SettingsClientError::Unavailable("GetSettings: down".into()));
+        assert!(matches!(down, ShopError::Unavailable(reason) if reason == "GetSettings: down"));
+    }
 }

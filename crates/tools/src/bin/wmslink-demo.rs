@@ -204,7 +204,7 @@ fn demo_order(shop_id: &str, n: u32) -> orders::Order {
             nanos: 0,
         }),
         status_code: "ready_to_ship".into(),
-        payment_method_code: if n % 5 == 0 { "cod" } else { "card" }.into(),
+        payment_method_code: if n.is_multiple_of(5) { "cod" } else { "card" }.into(),
         orderer: Some(address.clone()),
         shipping: Some(address),
         delivery_date: String::new(),

@@ -8,4 +8,5 @@ mod errors;
 mod helpers;
 mod limiter;
 mod logs;
+mod metrics;
 mod sim_calls;

@@ -9,6 +9,7 @@ mod exactly_once;
 mod helpers;
 mod logs;
 mod mappings;
+mod metrics;
 mod observations;
 mod rate_limit;
 mod rules;
