@@ -174,8 +174,7 @@ impl System {
         };
         orders_config.consumers.ack_wait_ms = 2_000;
         let orders_app =
-            wmslink_order_events::Application::build(orders_config, shutdown.child_token())
-                .await?;
+            wmslink_order_events::Application::build(orders_config, shutdown.child_token()).await?;
         let orders_addr = orders_app.grpc_addr();
         tasks.push(spawn(orders_app.run_until_stopped()));
 
@@ -196,9 +195,11 @@ impl System {
         dispatch_config.rate_limit.burst = options.wms_rate_limit.burst;
         dispatch_config.sender.sweep_interval_ms = 1_000;
         dispatch_config.sender.consumer_ack_wait_ms = 2_000;
-        let dispatch_app =
-            wmslink_shipment_dispatcher::Application::build(dispatch_config, shutdown.child_token())
-                .await?;
+        let dispatch_app = wmslink_shipment_dispatcher::Application::build(
+            dispatch_config,
+            shutdown.child_token(),
+        )
+        .await?;
         let dispatch_addr = dispatch_app.grpc_addr();
         tasks.push(spawn(dispatch_app.run_until_stopped()));
 
@@ -245,7 +246,9 @@ impl System {
     }
 
     fn operator() -> anyhow::Result<BearerToken> {
-        Ok(BearerToken::new(&SecretString::from(OPERATOR_TOKEN.to_owned()))?)
+        Ok(BearerToken::new(&SecretString::from(
+            OPERATOR_TOKEN.to_owned(),
+        ))?)
     }
 
     pub fn settings(&self) -> anyhow::Result<SettingsClient> {

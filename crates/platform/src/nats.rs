@@ -254,9 +254,15 @@ mod tests {
     fn names_carry_the_prefix_and_shop() {
         let subjects = Subjects::new("t-1").expect("prefix");
         let shop = ShopId::parse("shop1").expect("shop");
-        assert_eq!(subjects.order_status_changed(&shop), "t-1.orders.shop1.status_changed");
+        assert_eq!(
+            subjects.order_status_changed(&shop),
+            "t-1.orders.shop1.status_changed"
+        );
         assert_eq!(subjects.stream_name(StreamKind::Orders), "T_1_ORDERS");
-        assert_eq!(subjects.shop_of("t-1.cart.orders.shop1.upserted"), Some("shop1"));
+        assert_eq!(
+            subjects.shop_of("t-1.cart.orders.shop1.upserted"),
+            Some("shop1")
+        );
         assert_eq!(subjects.shop_of("t-1.orders.shop1.updated"), Some("shop1"));
         assert_eq!(
             subjects.dead_letter("t-1.cart.orders.shop1.upserted"),

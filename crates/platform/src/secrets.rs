@@ -91,16 +91,17 @@ impl fmt::Debug for KeyRing {
 
 impl KeyRing {
     pub fn from_config(config: &MasterKeyConfig) -> Result<Self, SecretsError> {
-        let text = if !config.master_key_file.is_empty() {
-            SecretString::from(std::fs::read_to_string(&config.master_key_file).map_err(
-                |err| SecretsError::File {
-                    path: config.master_key_file.clone(),
-                    reason: err.to_string(),
-                },
-            )?)
-        } else {
-            config.master_keys.clone()
-        };
+        let text =
+            if !config.master_key_file.is_empty() {
+                SecretString::from(std::fs::read_to_string(&config.master_key_file).map_err(
+                    |err| SecretsError::File {
+                        path: config.master_key_file.clone(),
+                        reason: err.to_string(),
+                    },
+                )?)
+            } else {
+                config.master_keys.clone()
+            };
         Self::parse(text.expose_secret(), &config.active_key_id)
     }
 
@@ -117,7 +118,9 @@ impl KeyRing {
                 line: index + 1,
                 reason,
             };
-            let (id, encoded) = line.split_once('=').ok_or(bad("expected <key_id>=<base64>"))?;
+            let (id, encoded) = line
+                .split_once('=')
+                .ok_or(bad("expected <key_id>=<base64>"))?;
             let id = id.trim();
             if id.is_empty() {
                 return Err(bad("empty key id"));
@@ -166,7 +169,11 @@ impl KeyRing {
     }
 
     /// Seals `secret` with the active key, binding `associated_data` (e.g. the shop id).
-    pub fn seal(&self, secret: &SecretString, associated_data: &[u8]) -> Result<Sealed, SecretsError> {
+    pub fn seal(
+        &self,
+        secret: &SecretString,
+        associated_data: &[u8],
+    ) -> Result<Sealed, SecretsError> {
         let cipher = self.keys.get(&self.active).ok_or(SecretsError::Seal)?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = cipher
@@ -188,7 +195,11 @@ impl KeyRing {
     }
 
     /// Opens a sealed secret; fails if the key id, the blob or the associated data differ.
-    pub fn open(&self, sealed: &Sealed, associated_data: &[u8]) -> Result<SecretString, SecretsError> {
+    pub fn open(
+        &self,
+        sealed: &Sealed,
+        associated_data: &[u8],
+    ) -> Result<SecretString, SecretsError> {
         let cipher = self
             .keys
             .get(&sealed.key_id)
@@ -233,7 +244,10 @@ mod tests {
         let a = ring.seal(&secret, b"shop-a").expect("seal");
         let b = ring.seal(&secret, b"shop-a").expect("seal");
         assert_ne!(a.blob, b.blob, "a fresh nonce every time");
-        assert_eq!(ring.open(&a, b"shop-a").expect("open").expose_secret(), "abcdefgh-1234");
+        assert_eq!(
+            ring.open(&a, b"shop-a").expect("open").expose_secret(),
+            "abcdefgh-1234"
+        );
         assert!(matches!(ring.open(&a, b"shop-b"), Err(SecretsError::Open)));
     }
 
@@ -242,11 +256,22 @@ mod tests {
         let (_, old_line) = KeyRing::generate("k1");
         let (_, new_line) = KeyRing::generate("k2");
         let old_ring = KeyRing::parse(&old_line, "").expect("ring");
-        let sealed = old_ring.seal(&SecretString::from("key-123456789"), b"s").expect("seal");
+        let sealed = old_ring
+            .seal(&SecretString::from("key-123456789"), b"s")
+            .expect("seal");
         let rotated = KeyRing::parse(&format!("{old_line}\n{new_line}\n"), "").expect("ring");
         assert_eq!(rotated.active_key_id(), "k2");
-        assert_eq!(rotated.open(&sealed, b"s").expect("open").expose_secret(), "key-123456789");
-        assert_eq!(rotated.seal(&SecretString::from("x"), b"s").expect("seal").key_id, "k2");
+        assert_eq!(
+            rotated.open(&sealed, b"s").expect("open").expose_secret(),
+            "key-123456789"
+        );
+        assert_eq!(
+            rotated
+                .seal(&SecretString::from("x"), b"s")
+                .expect("seal")
+                .key_id,
+            "k2"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub mod sync {
 }
 
 /// Encoded `FileDescriptorSet` of every wmslink proto, for gRPC reflection and proto3 JSON.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wmslink_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wmslink_descriptor.bin"));
 
 pub mod field_paths;
 pub mod json;

@@ -18,7 +18,10 @@ impl fmt::Debug for RegisterSettingsRequest {
             .field("shop_id", &self.shop_id)
             .field("expected_version", &self.expected_version)
             .field("detail", &self.detail)
-            .field("access_key", &format_args!("{}", redacted(&self.access_key)))
+            .field(
+                "access_key",
+                &format_args!("{}", redacted(&self.access_key)),
+            )
             .finish()
     }
 }
@@ -27,7 +30,10 @@ impl fmt::Debug for CheckConnectionRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckConnectionRequest")
             .field("shop_id", &self.shop_id)
-            .field("access_key", &format_args!("{}", redacted(&self.access_key)))
+            .field(
+                "access_key",
+                &format_args!("{}", redacted(&self.access_key)),
+            )
             .field("endpoint_url", &self.endpoint_url)
             .finish()
     }

@@ -32,14 +32,22 @@ async fn wait_for_shipping_status(
     order_no: &str,
     wanted: ShippingStatus,
 ) -> orders::IntegrationStatus {
-    eventually(WAIT, &format!("{order_no} to be {wanted:?} in the order list"), || async {
-        let integration = integration_of(system, shop, order_no).await;
-        (integration.shipping_status() == wanted).then_some(integration)
-    })
+    eventually(
+        WAIT,
+        &format!("{order_no} to be {wanted:?} in the order list"),
+        || async {
+            let integration = integration_of(system, shop, order_no).await;
+            (integration.shipping_status() == wanted).then_some(integration)
+        },
+    )
     .await
 }
 
-async fn wms_order(system: &System, key: &str, order_no: &str) -> Option<wmslink_wms_simulator::SimOrder> {
+async fn wms_order(
+    system: &System,
+    key: &str,
+    order_no: &str,
+) -> Option<wmslink_wms_simulator::SimOrder> {
     system
         .simulator
         .state()
@@ -104,14 +112,31 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
     upsert(&system, order(&shop, "A-1", 1, STATUS_READY)).await;
     let sent = wait_for_shipping_status(&system, &shop, "A-1", ShippingStatus::Sent).await;
     assert_eq!(sent.wms_status_id, 0, "no WMS status seen yet");
-    let in_wms = wms_order(&system, &key, "A-1").await.expect("registered in the WMS");
-    assert_eq!(system.simulator.state().counters(&key).unwrap().registrations_accepted, 1);
+    let in_wms = wms_order(&system, &key, "A-1")
+        .await
+        .expect("registered in the WMS");
+    assert_eq!(
+        system
+            .simulator
+            .state()
+            .counters(&key)
+            .unwrap()
+            .registrations_accepted,
+        1
+    );
 
     // The warehouse starts processing (処理中): status-sync brings it back, R4 locks the order.
     system
         .simulator
         .state()
-        .patch_order(&key, in_wms.order_id, OrderPatch { status_id: Some(20), ..OrderPatch::default() })
+        .patch_order(
+            &key,
+            in_wms.order_id,
+            OrderPatch {
+                status_id: Some(20),
+                ..OrderPatch::default()
+            },
+        )
         .unwrap();
     run_sync(&system, &shop).await;
     let processing = eventually(WAIT, "WMS status 20 in the order list", || async {
@@ -120,8 +145,13 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
     })
     .await;
     assert_eq!(processing.shipping_status(), ShippingStatus::Sent);
-    assert!(!processing.wms_status_name.is_empty(), "the WMS's own status name is shown");
-    let refused = change_status(&system, &shop, "A-1", STATUS_HOLD, 1).await.unwrap_err();
+    assert!(
+        !processing.wms_status_name.is_empty(),
+        "the WMS's own status name is shown"
+    );
+    let refused = change_status(&system, &shop, "A-1", STATUS_HOLD, 1)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 
     // Shipped with a tracking code: it comes back to the dispatcher and the order list.
@@ -148,7 +178,10 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
     let shipment = system
         .dispatch()
         .unwrap()
-        .get_shipment(dispatch::GetShipmentRequest { shop_id: shop.clone(), order_no: "A-1".into() })
+        .get_shipment(dispatch::GetShipmentRequest {
+            shop_id: shop.clone(),
+            order_no: "A-1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -177,7 +210,15 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
     assert_eq!(listed.rows[0].order_no, "A-1");
     assert_eq!(listed.rows[0].wms_status_id, 100);
     assert_eq!(listed.rows[0].tracking_code, "1234-5678-9012");
-    assert_eq!(system.simulator.state().counters(&key).unwrap().registrations_accepted, 1);
+    assert_eq!(
+        system
+            .simulator
+            .state()
+            .counters(&key)
+            .unwrap()
+            .registrations_accepted,
+        1
+    );
     system.stop().await;
 }
 
@@ -191,21 +232,27 @@ async fn a_cart_cancellation_cancels_in_the_wms_and_is_final() {
     wait_for_shipping_status(&system, &shop, "B-1", ShippingStatus::Sent).await;
 
     // R2: cancelling in the cart cancels in the WMS.
-    change_status(&system, &shop, "B-1", STATUS_CANCELLED, 1).await.unwrap();
+    change_status(&system, &shop, "B-1", STATUS_CANCELLED, 1)
+        .await
+        .unwrap();
     wait_for_shipping_status(&system, &shop, "B-1", ShippingStatus::Cancelled).await;
     let cancelled = wms_order(&system, &key, "B-1").await.unwrap();
     assert_eq!(cancelled.cancel_flag, 1);
 
     // R3: whatever the cart does next, the order is never sent again. Another order sent
     // after it proves the dispatcher has processed the later change (events go in order).
-    change_status(&system, &shop, "B-1", STATUS_READY, 2).await.unwrap();
+    change_status(&system, &shop, "B-1", STATUS_READY, 2)
+        .await
+        .unwrap();
     upsert(&system, order(&shop, "B-2", 1, STATUS_READY)).await;
     wait_for_shipping_status(&system, &shop, "B-2", ShippingStatus::Sent).await;
     let counters = system.simulator.state().counters(&key).unwrap();
     assert_eq!(counters.registrations_accepted, 2, "B-1 once, B-2 once");
     assert_eq!(counters.cancels, 1);
     assert_eq!(
-        integration_of(&system, &shop, "B-1").await.shipping_status(),
+        integration_of(&system, &shop, "B-1")
+            .await
+            .shipping_status(),
         ShippingStatus::Cancelled
     );
     system.stop().await;

@@ -16,9 +16,17 @@ use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 
 #[derive(Parser)]
 struct Cli {
-    #[arg(long, env = "DEMO_SETTINGS_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "DEMO_SETTINGS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
     settings_url: String,
-    #[arg(long, env = "DEMO_ORDERS_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "DEMO_ORDERS_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
     orders_url: String,
     /// Bearer token with the scopes settings.read, settings.write and orders.write.
     #[arg(long, env = "DEMO_TOKEN")]
@@ -28,7 +36,11 @@ struct Cli {
     /// The demo shop's key, as configured in the WMS simulator.
     #[arg(long, env = "DEMO_WMS_ACCESS_KEY")]
     wms_access_key: SecretString,
-    #[arg(long, env = "DEMO_WMS_ENDPOINT_URL", default_value = "http://127.0.0.1:8080/v1")]
+    #[arg(
+        long,
+        env = "DEMO_WMS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:8080/v1"
+    )]
     wms_endpoint_url: String,
     /// How many demo orders to publish.
     #[arg(long, env = "DEMO_ORDERS", default_value_t = 25)]
@@ -73,10 +85,16 @@ async fn main() -> anyhow::Result<()> {
                 .await
             {
                 Ok(answer) => {
-                    println!("order {} -> {:?}", order.order_no, answer.into_inner().outcome());
+                    println!(
+                        "order {} -> {:?}",
+                        order.order_no,
+                        answer.into_inner().outcome()
+                    );
                     break;
                 }
-                Err(status) if attempts < 30 && status.code() == tonic::Code::FailedPrecondition => {
+                Err(status)
+                    if attempts < 30 && status.code() == tonic::Code::FailedPrecondition =>
+                {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -84,14 +102,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    println!("demo shop '{}' is live; orders flow to the WMS simulator by themselves", cli.shop_id);
+    println!(
+        "demo shop '{}' is live; orders flow to the WMS simulator by themselves",
+        cli.shop_id
+    );
     Ok(())
 }
 
-async fn setup_shop(
-    client: &mut SettingsServiceClient<Authed>,
-    cli: &Cli,
-) -> anyhow::Result<()> {
+async fn setup_shop(client: &mut SettingsServiceClient<Authed>, cli: &Cli) -> anyhow::Result<()> {
     use settings::OrderStatusKind as Kind;
     let status = |code: &str, name: &str, kind: Kind| settings::OrderStatus {
         code: code.into(),
@@ -179,7 +197,10 @@ async fn setup_shop(
             expected_version: check.version.max(version),
         })
         .await?;
-    println!("demo shop '{}' registered, checked and enabled", cli.shop_id);
+    println!(
+        "demo shop '{}' registered, checked and enabled",
+        cli.shop_id
+    );
     Ok(())
 }
 

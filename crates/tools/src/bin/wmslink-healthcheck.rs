@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 #[derive(Parser)]
 struct Cli {
@@ -42,7 +42,9 @@ async fn main() -> std::process::ExitCode {
 async fn probe(probe: Probe) -> anyhow::Result<()> {
     match probe {
         Probe::Grpc { url } => {
-            let channel = tonic::transport::Channel::from_shared(url)?.connect().await?;
+            let channel = tonic::transport::Channel::from_shared(url)?
+                .connect()
+                .await?;
             let mut client = HealthClient::new(channel);
             let status = client
                 .check(HealthCheckRequest {
