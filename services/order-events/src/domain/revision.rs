@@ -1,0 +1,147 @@
+//! What an incoming snapshot does to the stored one (the revision rules), and the R4 lock.
+
+use wmslink_proto::orders::v1::Order;
+
+/// The effect of an incoming snapshot, decided from the stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// First snapshot of the order: stored, and published as a status change from "".
+    Create,
+    /// A newer revision with another status: stored, `status_changed` published.
+    StatusChange { previous_status: String },
+    /// A newer revision with the same status: stored, `updated` published.
+    ContentUpdate,
+    /// An older revision than the stored one: ignored (and counted).
+    Stale { stored_revision: i64 },
+    /// The stored revision again with the same content: nothing to do.
+    Unchanged,
+    /// The stored revision again with other content: refused.
+    Conflict { stored_revision: i64 },
+}
+
+/// Applies the revision rules: newer replaces, older is ignored, the same revision must carry
+/// the same content.
+pub fn decide(stored: Option<&Order>, incoming: &Order) -> Decision {
+    let Some(stored) = stored else {
+        return Decision::Create;
+    };
+    match incoming.revision.cmp(&stored.revision) {
+        std::cmp::Ordering::Less => Decision::Stale {
+            stored_revision: stored.revision,
+        },
+        std::cmp::Ordering::Equal if incoming == stored => Decision::Unchanged,
+        std::cmp::Ordering::Equal => Decision::Conflict {
+            stored_revision: stored.revision,
+        },
+        std::cmp::Ordering::Greater if incoming.status_code != stored.status_code => {
+            Decision::StatusChange {
+                previous_status: stored.status_code.clone(),
+            }
+        }
+        std::cmp::Ordering::Greater => Decision::ContentUpdate,
+    }
+}
+
+/// R4: whether the WMS status locks the order's cart status.
+pub fn status_locked(wms_status_id: i32, locking_ids: &[i32]) -> bool {
+    wms_status_id != 0 && locking_ids.contains(&wms_status_id)
+}
+
+/// The sentence given to the cart when R4 refuses a status change.
+pub fn lock_reason(
+    order_no: &str,
+    wms_status_id: i32,
+    wms_status_name: &str,
+    current: &str,
+    requested: &str,
+) -> String {
+    let name = if wms_status_name.is_empty() {
+        "処理中 (processing)".to_owned()
+    } else {
+        wms_status_name.to_owned()
+    };
+    format!(
+        "order {order_no}: the WMS is processing it (WMS status {wms_status_id} {name}), so its \
+         status cannot change from '{current}' to '{requested}' until the WMS is done (R4)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(revision: i64, status: &str, note: &str) -> Order {
+        Order {
+            shop_id: "s".into(),
+            order_no: "1".into(),
+            revision,
+            status_code: status.into(),
+            note: note.into(),
+            ..Order::default()
+        }
+    }
+
+    #[test]
+    fn first_snapshot_creates() {
+        assert_eq!(decide(None, &order(3, "new", "")), Decision::Create);
+    }
+
+    #[test]
+    fn newer_revision_replaces_as_status_change_or_update() {
+        let stored = order(2, "new", "");
+        assert_eq!(
+            decide(Some(&stored), &order(3, "paid", "")),
+            Decision::StatusChange {
+                previous_status: "new".into()
+            }
+        );
+        assert_eq!(
+            decide(Some(&stored), &order(3, "new", "leave at door")),
+            Decision::ContentUpdate
+        );
+        // Revisions may skip numbers.
+        assert_eq!(
+            decide(Some(&stored), &order(9, "new", "x")),
+            Decision::ContentUpdate
+        );
+    }
+
+    #[test]
+    fn older_revision_is_stale() {
+        let stored = order(5, "paid", "");
+        assert_eq!(
+            decide(Some(&stored), &order(4, "new", "")),
+            Decision::Stale { stored_revision: 5 }
+        );
+    }
+
+    #[test]
+    fn same_revision_same_content_is_unchanged_else_conflict() {
+        let stored = order(5, "paid", "a");
+        assert_eq!(decide(Some(&stored), &stored.clone()), Decision::Unchanged);
+        assert_eq!(
+            decide(Some(&stored), &order(5, "paid", "b")),
+            Decision::Conflict { stored_revision: 5 }
+        );
+        assert_eq!(
+            decide(Some(&stored), &order(5, "new", "a")),
+            Decision::Conflict { stored_revision: 5 }
+        );
+    }
+
+    #[test]
+    fn only_configured_wms_statuses_lock() {
+        assert!(status_locked(20, &[20]));
+        assert!(!status_locked(10, &[20]));
+        assert!(!status_locked(0, &[0, 20]));
+        assert!(status_locked(25, &[20, 25]));
+    }
+
+    #[test]
+    fn the_lock_reason_says_why() {
+        let reason = lock_reason("A-1", 20, "", "new", "cancelled");
+        assert!(reason.contains("WMS status 20"), "{reason}");
+        assert!(reason.contains("R4"), "{reason}");
+        assert!(reason.contains("'new' to 'cancelled'"), "{reason}");
+    }
+}

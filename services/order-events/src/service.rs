@@ -1,0 +1,313 @@
+//! The order rules over the store, shared by the gRPC handlers and the NATS consumers: one
+//! transaction per change, holding the order's lock, the business rows and the outbox rows.
+
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool};
+use wmslink_platform::db::mark_processed;
+use wmslink_platform::nats::Subjects;
+use wmslink_platform::outbox::{self, OutboxMessage, RelayWaker, new_event_id};
+use wmslink_platform::shop::ShopId;
+use wmslink_proto::dispatch::v1::ShipmentUpdated;
+use wmslink_proto::orders::v1::{Order, OrderView, UpsertOutcome};
+use wmslink_proto::settings::v1::SettingsChanged;
+
+use crate::domain::revision::{Decision, decide, lock_reason, status_locked};
+use crate::errors::OrderError;
+use crate::events;
+use crate::metrics::{Metrics, Path};
+use crate::store::{self, RejectedChange, StoredOrder};
+
+/// Where a change comes from: a gRPC caller gets refusals as errors; a NATS message is recorded
+/// as processed in the same transaction, and an R4 refusal is kept apart and published.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Grpc,
+    Nats { consumer: &'a str, msg_id: &'a str },
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    StatusChanged,
+    Updated,
+    StaleIgnored,
+    Unchanged,
+    /// R4 on the NATS path: kept apart, `status_change_rejected` published.
+    StatusChangeRejected,
+    /// The NATS message was processed before.
+    AlreadyProcessed,
+}
+
+impl Applied {
+    pub fn outcome(self) -> UpsertOutcome {
+        match self {
+            Self::Created => UpsertOutcome::Created,
+            Self::StatusChanged => UpsertOutcome::StatusChanged,
+            Self::Updated => UpsertOutcome::Updated,
+            Self::StaleIgnored => UpsertOutcome::StaleIgnored,
+            Self::Unchanged | Self::AlreadyProcessed | Self::StatusChangeRejected => {
+                UpsertOutcome::Unchanged
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Orders {
+    pool: PgPool,
+    subjects: Subjects,
+    locking_wms_status_ids: Arc<[i32]>,
+    waker: Option<RelayWaker>,
+    metrics: Arc<Metrics>,
+}
+
+impl Orders {
+    pub fn new(
+        pool: PgPool,
+        subjects: Subjects,
+        locking_wms_status_ids: &[i32],
+        waker: Option<RelayWaker>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            pool,
+            subjects,
+            locking_wms_status_ids: locking_wms_status_ids.into(),
+            waker,
+            metrics,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn wake_relay(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
+    }
+
+    async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result<(), OrderError> {
+        outbox::enqueue(conn, message).await?;
+        Ok(())
+    }
+
+    /// Applies a snapshot from the cart. The order must have been validated.
+    pub async fn upsert(
+        &self,
+        shop: &ShopId,
+        order: &Order,
+        source: Source<'_>,
+    ) -> Result<(Applied, i64), OrderError> {
+        let mut tx = self.pool.begin().await?;
+        if let Source::Nats { consumer, msg_id } = source
+            && !mark_processed(&mut tx, consumer, msg_id).await?
+        {
+            return Ok((Applied::AlreadyProcessed, order.revision));
+        }
+        store::lock_order(&mut tx, shop.as_str(), &order.order_no).await?;
+        if !store::shop_known(&mut tx, shop.as_str()).await? {
+            return Err(OrderError::UnknownShop(shop.to_string()));
+        }
+        let stored = store::load_order(&mut tx, shop.as_str(), &order.order_no).await?;
+        let decision = decide(stored.as_ref().map(|s| &s.order), order);
+        let (applied, stored_revision) = match (decision, stored) {
+            (Decision::Create, _) => {
+                store::insert_order(&mut tx, order).await?;
+                let event = events::status_changed(&self.subjects, shop, order, "");
+                Self::enqueue(&mut tx, &event).await?;
+                (Applied::Created, order.revision)
+            }
+            (Decision::StatusChange { previous_status }, Some(stored)) => {
+                let wms = &stored.integration;
+                if status_locked(wms.wms_status_id, &self.locking_wms_status_ids) {
+                    let reason = lock_reason(
+                        &order.order_no,
+                        wms.wms_status_id,
+                        &wms.wms_status_name,
+                        &previous_status,
+                        &order.status_code,
+                    );
+                    let path = match source {
+                        Source::Grpc => Path::Grpc,
+                        Source::Nats { .. } => Path::Nats,
+                    };
+                    self.metrics.status_change_refused(shop.as_str(), path);
+                    tracing::warn!(shop = %shop, order_no = %order.order_no, revision = order.revision, %reason, "status change refused");
+                    let Source::Nats { .. } = source else {
+                        return Err(OrderError::StatusLocked(reason));
+                    };
+                    let event_id = new_event_id();
+                    let change = RejectedChange {
+                        order,
+                        current_status_code: &previous_status,
+                        wms_status_id: wms.wms_status_id,
+                        reason: &reason,
+                        event_id: &event_id,
+                    };
+                    if store::insert_rejected_change(&mut tx, &change).await? {
+                        let event = events::status_change_rejected(
+                            &self.subjects,
+                            shop,
+                            event_id,
+                            order,
+                            &previous_status,
+                            wms.wms_status_id,
+                            &reason,
+                        );
+                        Self::enqueue(&mut tx, &event).await?;
+                    }
+                    // The stored order does not move.
+                    (Applied::StatusChangeRejected, stored.order.revision)
+                } else {
+                    store::update_order(&mut tx, order).await?;
+                    let event =
+                        events::status_changed(&self.subjects, shop, order, &previous_status);
+                    Self::enqueue(&mut tx, &event).await?;
+                    (Applied::StatusChanged, order.revision)
+                }
+            }
+            (Decision::ContentUpdate, Some(_)) => {
+                store::update_order(&mut tx, order).await?;
+                Self::enqueue(&mut tx, &events::updated(&self.subjects, shop, order)).await?;
+                (Applied::Updated, order.revision)
+            }
+            (Decision::Stale { stored_revision }, Some(_)) => {
+                store::count_stale(&mut tx, shop.as_str(), &order.order_no).await?;
+                self.metrics.stale_revision(shop.as_str());
+                tracing::info!(shop = %shop, order_no = %order.order_no, revision = order.revision, stored_revision, "older revision ignored");
+                tx.commit().await?;
+                return Ok((Applied::StaleIgnored, stored_revision));
+            }
+            (Decision::Unchanged, Some(_)) => (Applied::Unchanged, order.revision),
+            (Decision::Conflict { stored_revision }, _) => {
+                self.metrics.revision_conflict(shop.as_str());
+                tracing::warn!(shop = %shop, order_no = %order.order_no, revision = stored_revision, "revision conflict");
+                return Err(OrderError::RevisionConflict {
+                    shop: shop.to_string(),
+                    order_no: order.order_no.clone(),
+                    revision: stored_revision,
+                });
+            }
+            // `decide` returns these only when an order is stored.
+            (_, None) => (Applied::Unchanged, order.revision),
+        };
+        tx.commit().await?;
+        if matches!(
+            applied,
+            Applied::Created
+                | Applied::StatusChanged
+                | Applied::Updated
+                | Applied::StatusChangeRejected
+        ) {
+            self.wake_relay();
+        }
+        Ok((applied, stored_revision))
+    }
+
+    /// The cart changes an order's status (optimistic: `expected_revision` must be the stored
+    /// one; the change is stored as `expected_revision + 1`).
+    pub async fn change_status(
+        &self,
+        shop: &ShopId,
+        order_no: &str,
+        status_code: &str,
+        expected_revision: i64,
+    ) -> Result<OrderView, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        store::lock_order(&mut tx, shop.as_str(), order_no).await?;
+        if !store::shop_known(&mut tx, shop.as_str()).await? {
+            return Err(OrderError::UnknownShop(shop.to_string()));
+        }
+        let Some(mut stored) = store::load_order(&mut tx, shop.as_str(), order_no).await? else {
+            return Err(OrderError::NotFound {
+                shop: shop.to_string(),
+                order_no: order_no.to_owned(),
+            });
+        };
+        if stored.order.revision != expected_revision {
+            return Err(OrderError::StaleExpectedRevision {
+                order_no: order_no.to_owned(),
+                expected: expected_revision,
+                stored: stored.order.revision,
+            });
+        }
+        if stored.order.status_code == status_code {
+            return Ok(stored.view());
+        }
+        let wms = &stored.integration;
+        if status_locked(wms.wms_status_id, &self.locking_wms_status_ids) {
+            self.metrics
+                .status_change_refused(shop.as_str(), Path::Grpc);
+            return Err(OrderError::StatusLocked(lock_reason(
+                order_no,
+                wms.wms_status_id,
+                &wms.wms_status_name,
+                &stored.order.status_code,
+                status_code,
+            )));
+        }
+        let previous = std::mem::replace(&mut stored.order.status_code, status_code.to_owned());
+        stored.order.revision = expected_revision.saturating_add(1);
+        store::update_order(&mut tx, &stored.order).await?;
+        let event = events::status_changed(&self.subjects, shop, &stored.order, &previous);
+        Self::enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.wake_relay();
+        Ok(stored.view())
+    }
+
+    pub async fn get(&self, shop: &ShopId, order_no: &str) -> Result<StoredOrder, OrderError> {
+        let mut conn = self.pool.acquire().await?;
+        store::load_order(&mut conn, shop.as_str(), order_no)
+            .await?
+            .ok_or_else(|| OrderError::NotFound {
+                shop: shop.to_string(),
+                order_no: order_no.to_owned(),
+            })
+    }
+
+    /// Records a shop's settings change (R6: a shop is known once its settings exist).
+    pub async fn apply_settings(
+        &self,
+        event: &SettingsChanged,
+        consumer: &str,
+        msg_id: &str,
+    ) -> Result<bool, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        if !mark_processed(&mut tx, consumer, msg_id).await? {
+            return Ok(false);
+        }
+        let applied = store::upsert_shop(&mut tx, event).await?;
+        tx.commit().await?;
+        tracing::info!(shop = %event.shop_id, version = event.version, applied, "shop settings recorded");
+        Ok(applied)
+    }
+
+    /// Applies a shipment update to the projection (ignored when not newer).
+    pub async fn apply_shipment(
+        &self,
+        update: &ShipmentUpdated,
+        consumer: &str,
+        msg_id: &str,
+    ) -> Result<bool, OrderError> {
+        let Some(shipment) = &update.shipment else {
+            return Ok(false);
+        };
+        let mut tx = self.pool.begin().await?;
+        if !mark_processed(&mut tx, consumer, msg_id).await? {
+            return Ok(false);
+        }
+        store::lock_order(&mut tx, &shipment.shop_id, &shipment.order_no).await?;
+        let applied = store::apply_shipment(&mut tx, update).await?;
+        tx.commit().await?;
+        if !applied {
+            self.metrics.shipment_update_ignored(&shipment.shop_id);
+            tracing::debug!(shop = %shipment.shop_id, order_no = %shipment.order_no, sequence = update.sequence, "shipment update not newer; ignored");
+        }
+        Ok(applied)
+    }
+}

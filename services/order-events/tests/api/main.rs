@@ -1,0 +1,13 @@
+//! Integration tests against real PostgreSQL and NATS JetStream: every test starts the real
+//! Application on port 0 with its own database and NATS prefix.
+
+mod auth;
+mod bad_input;
+mod helpers;
+mod list;
+mod nats_inbound;
+mod outbox;
+mod projection;
+mod r4;
+mod tenancy;
+mod upsert;
