@@ -72,10 +72,11 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
             .execute(&mut admin)
             .await
         {
+            // 42P04 duplicate_database; 23505 when the other CREATE commits while ours runs.
             let already = err
                 .as_database_error()
                 .and_then(|db| db.code())
-                .is_some_and(|code| code == "42P04");
+                .is_some_and(|code| code == "42P04" || code == "23505");
             if !already {
                 return Err(err.into());
             }
