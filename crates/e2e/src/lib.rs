@@ -155,6 +155,12 @@ impl System {
                 ]),
                 secrets: secrets.clone(),
                 wms: wms_config(),
+                rate_limit: wmslink_wms_client::SharedRateLimitConfig {
+                    database_url: rate_limit_db.url.clone(),
+                    requests_per_second: options.wms_rate_limit.per_second,
+                    burst: options.wms_rate_limit.burst,
+                    ..Default::default()
+                },
                 ..wmslink_settings::Config::default()
             },
             shutdown.child_token(),

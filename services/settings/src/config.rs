@@ -8,7 +8,7 @@ use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
 use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
-use wmslink_wms_client::WmsClientConfig;
+use wmslink_wms_client::{SharedRateLimitConfig, WmsClientConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -22,6 +22,9 @@ pub struct Config {
     /// Rules for the connection check (S2): `allow_http_hosts`, `connect_timeout_ms`,
     /// `request_timeout_ms`, `refuse_private_addresses`, `user_agent`.
     pub wms: WmsClientConfig,
+    /// The per-access-key WMS budget, shared through PostgreSQL with the dispatcher and
+    /// status-sync: a connection check draws from the same bucket as every other call.
+    pub rate_limit: SharedRateLimitConfig,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
                 request_timeout_ms: 10_000,
                 ..WmsClientConfig::default()
             },
+            rate_limit: SharedRateLimitConfig::default(),
         }
     }
 }

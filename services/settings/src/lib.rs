@@ -30,7 +30,6 @@ use wmslink_platform::nats::{self, NatsError, StreamKind, Subjects};
 use wmslink_platform::outbox::{self, OutboxRelay};
 use wmslink_platform::secrets::{KeyRing, SecretsError};
 use wmslink_proto::settings::v1::settings_service_server::SettingsServiceServer;
-use wmslink_wms_client::{InProcessRateLimiter, RateLimitConfig};
 
 pub use config::Config;
 
@@ -95,8 +94,10 @@ impl Application {
         .await?;
         let relay = OutboxRelay::new(pool.clone(), js);
 
-        // The check uses the key's documented budget; one process's checks never exceed it.
-        let limiter = InProcessRateLimiter::new(RateLimitConfig::default())
+        let limiter = config
+            .rate_limit
+            .connect(&pool)
+            .await
             .map_err(|err| StartupError::Limiter(err.to_string()))?;
         let service = Arc::new(SettingsService::new(
             pool.clone(),
@@ -104,7 +105,7 @@ impl Application {
             subjects,
             relay.waker(),
             config.wms.clone(),
-            Arc::new(limiter),
+            limiter,
         ));
 
         let (routes, health) = platform_grpc::base_routes()?;

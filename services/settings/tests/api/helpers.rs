@@ -106,6 +106,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.wms.allow_http_hosts = vec!["127.0.0.1".into(), "localhost".into()];
     config.wms.connect_timeout_ms = 2_000;
     config.wms.request_timeout_ms = 5_000;
+    // The test's own database holds the rate-limit buckets.
+    config.rate_limit.database_url = String::new();
     configure(&mut config);
 
     let shutdown = CancellationToken::new();
