@@ -257,3 +257,51 @@ async fn a_cart_cancellation_cancels_in_the_wms_and_is_final() {
     );
     system.stop().await;
 }
+
+/// The WMS's rate limit belongs to the access key: the dispatcher sending and status-sync
+/// polling at the same time, in two services, draw from one budget and never provoke a 429.
+#[tokio::test]
+async fn dispatcher_and_status_sync_share_one_wms_budget() {
+    let tight = wmslink_wms_simulator::SimRateLimit::new(4.0, 2);
+    let system = System::start(SystemOptions {
+        wms_rate_limit: tight,
+        ..SystemOptions::default()
+    })
+    .await
+    .unwrap();
+    let shop = unique("shop-");
+    let key = system.enable_shop(&shop).await.unwrap();
+
+    let orders_done = async {
+        for n in 0..12 {
+            upsert(&system, order(&shop, &format!("R-{n}"), 1, STATUS_READY)).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let syncs_done = async {
+        for _ in 0..4 {
+            run_sync(&system, &shop).await;
+        }
+    };
+    tokio::join!(orders_done, syncs_done);
+    for n in 0..12 {
+        wait_for_shipping_status(&system, &shop, &format!("R-{n}"), ShippingStatus::Sent).await;
+    }
+
+    let counters = system.simulator.state().counters(&key).unwrap();
+    let calls: u64 = counters.requests.values().sum();
+    assert!(
+        calls > u64::from(tight.burst) + 4,
+        "the budget was exercised: {calls} calls"
+    );
+    assert!(
+        counters.requests.get("search").copied().unwrap_or(0) >= 4,
+        "status-sync polled"
+    );
+    assert_eq!(
+        counters.rate_limited, 0,
+        "no 429 with one shared budget: {counters:?}"
+    );
+    assert_eq!(counters.registrations_accepted, 12);
+    system.stop().await;
+}
