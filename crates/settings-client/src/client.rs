@@ -10,7 +10,7 @@ use wmslink_platform::secrets::{KeyRing, Sealed};
 use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 use wmslink_proto::settings::v1::{
     GetSettingsRequest, GetWmsCredentialsRequest, GetWmsCredentialsResponse,
-    ListOrderStatusesRequest,
+    ListOrderStatusesRequest, ListShopsRequest,
 };
 use wmslink_wms_client::{RateLimiter, WmsClient, WmsClientConfig};
 
@@ -18,6 +18,10 @@ use crate::cache::{Cached, ShopCache};
 use crate::{SettingsClientConfig, SettingsClientError, ShopSnapshot};
 
 type Client = SettingsServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Page size asked of `ListShops` by [`SettingsClient::list_enabled_shops`] (the service's
+/// largest).
+const SHOP_PAGE_SIZE: u32 = 500;
 
 /// The settings service for the services that read it (`settings.read`,
 /// `settings.credentials`), with a cache per shop.
@@ -109,6 +113,41 @@ impl SettingsClient {
         self.cache
             .store(shop_id, ticket, snapshot.clone(), Instant::now());
         Ok(snapshot)
+    }
+
+    /// The ids of every enabled shop (`ListShops` with `enabled_only`, every page, in shop id
+    /// order). Not cached: one call per 500 shops each time. A shop enabled or disabled while
+    /// the pages are read may or may not be in the answer.
+    pub async fn list_enabled_shops(&self) -> Result<Vec<String>, SettingsClientError> {
+        let mut client = self.client.clone();
+        let mut shops = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_shops(ListShopsRequest {
+                    enabled_only: true,
+                    page_size: SHOP_PAGE_SIZE,
+                    page_token: page_token.clone(),
+                })
+                .await
+                .map_err(|status| SettingsClientError::unavailable("ListShops", &status))?
+                .into_inner();
+            shops.extend(
+                page.shops
+                    .into_iter()
+                    .filter(|shop| shop.enabled)
+                    .map(|shop| shop.shop_id),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok(shops);
+            }
+            if page.next_page_token == page_token {
+                return Err(SettingsClientError::Unavailable(
+                    "ListShops: the same page token was answered twice".to_owned(),
+                ));
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Drops what is cached of the shop (its settings changed).

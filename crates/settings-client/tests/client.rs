@@ -149,6 +149,44 @@ impl SettingsService for Fake {
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("shop {shop_id} has no settings")))
     }
+
+    /// Pages of at most two shops, whatever the page size asked for.
+    async fn list_shops(
+        &self,
+        request: Request<pb::ListShopsRequest>,
+    ) -> Result<Response<pb::ListShopsResponse>, Status> {
+        self.enter("ListShops", &request)?;
+        let request = request.into_inner();
+        let mut shops: Vec<pb::ShopSummary> = self
+            .state()
+            .shops
+            .iter()
+            .filter(|(shop_id, (_, enabled))| {
+                (!request.enabled_only || *enabled)
+                    && shop_id.as_str() > request.page_token.as_str()
+            })
+            .map(|(shop_id, (version, enabled))| pb::ShopSummary {
+                shop_id: shop_id.clone(),
+                version: *version,
+                enabled: *enabled,
+            })
+            .collect();
+        shops.sort_by(|a, b| a.shop_id.cmp(&b.shop_id));
+        let page_size = (request.page_size as usize).clamp(1, 2);
+        let next_page_token = if shops.len() > page_size {
+            shops.truncate(page_size);
+            shops
+                .last()
+                .map(|shop| shop.shop_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListShopsResponse {
+            shops,
+            next_page_token,
+        }))
+    }
 }
 
 async fn serve(fake: Fake) -> String {
@@ -372,4 +410,28 @@ async fn an_unusable_url_is_a_config_error() {
     })
     .expect_err("refused");
     assert!(matches!(err, SettingsClientError::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn enabled_shops_are_listed_across_every_page() {
+    let fake = Fake::default();
+    for (shop, enabled) in [
+        ("s1", true),
+        ("s2", false),
+        ("s3", true),
+        ("s4", true),
+        ("s5", true),
+        ("s6", false),
+        ("s7", true),
+    ] {
+        fake.state().shops.insert(shop.into(), (1, enabled));
+    }
+    let client = client_with(&fake, 60_000).await;
+    let shops = client.list_enabled_shops().await.expect("listed");
+    assert_eq!(shops, ["s1", "s3", "s4", "s5", "s7"]);
+    assert_eq!(fake.calls("ListShops"), 3, "pages of two");
+
+    fake.state().down = true;
+    let err = client.list_enabled_shops().await.expect_err("down");
+    assert!(err.is_unavailable(), "{err}");
 }

@@ -3,7 +3,7 @@
 //!
 //! | RPC | scope |
 //! | --- | --- |
-//! | GetSettings, ListOrderStatuses | `settings.read` |
+//! | GetSettings, ListOrderStatuses, ListShops | `settings.read` |
 //! | RegisterSettings, CheckConnection, SetEnabled, PutOrderStatusCatalog | `settings.write` |
 //! | GetWmsCredentials | `settings.credentials` |
 
@@ -187,6 +187,38 @@ impl SettingsRpc for SettingsApi {
             sealed_access_key: settings.access_key.blob,
             version: settings.version,
             enabled: settings.enabled,
+        }))
+    }
+
+    async fn list_shops(
+        &self,
+        request: Request<pb::ListShopsRequest>,
+    ) -> Result<Response<pb::ListShopsResponse>, Status> {
+        require(&request, scopes::SETTINGS_READ)?;
+        let request = request.into_inner();
+        // The token is the id of the last shop of the previous page.
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(ShopId::parse(token).map_err(|_| {
+                let mut violations = FieldViolations::new();
+                violations.add("page_token", "not a token of a previous ListShops answer");
+                violations.into_status()
+            })?),
+        };
+        let (shops, next) = self
+            .service
+            .list_shops(request.enabled_only, after.as_ref(), request.page_size)
+            .await?;
+        Ok(Response::new(pb::ListShopsResponse {
+            shops: shops
+                .into_iter()
+                .map(|shop| pb::ShopSummary {
+                    shop_id: shop.shop_id,
+                    version: shop.version,
+                    enabled: shop.enabled,
+                })
+                .collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 }

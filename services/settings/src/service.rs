@@ -27,6 +27,10 @@ use crate::store::{self, StoredSettings};
 /// is reported as rate limited.
 const MAX_LIMITER_WAIT: Duration = Duration::from_secs(5);
 
+/// `ListShops` page size when none is asked for, and the largest one served.
+pub const DEFAULT_SHOP_PAGE: u32 = 100;
+pub const MAX_SHOP_PAGE: u32 = 500;
+
 /// Stored settings with the key masked, ready to be shown.
 #[derive(Debug, Clone)]
 pub struct SettingsView {
@@ -478,6 +482,31 @@ impl SettingsService {
         store::load_settings(&mut conn, shop)
             .await?
             .ok_or_else(|| not_found(shop))
+    }
+
+    /// One page of the registered shops after `after` (in shop id order), and the id to start
+    /// the next page after (`None` on the last page).
+    pub async fn list_shops(
+        &self,
+        enabled_only: bool,
+        after: Option<&ShopId>,
+        page_size: u32,
+    ) -> Result<(Vec<store::ShopRow>, Option<String>), ServiceError> {
+        let page_size = match page_size {
+            0 => DEFAULT_SHOP_PAGE,
+            n => n.min(MAX_SHOP_PAGE),
+        };
+        let mut conn = self.pool.acquire().await?;
+        // One more than asked for tells whether another page follows.
+        let mut shops =
+            store::list_shops(&mut conn, enabled_only, after, i64::from(page_size) + 1).await?;
+        let next = if shops.len() > page_size as usize {
+            shops.truncate(page_size as usize);
+            shops.last().map(|shop| shop.shop_id.clone())
+        } else {
+            None
+        };
+        Ok((shops, next))
     }
 }
 

@@ -1,4 +1,5 @@
-//! PostgreSQL access: runtime queries with `FromRow`, every one scoped to one shop id.
+//! PostgreSQL access: runtime queries with `FromRow`, every one scoped to one shop id except
+//! [`list_shops`] (ids, versions and switches only).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -353,4 +354,36 @@ pub async fn replace_catalog(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// One shop of [`list_shops`].
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ShopRow {
+    pub shop_id: String,
+    pub version: i64,
+    pub enabled: bool,
+}
+
+/// The shops with registered settings whose id sorts after `after`, in shop id order, at most
+/// `limit` of them (keyset pagination on the primary key). Across shops by design: the one
+/// query that is not scoped to a shop, and it returns ids, versions and switches only.
+pub async fn list_shops(
+    conn: &mut PgConnection,
+    enabled_only: bool,
+    after: Option<&ShopId>,
+    limit: i64,
+) -> Result<Vec<ShopRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT s.shop_id, h.version, s.enabled
+           FROM shop_settings s JOIN shops h ON h.shop_id = s.shop_id
+          WHERE ($1::text IS NULL OR s.shop_id > $1)
+            AND (NOT $2 OR s.enabled)
+          ORDER BY s.shop_id
+          LIMIT $3",
+    )
+    .bind(after.map(ShopId::as_str))
+    .bind(enabled_only)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
 }

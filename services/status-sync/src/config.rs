@@ -64,6 +64,11 @@ pub struct SyncConfig {
     pub interval_secs: u64,
     /// How often the scheduler looks for due shops.
     pub tick_ms: u64,
+    /// How often the scheduler asks the settings service for every enabled shop
+    /// (`ListShops`, first at start) and adds the ones it does not know yet, so that a shop
+    /// enabled while status-sync was down, or whose settings event was lost, is synced too.
+    /// Default 60 s.
+    pub discover_secs: u64,
     /// The `update_date` search starts this much before the start of the last successful
     /// pass, against clock skew and orders updated while it ran. Default 120 s.
     pub overlap_secs: u64,
@@ -103,6 +108,7 @@ impl Default for SyncConfig {
             scheduled: true,
             interval_secs: 300,
             tick_ms: 1_000,
+            discover_secs: 60,
             overlap_secs: 120,
             full_pass_every: 12,
             anomaly_grace_secs: 120,
@@ -123,6 +129,9 @@ impl Default for SyncConfig {
 impl SyncConfig {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs.max(1))
+    }
+    pub fn discover(&self) -> Duration {
+        Duration::from_secs(self.discover_secs.max(1))
     }
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms.max(10))

@@ -1,4 +1,5 @@
-//! Background loops: the per-shop scheduler (E1), what a settings change does, housekeeping.
+//! Background loops: the per-shop scheduler (E1) with the discovery of enabled shops, what a
+//! settings change does, housekeeping.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wmslink_platform::shop::ShopId;
 
@@ -21,10 +23,25 @@ pub async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(sync.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once: the enabled shops are asked for at start.
+    let mut next_discovery = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if Instant::now() >= next_discovery {
+            let discovered = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                discovered = discover_shops(&runner) => discovered,
+            };
+            // A failure is tried again sooner (the first retry delay of a pass).
+            let wait = if discovered {
+                sync.discover()
+            } else {
+                sync.discover().min(sync.retry_delay(1, None))
+            };
+            next_discovery = Instant::now() + wait;
         }
         tasks.retain(|_, task| !task.is_finished());
         let due = match runner.store().due_shops().await {
@@ -58,6 +75,33 @@ pub async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     for (shop, task) in tasks {
         if let Err(err) = task.await {
             tracing::warn!(%shop, error = %err, "scheduled pass ended abnormally");
+        }
+    }
+}
+
+/// Adds every enabled shop of the settings service (`ListShops`) to the known shops: a shop
+/// new to status-sync is due at once, the others keep their schedule. This is how a shop
+/// enabled while status-sync was down (so no `settings.{shop}.changed` was seen), with no
+/// shipments yet, gets synced. Returns whether it succeeded.
+pub async fn discover_shops(runner: &Runner) -> bool {
+    let shops = match runner.shops().enabled_shops().await {
+        Ok(shops) => shops,
+        Err(err) => {
+            tracing::warn!(error = %err, "scheduler: cannot list the enabled shops");
+            return false;
+        }
+    };
+    let ids: Vec<String> = shops.iter().map(|shop| shop.as_str().to_owned()).collect();
+    match runner.store().add_shops(&ids).await {
+        Ok(added) => {
+            if added > 0 {
+                tracing::info!(added, "scheduler: enabled shops discovered");
+            }
+            true
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "scheduler: cannot record the enabled shops");
+            false
         }
     }
 }

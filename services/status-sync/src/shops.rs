@@ -106,6 +106,16 @@ impl ShopDirectory {
         self.shops.invalidate(shop_id);
     }
 
+    /// Every enabled shop the settings service knows (`ListShops`, every page; not cached).
+    /// Ids that are not valid shop ids are left out.
+    pub async fn enabled_shops(&self) -> Result<Vec<ShopId>, ShopError> {
+        let shops = self.settings.list_enabled_shops().await?;
+        Ok(shops
+            .iter()
+            .filter_map(|shop| ShopId::parse(shop).ok())
+            .collect())
+    }
+
     pub async fn get(&self, shop_id: &ShopId) -> Result<Arc<Shop>, ShopError> {
         let snapshot = self
             .settings

@@ -238,6 +238,22 @@ impl Store {
         tx.commit().await
     }
 
+    /// Makes the shops known (enabled shops listed by the settings service); returns how many
+    /// were new. A new shop has no cursor, so it is due at once; a known one keeps its
+    /// schedule.
+    pub async fn add_shops(&self, shop_ids: &[String]) -> Result<u64, sqlx::Error> {
+        if shop_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "INSERT INTO shops (shop_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(shop_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Known shops whose next pass is due.
     pub async fn due_shops(&self) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(

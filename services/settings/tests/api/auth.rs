@@ -104,6 +104,18 @@ where
                     .await,
             ),
         ),
+        (
+            "ListShops",
+            code(
+                client
+                    .list_shops(pb::ListShopsRequest {
+                        enabled_only: false,
+                        page_size: 0,
+                        page_token: String::new(),
+                    })
+                    .await,
+            ),
+        ),
     ]
 }
 
@@ -149,6 +161,7 @@ async fn each_rpc_needs_its_scope() {
             ("SetEnabled", Code::PermissionDenied),
             ("PutOrderStatusCatalog", Code::PermissionDenied),
             ("GetWmsCredentials", Code::PermissionDenied),
+            ("ListShops", Code::Ok),
         ]
     );
     let dispatcher = call_every_rpc(app.dispatcher.clone(), &shop).await;
@@ -162,6 +175,7 @@ async fn each_rpc_needs_its_scope() {
             ("SetEnabled", Code::PermissionDenied),
             ("PutOrderStatusCatalog", Code::PermissionDenied),
             ("GetWmsCredentials", Code::NotFound),
+            ("ListShops", Code::PermissionDenied),
         ]
     );
     // Nothing was written by the refused calls.
@@ -179,6 +193,7 @@ async fn each_rpc_needs_its_scope() {
             ("SetEnabled", Code::NotFound),
             ("PutOrderStatusCatalog", Code::Ok),
             ("GetWmsCredentials", Code::PermissionDenied),
+            ("ListShops", Code::PermissionDenied),
         ]
     );
 }

@@ -11,5 +11,6 @@ mod helpers;
 mod logs;
 mod register;
 mod secrets;
+mod shops;
 mod tenancy;
 mod validation;
