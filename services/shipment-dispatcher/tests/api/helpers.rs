@@ -52,6 +52,12 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
+/// The settings service of a test, as started by [`start_settings`].
+struct RunningSettings {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
 pub struct TestApp {
     pub sim: RunningSimulator,
     pub nats: TestNats,
@@ -61,13 +67,18 @@ pub struct TestApp {
     pub operator: Dispatch,
     pub reader: Dispatch,
     dispatcher: Option<Running>,
-    settings_shutdown: CancellationToken,
+    settings_service: Option<RunningSettings>,
+    /// The settings service's config, listening on the address it was first given, so that a
+    /// restarted one is where the dispatcher expects it.
+    settings_config: wmslink_settings::Config,
     _settings_db: TestDb,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.settings_shutdown.cancel();
+        if let Some(settings) = self.settings_service.take() {
+            settings.shutdown.cancel();
+        }
         if let Some(running) = self.dispatcher.take() {
             running.shutdown.cancel();
         }
@@ -129,15 +140,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         ..wmslink_settings::Config::default()
     };
     settings_config.wms.allow_http_hosts = vec!["127.0.0.1".into()];
-    let settings_shutdown = CancellationToken::new();
-    let settings_app =
-        wmslink_settings::Application::build(settings_config, settings_shutdown.clone())
-            .await
-            .expect("settings service starts");
-    let settings_addr = settings_app.grpc_addr();
-    tokio::spawn(async move {
-        let _ = settings_app.run_until_stopped().await;
-    });
+    let (settings_service, settings_addr) = start_settings(&settings_config).await;
+    settings_config.grpc.listen_addr = settings_addr.to_string();
     let settings_channel = channel(settings_addr).await;
 
     // The dispatcher.
@@ -192,11 +196,41 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         operator: placeholder_client(),
         reader: placeholder_client(),
         dispatcher: None,
-        settings_shutdown,
+        settings_service: Some(settings_service),
+        settings_config,
         _settings_db: settings_db,
     };
     app.start().await;
     app
+}
+
+/// Starts a settings service with `config`; a port taken (e.g. by a settings service that has
+/// just stopped on the same address) is tried again until [`WAIT`] has passed.
+async fn start_settings(config: &wmslink_settings::Config) -> (RunningSettings, SocketAddr) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let shutdown = CancellationToken::new();
+    let app = loop {
+        match wmslink_settings::Application::build(config.clone(), shutdown.clone()).await {
+            Ok(app) => break app,
+            Err(
+                err @ wmslink_settings::StartupError::Grpc(
+                    wmslink_platform::grpc::GrpcError::Bind { .. },
+                ),
+            ) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %err, "settings service not started yet; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!(
+                "settings service starts on {}: {err}",
+                config.grpc.listen_addr
+            ),
+        }
+    };
+    let addr = app.grpc_addr();
+    let task = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    (RunningSettings { shutdown, task }, addr)
 }
 
 fn placeholder_client() -> Dispatch {
@@ -264,6 +298,53 @@ impl TestApp {
             running.task.abort();
             let _ = running.task.await;
         }
+    }
+
+    /// Stops the settings service gracefully and waits until it no longer listens: the
+    /// dispatcher's calls to it fail from then on.
+    pub async fn stop_settings(&mut self) {
+        if let Some(settings) = self.settings_service.take() {
+            settings.shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(30), settings.task)
+                .await
+                .expect("settings service stops within 30 s")
+                .expect("settings service task");
+        }
+    }
+
+    /// Starts a new settings service on the same database and the same address as the first
+    /// one (after [`stop_settings`](Self::stop_settings)).
+    pub async fn restart_settings(&mut self) {
+        assert!(
+            self.settings_service.is_none(),
+            "stop the settings service first"
+        );
+        let (settings, addr) = start_settings(&self.settings_config).await;
+        assert_eq!(addr.to_string(), self.settings_config.grpc.listen_addr);
+        self.settings_service = Some(settings);
+        self.settings = SettingsServiceClient::with_interceptor(
+            channel(addr).await,
+            bearer(SETTINGS_ADMIN_TOKEN),
+        );
+    }
+
+    /// The info of one of the dispatcher's durable consumers on a stream of the test.
+    pub async fn consumer_info(
+        &self,
+        stream: StreamKind,
+        durable: &str,
+    ) -> async_nats::jetstream::consumer::Info {
+        let stream = self
+            .nats
+            .js
+            .get_stream(self.nats.subjects.stream_name(stream))
+            .await
+            .expect("stream");
+        let mut consumer = stream
+            .get_consumer::<pull::Config>(durable)
+            .await
+            .expect("consumer");
+        consumer.info().await.expect("consumer info").clone()
     }
 
     pub fn dispatcher_addr(&self) -> Option<SocketAddr> {

@@ -14,3 +14,4 @@ mod observations;
 mod rate_limit;
 mod rules;
 mod sending;
+mod settings_outage;

@@ -1,0 +1,74 @@
+//! The settings service is down when an order event arrives: the event is redelivered (a
+//! transient failure), never dead-lettered, and sent exactly once when settings are back.
+
+use wmslink_platform::nats::StreamKind;
+use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_testkit::eventually;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_order_event_arriving_while_settings_are_down_is_sent_once_they_are_back() {
+    let mut app = spawn_app_with(|config| {
+        // Enabling the shop must not make the dispatcher fetch (and cache) its settings: the
+        // dispatcher has never seen the shop when its order event arrives.
+        config.sender.sweep_on_settings_change = false;
+        // Quick redeliveries, and enough of them to outlast the outage.
+        config.sender.consumer_retry_base_ms = 50;
+        config.sender.consumer_max_deliver = 100;
+    })
+    .await;
+    let shop = app.shop().await;
+    app.stop_settings().await;
+
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+
+    // Delivered at least three times: the first two deliveries were each handled and given
+    // back (NAK) without a trace in the dispatcher.
+    let durable = "shipment-dispatcher-status-changed";
+    eventually(WAIT, "the event delivered a third time", || async {
+        let letters = app.dead_letters().await;
+        assert!(letters.is_empty(), "dead-lettered while down: {letters:?}");
+        let info = app.consumer_info(StreamKind::Orders, durable).await;
+        (info.delivered.consumer_sequence >= 3 && info.num_redelivered >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        app.get(&shop, &no).await.is_none(),
+        "nothing recorded while the settings are unknown"
+    );
+    assert_eq!(app.register_calls(&shop), 0);
+    assert!(app.dead_letters().await.is_empty(), "not dead-lettered");
+    let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(processed, 0, "not marked processed");
+
+    app.restart_settings().await;
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    assert_eq!(
+        transitions(&history),
+        vec![
+            pair("NOT_SENT", "QUEUED"),
+            pair("QUEUED", "SENDING"),
+            pair("SENDING", "SENT")
+        ]
+    );
+    let (wms, _) = app.wms_row(&shop, &no);
+    assert_eq!(shipment.wms_order_id, wms.order_id);
+
+    // The event was acked at last; nothing dead-lettered, nothing sent twice.
+    let info = eventually(WAIT, "the event acked", || async {
+        let info = app.consumer_info(StreamKind::Orders, durable).await;
+        (info.num_ack_pending == 0 && info.num_pending == 0).then_some(info)
+    })
+    .await;
+    assert!(info.delivered.consumer_sequence >= 4, "{info:?}");
+    assert!(app.dead_letters().await.is_empty(), "never dead-lettered");
+    let counters = app.counters(&shop);
+    assert_eq!(counters.registrations_accepted, 1);
+    assert_eq!(counters.duplicates_refused, 0);
+    assert_eq!(app.register_calls(&shop), 1);
+}
