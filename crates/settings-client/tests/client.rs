@@ -310,9 +310,12 @@ async fn a_fetch_in_flight_during_an_invalidation_is_returned_but_not_cached() {
         let client = client.clone();
         async move { client.get("s1").await }
     });
-    while fake.calls("GetSettings") == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wmslink_testkit::eventually(
+        Duration::from_secs(5),
+        "the fetch to be in flight",
+        || async { (fake.calls("GetSettings") > 0).then_some(()) },
+    )
+    .await;
     fake.state().shops.insert("s1".into(), (2, true));
     client.invalidate("s1");
     fake.state().hold = None;

@@ -272,10 +272,12 @@ async fn dispatcher_and_status_sync_share_one_wms_budget() {
     let shop = unique("shop-");
     let key = system.enable_shop(&shop).await.unwrap();
 
+    // One order at a time, each sent before the next: one registration call per order.
     let orders_done = async {
         for n in 0..12 {
-            upsert(&system, order(&shop, &format!("R-{n}"), 1, STATUS_READY)).await;
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            let order_no = format!("R-{n}");
+            upsert(&system, order(&shop, &order_no, 1, STATUS_READY)).await;
+            wait_for_shipping_status(&system, &shop, &order_no, ShippingStatus::Sent).await;
         }
     };
     let syncs_done = async {
