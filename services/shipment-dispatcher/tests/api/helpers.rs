@@ -140,6 +140,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         ..wmslink_settings::Config::default()
     };
     settings_config.wms.allow_http_hosts = vec!["127.0.0.1".into()];
+    // The settings test database holds its own rate-limit buckets (no machine-wide database).
+    settings_config.rate_limit.database_url = String::new();
     let (settings_service, settings_addr) = start_settings(&settings_config).await;
     settings_config.grpc.listen_addr = settings_addr.to_string();
     let settings_channel = channel(settings_addr).await;

@@ -134,6 +134,8 @@ pub async fn start_settings(nats: &TestNats, master_keys: &str) -> Running {
         ..wmslink_settings::Config::default()
     };
     config.wms = wms_test_config();
+    // The settings test database holds its own rate-limit buckets (no machine-wide database).
+    config.rate_limit.database_url = String::new();
     let shutdown = CancellationToken::new();
     let app = wmslink_settings::Application::build(config, shutdown.clone())
         .await
