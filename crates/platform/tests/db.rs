@@ -11,9 +11,14 @@ fn server_url() -> String {
 /// the database they need: neither may fail.
 #[tokio::test]
 async fn concurrent_starts_both_create_the_missing_database() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    // The creation time in the name lets the test cleanup drop only old databases.
     let name = format!(
-        "wmslink_test_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
+        "wmslink_test_{now}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let config = DatabaseConfig {
         url: format!("{}/{name}", server_url()),

@@ -25,8 +25,23 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &id[..12])
 }
 
+/// Prefix of every test database name.
+pub const TEST_DATABASE_PREFIX: &str = "wmslink_test_";
+
+/// A fresh test database name, `wmslink_test_<unix seconds>_<8 hex>`: the creation time in the
+/// name lets `wmslink-test-cleanup` drop only what is old, never a database another test run
+/// on this machine is using now.
+pub fn test_database_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{TEST_DATABASE_PREFIX}{now}_{}", &id[..8])
+}
+
 /// A database of its own for one test. Left behind after the test (they are tiny);
-/// `.ci/run` drops old ones.
+/// `wmslink-test-cleanup` (run by `scripts/test`) drops those older than a few hours.
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -36,7 +51,7 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> anyhow::Result<Self> {
         wmslink_platform::install_crypto_provider();
-        let name = unique("wmslink_test_");
+        let name = test_database_name();
         let url = format!("{}/{name}", postgres_server_url());
         let pool = wmslink_platform::db::connect(&Self::config_for(&url)).await?;
         Ok(Self { name, url, pool })

@@ -1,6 +1,10 @@
 //! Deletes what earlier test runs left on the local services: JetStream streams of test
-//! prefixes (`T<12 hex>_…`) and test databases (`wmslink_test_…`). Run by `scripts/test`
-//! before the suites, so the shared NATS server and PostgreSQL never fill up.
+//! prefixes (`T<12 hex>_…`) and test databases (`wmslink_test_<unix seconds>_…`), once they
+//! are older than `--older-than-minutes` (default 120). Run by `scripts/test` before the
+//! suites, so the shared NATS server and PostgreSQL never fill up, while test runs going on at
+//! the same time on this machine keep their databases and streams.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
 
@@ -13,16 +17,41 @@ fn is_test_stream(name: &str) -> bool {
         && prefix[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The creation time (unix seconds) of a test database, from its name; `Some(0)` for a test
+/// database named before times were part of the name (old enough by definition); `None` for
+/// anything that is not a test database.
+fn test_database_created(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(wmslink_testkit::TEST_DATABASE_PREFIX)?;
+    match rest.split_once('_') {
+        Some((seconds, _)) if seconds.bytes().all(|b| b.is_ascii_digit()) => seconds.parse().ok(),
+        _ => Some(0),
+    }
+}
+
+/// Drops old test databases and test streams from the local PostgreSQL and NATS.
+#[derive(clap::Parser)]
+struct Args {
+    /// Only what was created at least this many minutes ago.
+    #[arg(long, default_value_t = 120)]
+    older_than_minutes: u64,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    let age = Duration::from_secs(args.older_than_minutes.saturating_mul(60));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let cutoff = now.saturating_sub(age).as_secs();
+
     let client = async_nats::connect(wmslink_testkit::nats_url()).await?;
     let js = async_nats::jetstream::new(client);
-    let mut names = js.stream_names();
+    let mut streams = js.streams();
     let mut doomed = Vec::new();
-    while let Some(name) = names.next().await {
-        let name = name?;
-        if is_test_stream(&name) {
-            doomed.push(name);
+    while let Some(info) = streams.next().await {
+        let info = info?;
+        let created = u64::try_from(info.created.unix_timestamp()).unwrap_or(0);
+        if is_test_stream(&info.config.name) && created < cutoff {
+            doomed.push(info.config.name);
         }
     }
     for name in &doomed {
@@ -39,23 +68,28 @@ async fn main() -> anyhow::Result<()> {
     )
     .fetch_all(&admin)
     .await?;
+    let mut dropped = 0;
     for database in &databases {
+        if test_database_created(database).is_none_or(|created| created >= cutoff) {
+            continue;
+        }
         let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&admin)
             .await?;
+        dropped += 1;
     }
     println!(
-        "test cleanup: {} streams, {} databases dropped",
+        "test cleanup: {} streams, {dropped} databases older than {} min dropped",
         doomed.len(),
-        databases.len()
+        age.as_secs() / 60
     );
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_test_stream;
+    use super::{is_test_stream, test_database_created};
 
     #[test]
     fn only_test_prefixes_match() {
@@ -63,5 +97,16 @@ mod tests {
         assert!(!is_test_stream("ORDERS"));
         assert!(!is_test_stream("STAGING_ORDERS"));
         assert!(!is_test_stream("T0123456789az_ORDERS"));
+    }
+
+    #[test]
+    fn database_age_comes_from_its_name() {
+        assert_eq!(
+            test_database_created("wmslink_test_1764480000_0a1b2c3d"),
+            Some(1_764_480_000)
+        );
+        assert_eq!(test_database_created("wmslink_test_0a1b2c3d4e5f"), Some(0));
+        assert_eq!(test_database_created("wmslink_rate_limit"), None);
+        assert_eq!(test_database_created("postgres"), None);
     }
 }
