@@ -7,12 +7,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use wmslink_platform::auth::BearerToken;
 use wmslink_platform::secrets::{KeyRing, Sealed};
+use wmslink_proto::settings::v1::WmsKind;
 use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 use wmslink_proto::settings::v1::{
     GetSettingsRequest, GetWmsCredentialsRequest, GetWmsCredentialsResponse,
     ListOrderStatusesRequest, ListShopsRequest,
 };
-use wmslink_wms_client::{RateLimiter, WmsClient, WmsClientConfig};
+use wmslink_wms_client::port::Wms;
+use wmslink_wms_client::{RateLimiter, WmsClientConfig};
 
 use crate::cache::{Cached, ShopCache};
 use crate::{SettingsClientConfig, SettingsClientError, ShopSnapshot};
@@ -35,7 +37,7 @@ const SHOP_PAGE_SIZE: u32 = 500;
 /// - [`invalidate`](Self::invalidate) (on `settings.{shop}.changed`, see
 ///   [`watch_changes`](crate::watch_changes)) drops the entry, and an answer to a fetch started
 ///   before the invalidation is not cached (it is still returned to its caller).
-/// - [`wms_client`](Self::wms_client) is never cached here: callers keep the client as long as
+/// - [`wms`](Self::wms) is never cached here: callers keep the shop's WMS as long as
 ///   suits them.
 pub struct SettingsClient {
     client: Client,
@@ -195,18 +197,26 @@ impl SettingsClient {
         })))
     }
 
-    /// A WMS client for the shop: its endpoint and sealed access key from
-    /// `GetWmsCredentials`, the key opened with `keys` (the shop id as associated data), the
-    /// request rules of `config`, and the shared `limiter`. Fetched anew at every call.
-    pub async fn wms_client(
+    /// The shop's WMS, behind the [`Wms`] port: the adapter of the shop's `wms_kind` (from
+    /// `shop`, its settings), its endpoint and sealed access key from `GetWmsCredentials`, the
+    /// key opened with `keys` (the shop id as associated data), the request rules of `config`,
+    /// and the shared `limiter`. Fetched anew at every call.
+    pub async fn wms(
         &self,
-        shop_id: &str,
+        shop: &ShopSnapshot,
         keys: &KeyRing,
         config: &WmsClientConfig,
         limiter: Arc<dyn RateLimiter>,
-    ) -> Result<WmsClient, SettingsClientError> {
-        let credentials = self.credentials(shop_id).await?;
-        open_client(shop_id, credentials, keys, config, limiter)
+    ) -> Result<Arc<dyn Wms>, SettingsClientError> {
+        let credentials = self.credentials(&shop.shop_id).await?;
+        open_wms(
+            &shop.shop_id,
+            shop.detail.wms_kind(),
+            credentials,
+            keys,
+            config,
+            limiter,
+        )
     }
 
     async fn credentials(
@@ -235,15 +245,16 @@ impl SettingsClient {
     }
 }
 
-/// Opens the sealed key and builds the client. No error carries the key: the secrets and WMS
-/// client errors never contain it.
-fn open_client(
+/// Opens the sealed key and builds the shop's WMS adapter. No error carries the key: the
+/// secrets and WMS client errors never contain it.
+fn open_wms(
     shop_id: &str,
+    kind: WmsKind,
     credentials: GetWmsCredentialsResponse,
     keys: &KeyRing,
     config: &WmsClientConfig,
     limiter: Arc<dyn RateLimiter>,
-) -> Result<WmsClient, SettingsClientError> {
+) -> Result<Arc<dyn Wms>, SettingsClientError> {
     if credentials.sealed_access_key.is_empty() {
         return Err(SettingsClientError::NoCredentials {
             shop: shop_id.to_owned(),
@@ -260,12 +271,11 @@ fn open_client(
                 shop: shop_id.to_owned(),
                 reason: err.to_string(),
             })?;
-    WmsClient::new(&credentials.endpoint_url, access_key, config, limiter).map_err(|err| {
-        SettingsClientError::WmsClient {
+    wmslink_wms_client::connect(kind, &credentials.endpoint_url, access_key, config, limiter)
+        .map_err(|err| SettingsClientError::WmsClient {
             shop: shop_id.to_owned(),
             reason: err.to_string(),
-        }
-    })
+        })
 }
 
 #[cfg(test)]
@@ -294,12 +304,21 @@ mod tests {
         shop: &str,
         credentials: GetWmsCredentialsResponse,
         keys: &KeyRing,
-    ) -> Result<WmsClient, SettingsClientError> {
+    ) -> Result<Arc<dyn Wms>, SettingsClientError> {
+        open_kind(shop, WmsKind::CommerceRobo, credentials, keys)
+    }
+
+    fn open_kind(
+        shop: &str,
+        kind: WmsKind,
+        credentials: GetWmsCredentialsResponse,
+        keys: &KeyRing,
+    ) -> Result<Arc<dyn Wms>, SettingsClientError> {
         let config = WmsClientConfig {
             allow_http_hosts: vec!["127.0.0.1".into()],
             ..WmsClientConfig::default()
         };
-        open_client(shop, credentials, keys, &config, Arc::new(Unlimited))
+        open_wms(shop, kind, credentials, keys, &config, Arc::new(Unlimited))
     }
 
     #[test]
@@ -342,6 +361,16 @@ mod tests {
                     &keys,
                 ),
                 "are refused",
+            ),
+            (
+                // No adapter for a shop whose WMS kind is not set.
+                open_kind(
+                    "s1",
+                    WmsKind::Unspecified,
+                    sealed_for(&keys, "s1", "http://127.0.0.1/v1"),
+                    &keys,
+                ),
+                "WMS kind is not set",
             ),
         ];
         for (result, expected) in cases {

@@ -16,7 +16,7 @@ pub enum SettingsClientError {
     /// sealed for another shop).
     #[error("the access key of shop {shop} cannot be opened: {reason}")]
     OpenKey { shop: String, reason: String },
-    /// The WMS client refuses the shop's endpoint or key (see `WmsClient::new`).
+    /// No WMS adapter takes the shop's kind, endpoint or key (see `wmslink_wms_client::connect`).
     #[error("the WMS settings of shop {shop} are refused: {reason}")]
     WmsClient { shop: String, reason: String },
 }

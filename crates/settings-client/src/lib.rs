@@ -2,12 +2,13 @@
 //!
 //! The settings service as the services that call the WMS see it (shipment-dispatcher,
 //! status-sync): a shop's settings read over gRPC and cached per shop, dropped when
-//! `settings.{shop}.changed` arrives, and a WMS client built from the shop's sealed access key.
+//! `settings.{shop}.changed` arrives, and the shop's WMS (the `wmslink_wms_client::port::Wms`
+//! adapter of its `wms_kind`) built from its sealed access key.
 //!
 //! | item | what |
 //! | --- | --- |
 //! | [`SettingsClientConfig`] | the `[settings]` section: `url`, `token`, `cache_ttl_ms`, `timeout_ms` |
-//! | [`SettingsClient`] | [`get`](SettingsClient::get) (cached, TTL, stale when the service is down), [`refresh`](SettingsClient::refresh), [`invalidate`](SettingsClient::invalidate), [`wms_client`](SettingsClient::wms_client), [`list_enabled_shops`](SettingsClient::list_enabled_shops) (`ListShops`, every page) |
+//! | [`SettingsClient`] | [`get`](SettingsClient::get) (cached, TTL, stale when the service is down), [`refresh`](SettingsClient::refresh), [`invalidate`](SettingsClient::invalidate), [`wms`](SettingsClient::wms) (the shop's WMS port, by its `wms_kind`), [`list_enabled_shops`](SettingsClient::list_enabled_shops) (`ListShops`, every page) |
 //! | [`ShopSnapshot`] | version, enabled, `DetailSettings`, and the order-status catalog when asked for |
 //! | [`watch_changes`] | the `settings.*.changed` subscription |
 //! | [`SnapshotMemo`] | what a caller derives from a snapshot, derived again only for a new one |
@@ -24,7 +25,7 @@
 //! if let Some(shop) = settings.get("demo-shop").await? {
 //!     if shop.enabled {
 //!         let wms = settings
-//!             .wms_client("demo-shop", &keys, &WmsClientConfig::default(), limiter)
+//!             .wms(&shop, &keys, &WmsClientConfig::default(), limiter)
 //!             .await?;
 //!         # let _ = wms;
 //!     }

@@ -4,9 +4,9 @@ use wmslink_proto::settings::v1::{DataTargets, DetailSettings, OrderStatus, Orde
 pub const DEFAULT_SYNC_PERIOD_DAYS: u32 = 30;
 
 /// A shop's settings as the settings service answered them, shared by every caller until they
-/// are fetched again. Holds no access key (see [`SettingsClient::wms_client`]).
+/// are fetched again. Holds no access key (see [`SettingsClient::wms`]).
 ///
-/// [`SettingsClient::wms_client`]: crate::SettingsClient::wms_client
+/// [`SettingsClient::wms`]: crate::SettingsClient::wms
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShopSnapshot {
     pub shop_id: String,

@@ -14,7 +14,9 @@ use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::{
     SettingsService, SettingsServiceServer,
 };
-use wmslink_settings_client::{SettingsClient, SettingsClientConfig, SettingsClientError};
+use wmslink_settings_client::{
+    SettingsClient, SettingsClientConfig, SettingsClientError, ShopSnapshot,
+};
 use wmslink_wms_client::{Unlimited, WmsClientConfig};
 
 const TOKEN: &str = "test-settings-token";
@@ -351,16 +353,26 @@ async fn wms_clients_come_from_the_sealed_key_and_errors_never_show_it() {
         ..WmsClientConfig::default()
     };
 
+    let shop = |shop_id: &str| ShopSnapshot {
+        shop_id: shop_id.into(),
+        version: 1,
+        enabled: true,
+        detail: pb::DetailSettings {
+            wms_kind: pb::WmsKind::CommerceRobo as i32,
+            ..pb::DetailSettings::default()
+        },
+        order_statuses: None,
+    };
     let wms = client
-        .wms_client("s1", &keys, &config, Arc::new(Unlimited))
+        .wms(&shop("s1"), &keys, &config, Arc::new(Unlimited))
         .await
         .expect("client");
     assert!(!format!("{wms:?}").contains(ACCESS_KEY));
     assert_eq!(fake.calls("GetWmsCredentials"), 1);
 
     let refused = client
-        .wms_client(
-            "s1",
+        .wms(
+            &shop("s1"),
             &keys,
             &WmsClientConfig::default(),
             Arc::new(Unlimited),
@@ -374,7 +386,7 @@ async fn wms_clients_come_from_the_sealed_key_and_errors_never_show_it() {
     assert!(!refused.to_string().contains(ACCESS_KEY), "{refused}");
 
     let missing = client
-        .wms_client("s2", &keys, &config, Arc::new(Unlimited))
+        .wms(&shop("s2"), &keys, &config, Arc::new(Unlimited))
         .await
         .expect_err("no credentials");
     assert!(
@@ -384,7 +396,7 @@ async fn wms_clients_come_from_the_sealed_key_and_errors_never_show_it() {
 
     fake.state().down = true;
     let down = client
-        .wms_client("s1", &keys, &config, Arc::new(Unlimited))
+        .wms(&shop("s1"), &keys, &config, Arc::new(Unlimited))
         .await
         .expect_err("down");
     assert!(down.is_unavailable(), "{down}");

@@ -1,10 +1,64 @@
 //! # wmslink WMS client
 //!
-//! Everything wmslink knows about talking to the WMS (COMMERCE ROBO) over HTTP, following
-//! `wms-api.md`: typed calls, typed errors, the request rules, and the per-access-key rate
-//! limiter shared by every service and replica.
+//! Everything wmslink knows about talking to a WMS: the **port** the services speak to
+//! ([`port::Wms`]: what they need of a WMS, in their own terms) and its **COMMERCE ROBO
+//! adapter** ([`commerce_robo`], following `wms-api.md`: typed calls, typed errors, the
+//! request rules), with what every adapter shares: the per-access-key rate limiter used by
+//! every service and replica, the request rules, the metrics and the error classification
+//! ([`WmsError`]).
 //!
-//! ## Building a client
+//! ## The port, and why it lives here
+//!
+//! The shipment dispatcher and status-sync hold an `Arc<dyn Wms>` per shop, built by
+//! [`connect`] from the shop's `wms_kind` (S1: `WMS_KIND_COMMERCE_ROBO`, the only kind the
+//! settings service accepts today), endpoint and access key. They register batches, cancel,
+//! look up by order numbers, list what changed since a time and get one order; orders come
+//! back as [`port::WmsOrder`], whose meanings (`cancelled`, `shipped`, `processing` = 処理中,
+//! a final carrier status) are decided by the adapter, while the WMS's own status id and name
+//! stay visible as data (O1). The shipment-instruction row is built by the adapter too
+//! ([`port::Wms::build_instruction`], from the order and the shop's mappings), and reaches the
+//! services as an opaque [`port::Instruction`].
+//!
+//! The port sits in this crate, beside its adapter, rather than in a crate of its own:
+//! - both services already depend on this crate for the limiter and the request rules, so
+//!   the trait is shared once without a new crate;
+//! - an [`port::Instruction`] holds the adapter's row in a crate-private enum, so the services
+//!   cannot see (or depend on) COMMERCE ROBO's field names, and [`port::Wms::register`] needs
+//!   no downcasting; a second WMS is a new module here, a new variant and a new arm of
+//!   [`connect`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use secrecy::SecretString;
+//! use wmslink_proto::settings::v1::WmsKind;
+//! use wmslink_wms_client::port::{PageCursor, Wms};
+//! use wmslink_wms_client::{RateLimiter, Unlimited, WmsClientConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let wms: Arc<dyn Wms> = wmslink_wms_client::connect(
+//!     WmsKind::CommerceRobo,
+//!     "https://api12.crobo.jp/v1",
+//!     SecretString::from("the-shop-access-key"),
+//!     &WmsClientConfig::default(),
+//!     Arc::new(Unlimited),
+//! )?;
+//! let since = chrono::Utc::now() - chrono::Duration::hours(1);
+//! let page = wms.changed_since(since, PageCursor::FIRST).await?;
+//! # let _ = page; Ok(()) }
+//! ```
+//!
+//! | port call | COMMERCE ROBO |
+//! | --- | --- |
+//! | `build_instruction` | [`commerce_robo::build_row`] (robot ⑨, shipper ⑥, delivery method ⑦, payment ⑩ ⑪, free fields ⑫ ⑬) |
+//! | `register` | `POST /order/`; `E_DUPLICATE` → `AlreadyRegistered` |
+//! | `cancel` | `GET /order_cancel/{id}`; `NG` → `CancelOutcome::Refused` |
+//! | `get` | `GET /order/{id}` |
+//! | `lookup` | `GET /order/search?order_no-in=…` (100 per call), one page of 200 |
+//! | `changed_since` | `GET /order/search?update_date-gte=…`, one page of 200 |
+//! | `find_by_order_nos` | `lookup` by 100, every page |
+//! | meanings | `cancel_flag`, `shipped_flag`, `status_id` 20 (処理中), `shipping_status_id` 1 / 12 / 32 (final) |
+//!
+//! ## The COMMERCE ROBO client itself
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -125,16 +179,26 @@
 //! the HTTP exchange without the limiter wait, same attributes) and `wmslink.wms.limiter.wait`
 //! (seconds waited on the rate limiter, by `method` and `endpoint`). No key, no bucket.
 
-mod client;
+pub mod commerce_robo;
 mod config;
 mod error;
 mod limiter;
 mod metrics;
 mod policy;
-mod types;
+pub mod port;
 
-pub use client::{
-    ConnectionReport, ConnectionStatus, FailedBatch, RegisterReport, WmsClient, check_connection,
+use std::sync::Arc;
+
+use wmslink_proto::settings::v1::WmsKind;
+
+// The COMMERCE ROBO client's own API, for what talks to it directly (the settings service's
+// connection check, tests against the simulator).
+pub use commerce_robo::{
+    ConnectionReport, ConnectionStatus, DEFAULT_SEARCH_LIMIT, Detail, FailedBatch, FreeFields,
+    MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, Orderer, RegisterReport,
+    RowOutcome, RowResult, SHIPPING_STATUSES, STATUSES, SearchColumn, SearchFilter, SearchOp,
+    SearchPage, SearchQuery, ShipmentInstruction, Shipping, WmsClient, WmsOrder, check_connection,
+    is_cancel_refused_status, jst, normalize_text, shipping_status_name, status_name,
 };
 pub use config::{
     DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig, WmsClientConfig,
@@ -147,9 +211,26 @@ pub use limiter::{
 pub use metrics::WmsMetrics;
 pub use policy::is_forbidden_ip;
 pub use secrecy::SecretString;
-pub use types::{
-    DEFAULT_SEARCH_LIMIT, Detail, FreeFields, MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION,
-    MAX_SEARCH_LIMIT, Orderer, RowOutcome, RowResult, SHIPPING_STATUSES, STATUSES, SearchColumn,
-    SearchFilter, SearchOp, SearchPage, SearchQuery, ShipmentInstruction, Shipping, WmsOrder,
-    is_cancel_refused_status, jst, normalize_text, shipping_status_name, status_name,
-};
+
+/// The [`port::Wms`] of a shop: the adapter of its `wms_kind` for its endpoint and access key,
+/// waiting on `limiter` before every call. Fails like [`WmsClient::new`] (nothing is sent), and
+/// with [`WmsError::Config`] for a kind no adapter speaks (`WMS_KIND_UNSPECIFIED`).
+pub fn connect(
+    kind: WmsKind,
+    endpoint_url: &str,
+    access_key: SecretString,
+    config: &WmsClientConfig,
+    limiter: Arc<dyn RateLimiter>,
+) -> Result<Arc<dyn port::Wms>, WmsError> {
+    match kind {
+        WmsKind::CommerceRobo => Ok(Arc::new(WmsClient::new(
+            endpoint_url,
+            access_key,
+            config,
+            limiter,
+        )?)),
+        WmsKind::Unspecified => Err(WmsError::Config(
+            "the shop's WMS kind is not set; only WMS_KIND_COMMERCE_ROBO is supported".to_owned(),
+        )),
+    }
+}

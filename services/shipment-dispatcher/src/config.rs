@@ -64,7 +64,7 @@ impl Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SenderConfig {
-    /// Rows per registration call (the WMS takes at most 200).
+    /// Rows per registration call, at most the WMS's batch size (200 for COMMERCE ROBO).
     pub batch_size: u32,
     /// After a wake-up, wait this long so that orders arriving together go in one call.
     pub linger_ms: u64,
@@ -108,10 +108,11 @@ impl Default for SenderConfig {
 }
 
 impl SenderConfig {
+    /// At least 1; a pass also keeps it within the WMS's own batch size (`Wms::limits`).
     pub fn batch_size(&self) -> usize {
         usize::try_from(self.batch_size)
-            .unwrap_or(wmslink_wms_client::MAX_ROWS_PER_REGISTRATION)
-            .clamp(1, wmslink_wms_client::MAX_ROWS_PER_REGISTRATION)
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)

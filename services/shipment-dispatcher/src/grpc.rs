@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use wmslink_platform::auth::{require, scopes};
-use wmslink_platform::grpc::internal;
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1 as pb;
@@ -20,8 +19,10 @@ use wmslink_proto::dispatch::v1::dispatch_service_server::DispatchService;
 
 use crate::consumers::MAX_ORDER_NO_LEN;
 use crate::core::Core;
+use crate::errors::DispatchError;
 use crate::events;
 use crate::sender;
+use crate::sender::sweep;
 use crate::settings::Lookup;
 use crate::state_machine::{Input, Status as Shipping};
 use crate::store;
@@ -37,7 +38,7 @@ impl DispatchApi {
     }
 }
 
-fn validate(shop_id: &str, order_no: Option<&str>) -> Result<ShopId, Status> {
+fn validate(shop_id: &str, order_no: Option<&str>) -> Result<ShopId, DispatchError> {
     let mut violations = FieldViolations::new();
     let shop = match ShopId::parse(shop_id) {
         Ok(shop) => Some(shop),
@@ -58,12 +59,8 @@ fn validate(shop_id: &str, order_no: Option<&str>) -> Result<ShopId, Status> {
     }
     match shop {
         Some(shop) if violations.is_empty() => Ok(shop),
-        _ => Err(violations.into_status()),
+        _ => Err(DispatchError::InvalidArgument(violations)),
     }
-}
-
-fn db_error(err: sqlx::Error) -> Status {
-    internal("database", err)
 }
 
 #[tonic::async_trait]
@@ -73,61 +70,8 @@ impl DispatchService for DispatchApi {
         request: Request<pb::RunDispatchRequest>,
     ) -> Result<Response<pb::RunDispatchResponse>, Status> {
         let caller = require(&request, scopes::OPERATE)?.name.clone();
-        let shop = validate(&request.get_ref().shop_id, None)?;
-        let shop_id = shop.as_str();
-        let core = &self.core;
-        // An operator's explicit run reads the settings fresh.
-        let view = match core.settings.refresh(shop_id).await {
-            Ok(Lookup::Known(view)) => view,
-            Ok(Lookup::Unknown) => {
-                return Err(Status::not_found(format!(
-                    "shop '{shop_id}' has no settings"
-                )));
-            }
-            Err(err) => return Err(Status::unavailable(err.to_string())),
-        };
-        if !view.policy.enabled {
-            return Err(Status::failed_precondition(format!(
-                "the integration of shop '{shop_id}' is not enabled"
-            )));
-        }
-        if !view.policy.shipment_instructions {
-            return Err(Status::failed_precondition(format!(
-                "shipment instructions are not a data target of shop '{shop_id}'"
-            )));
-        }
-        let mut watched: BTreeSet<String> =
-            store::order_nos_in(&core.pool, shop_id, Shipping::Queued)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .collect();
-        let queued = sender::queue_due(core, shop_id, &view, &format!("E2 run by {caller}"))
-            .await
-            .map_err(db_error)?;
-        watched.extend(queued.iter().cloned());
-        let watched: Vec<String> = watched.into_iter().collect();
-
-        let deadline = Instant::now() + core.config.run_dispatch_wait();
-        let mut counts;
-        loop {
-            let outcome = sender::pass(core, shop_id).await;
-            counts = count(core, shop_id, &watched).await?;
-            let done = counts.pending == 0;
-            if done || Instant::now() >= deadline || (outcome.retry_in.is_some() && !outcome.busy) {
-                break;
-            }
-            if outcome.busy {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        tracing::info!(shop = shop_id, %caller, queued = queued.len(), sent = counts.sent, errors = counts.errors, pending = counts.pending, "RunDispatch");
-        Ok(Response::new(pb::RunDispatchResponse {
-            queued: u32::try_from(queued.len()).unwrap_or(u32::MAX),
-            sent: counts.sent,
-            errors: counts.errors,
-            pending: counts.pending,
-        }))
+        let answer = run_dispatch(&self.core, &caller, request.get_ref()).await?;
+        Ok(Response::new(answer))
     }
 
     async fn retry_shipment(
@@ -135,37 +79,8 @@ impl DispatchService for DispatchApi {
         request: Request<pb::RetryShipmentRequest>,
     ) -> Result<Response<pb::RetryShipmentResponse>, Status> {
         let caller = require(&request, scopes::OPERATE)?.name.clone();
-        let body = request.get_ref();
-        let shop = validate(&body.shop_id, Some(&body.order_no))?;
-        let core = &self.core;
-        let mut tx = core.pool.begin().await.map_err(db_error)?;
-        let Some(mut row) = store::lock(&mut tx, shop.as_str(), &body.order_no)
-            .await
-            .map_err(db_error)?
-        else {
-            return Err(Status::not_found(format!(
-                "no shipment for order '{}' of shop '{shop}'",
-                body.order_no
-            )));
-        };
-        let line = row
-            .apply(Input::Retry, format!("retried by {caller}"))
-            .map_err(|_| {
-                Status::failed_precondition(format!(
-                    "the shipment is {}; only a shipment in ERROR can be retried",
-                    row.status
-                ))
-            })?;
-        row.last_error = None;
-        store::persist(&mut tx, &core.subjects, &mut row, &[line], true)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        core.relay.wake();
-        core.sender.wake(shop.as_str());
-        Ok(Response::new(pb::RetryShipmentResponse {
-            shipment: Some(events::shipment(&row)),
-        }))
+        let answer = retry_shipment(&self.core, &caller, request.get_ref()).await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_shipment(
@@ -173,26 +88,105 @@ impl DispatchService for DispatchApi {
         request: Request<pb::GetShipmentRequest>,
     ) -> Result<Response<pb::GetShipmentResponse>, Status> {
         require(&request, scopes::ORDERS_READ)?;
-        let body = request.get_ref();
-        let shop = validate(&body.shop_id, Some(&body.order_no))?;
-        let pool = &self.core.pool;
-        let row = store::get(pool, shop.as_str(), &body.order_no)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no shipment for order '{}' of shop '{shop}'",
-                    body.order_no
-                ))
-            })?;
-        let history = store::history(pool, shop.as_str(), &body.order_no)
-            .await
-            .map_err(db_error)?;
-        Ok(Response::new(pb::GetShipmentResponse {
-            shipment: Some(events::shipment(&row)),
-            history: history.iter().map(events::history_entry).collect(),
-        }))
+        let answer = get_shipment(&self.core, request.get_ref()).await?;
+        Ok(Response::new(answer))
     }
+}
+
+/// E2: queues what is due, sends now, and waits a while for the outcome.
+async fn run_dispatch(
+    core: &Core,
+    caller: &str,
+    body: &pb::RunDispatchRequest,
+) -> Result<pb::RunDispatchResponse, DispatchError> {
+    let shop = validate(&body.shop_id, None)?;
+    let shop_id = shop.as_str();
+    // An operator's explicit run reads the settings fresh.
+    let view = match core.settings.refresh(shop_id).await? {
+        Lookup::Known(view) => view,
+        Lookup::Unknown => return Err(DispatchError::UnknownShop(shop_id.to_owned())),
+    };
+    if !view.policy.enabled {
+        return Err(DispatchError::NotEnabled(shop_id.to_owned()));
+    }
+    if !view.policy.shipment_instructions {
+        return Err(DispatchError::NotADataTarget(shop_id.to_owned()));
+    }
+    let mut watched: BTreeSet<String> = store::order_nos_in(&core.pool, shop_id, Shipping::Queued)
+        .await?
+        .into_iter()
+        .collect();
+    let queued = sweep::queue_due(core, shop_id, &view, &format!("E2 run by {caller}")).await?;
+    watched.extend(queued.iter().cloned());
+    let watched: Vec<String> = watched.into_iter().collect();
+
+    let deadline = Instant::now() + core.config.run_dispatch_wait();
+    let mut counts;
+    loop {
+        let outcome = sender::pass(core, shop_id).await;
+        counts = count(core, shop_id, &watched).await?;
+        let done = counts.pending == 0;
+        if done || Instant::now() >= deadline || (outcome.retry_in.is_some() && !outcome.busy) {
+            break;
+        }
+        if outcome.busy {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tracing::info!(shop = shop_id, %caller, queued = queued.len(), sent = counts.sent, errors = counts.errors, pending = counts.pending, "RunDispatch");
+    Ok(pb::RunDispatchResponse {
+        queued: u32::try_from(queued.len()).unwrap_or(u32::MAX),
+        sent: counts.sent,
+        errors: counts.errors,
+        pending: counts.pending,
+    })
+}
+
+/// `ERROR → QUEUED` with the latest snapshot.
+async fn retry_shipment(
+    core: &Core,
+    caller: &str,
+    body: &pb::RetryShipmentRequest,
+) -> Result<pb::RetryShipmentResponse, DispatchError> {
+    let shop = validate(&body.shop_id, Some(&body.order_no))?;
+    let mut tx = core.pool.begin().await?;
+    let Some(mut row) = store::lock(&mut tx, shop.as_str(), &body.order_no).await? else {
+        return Err(DispatchError::NoShipment {
+            shop: shop.to_string(),
+            order_no: body.order_no.clone(),
+        });
+    };
+    let line = row
+        .apply(Input::Retry, format!("retried by {caller}"))
+        .map_err(|refused| DispatchError::NotRetryable(refused.from))?;
+    row.last_error = None;
+    store::persist(&mut tx, &core.subjects, &mut row, &[line], true).await?;
+    tx.commit().await?;
+    core.relay.wake();
+    core.sender.wake(shop.as_str());
+    Ok(pb::RetryShipmentResponse {
+        shipment: Some(events::shipment(&row)),
+    })
+}
+
+/// The shipment with its full history.
+async fn get_shipment(
+    core: &Core,
+    body: &pb::GetShipmentRequest,
+) -> Result<pb::GetShipmentResponse, DispatchError> {
+    let shop = validate(&body.shop_id, Some(&body.order_no))?;
+    let pool = &core.pool;
+    let row = store::get(pool, shop.as_str(), &body.order_no)
+        .await?
+        .ok_or_else(|| DispatchError::NoShipment {
+            shop: shop.to_string(),
+            order_no: body.order_no.clone(),
+        })?;
+    let history = store::history(pool, shop.as_str(), &body.order_no).await?;
+    Ok(pb::GetShipmentResponse {
+        shipment: Some(events::shipment(&row)),
+        history: history.iter().map(events::history_entry).collect(),
+    })
 }
 
 struct Counts {
@@ -201,17 +195,14 @@ struct Counts {
     pending: u32,
 }
 
-async fn count(core: &Core, shop_id: &str, order_nos: &[String]) -> Result<Counts, Status> {
+async fn count(core: &Core, shop_id: &str, order_nos: &[String]) -> Result<Counts, DispatchError> {
     let mut counts = Counts {
         sent: 0,
         errors: 0,
         pending: 0,
     };
     for chunk in order_nos.chunks(5_000) {
-        for (_, status) in store::statuses_of(&core.pool, shop_id, chunk)
-            .await
-            .map_err(db_error)?
-        {
+        for (_, status) in store::statuses_of(&core.pool, shop_id, chunk).await? {
             match Shipping::parse(&status) {
                 Some(Shipping::Sent | Shipping::Shipped) => counts.sent += 1,
                 Some(Shipping::Error) => counts.errors += 1,

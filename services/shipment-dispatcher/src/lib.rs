@@ -7,15 +7,19 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`state_machine`] | the shipping-status state machine and the decisions of events (pure) |
-//! | [`rows`] | the WMS row of an order with every mapping (pure) |
-//! | [`store`] | `shipments`, `shipment_history`, and [`store::persist`] (row + history + outbox) |
+//! | [`state_machine`] | the shipping-status state machine and the decisions of order events and observations (pure) |
+//! | [`settle`] | what a registration answer, a failed call or a search of the WMS means for a shipment in doubt, and applying it (pure) |
 //! | [`consumers`] | order events and WMS observations, one transaction per message |
-//! | [`sender`] | per-shop passes: claim, register, settle, cancel; back-off; E1 sweep |
-//! | [`metrics`] | queue depth and oldest-queued age per shop, sampled by the sweep |
-//! | [`reconciler`] | resolving `SENDING` by searching the WMS |
-//! | [`settings`], [`wms`] | shop settings over `wmslink-settings-client`; WMS clients per shop |
+//! | [`sender`] | the per-shop pass, in the order it runs: [`sender::reconcile`] (search what is in doubt), [`sender::register`] (claim, build, register, settle), [`sender::cancel`] (cancellations); with [`sender::shop_lock`] (one pass per shop across replicas), [`sender::scheduler`] (wake-ups, linger, back-off) and [`sender::sweep`] (E1/E2: queue what is due) |
+//! | [`store`] | `shipments`, `shipment_history`, and [`store::persist`] (row + history + outbox) |
+//! | [`snapshot`] | stored order snapshots and the content fingerprint (R1) |
+//! | [`settings`], [`wms`] | shop settings over `wmslink-settings-client`; each shop's WMS behind the port of `wmslink-wms-client` (built by its `wms_kind`) |
 //! | [`grpc`] | `DispatchService` |
+//! | [`errors`] | start-up, pass and API errors; the one mapping to gRPC status |
+//! | [`metrics`] | queue depth and oldest-queued age per shop, sampled by the sweep |
+//!
+//! The WMS row of an order (every mapping of S3 ⑥–⑬) is built by the WMS adapter
+//! (`wmslink_wms_client::commerce_robo`), not here: the dispatcher sees an opaque instruction.
 
 pub mod config;
 pub mod consumers;
@@ -24,10 +28,9 @@ pub mod errors;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
-pub mod reconciler;
-pub mod rows;
 pub mod sender;
 pub mod settings;
+pub mod settle;
 pub mod snapshot;
 pub mod state_machine;
 pub mod store;
@@ -91,11 +94,7 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
 
-        let limiter = config
-            .rate_limit
-            .connect(&pool)
-            .await
-            .map_err(|err| StartupError::Limiter(err.to_string()))?;
+        let limiter = config.rate_limit.connect(&pool).await?;
 
         let client = nats::connect(&config.nats).await?;
         let js = jetstream::new(client.clone());
@@ -175,14 +174,18 @@ impl Application {
 
         background.spawn(self.relay.clone().run(tasks.clone()));
         background.spawn(prune_outbox(core.pool.clone(), tasks.clone()));
-        background.spawn(sender::run_scheduler(
+        background.spawn(sender::scheduler::run_scheduler(
             core.clone(),
             self.wake_rx,
             tasks.clone(),
         ));
 
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
-        background.spawn(sender::run_sweeper(core.clone(), changed_rx, tasks.clone()));
+        background.spawn(sender::sweep::run_sweeper(
+            core.clone(),
+            changed_rx,
+            tasks.clone(),
+        ));
         let on_change = {
             let core = core.clone();
             move |shop: String| {

@@ -115,7 +115,8 @@ pub enum Input {
     Claim,
     /// Its WMS row cannot be built (a mapping or a mapped field is missing).
     BuildFailed,
-    /// The WMS registered it (answer, or a search after an unknown outcome / E_DUPLICATE).
+    /// The WMS registered it (answer, or a search after an unknown outcome or an "already
+    /// registered" answer).
     Registered,
     /// Back to the queue: the WMS was down or rate limited, or a search showed it does not
     /// have the order.
@@ -126,7 +127,7 @@ pub enum Input {
     AdoptCancelled,
     /// The cart set a status of kind cancelled.
     CartCancel,
-    /// The WMS confirmed the cancel (answer, or the order read back with `cancel_flag`).
+    /// The WMS confirmed the cancel (answer, or the order read back cancelled).
     CancelConfirmed,
     /// The WMS refused the cancel (already packed or shipped).
     CancelRefused,
@@ -982,7 +983,7 @@ mod tests {
             plan_observation(&no_id, &obs()),
             ObservationPlan::Ignore(_)
         ));
-        // The same update_date again is applied (idempotent).
+        // The same WMS update time again is applied (idempotent).
         let same = Observation {
             wms_updated_at: DateTime::from_timestamp(1_000, 0),
             ..obs()

@@ -37,11 +37,7 @@ pub fn observed(
         shipping_date: observation.shipping_date.clone(),
         wms_updated_at: Some(timestamp(observation.wms_updated_at)),
         observed_at: Some(timestamp(observed_at)),
-        shipping_status_name: wmslink_wms_client::shipping_status_name(
-            observation.shipping_status_id,
-        )
-        .unwrap_or_default()
-        .to_owned(),
+        shipping_status_name: observation.shipping_status_name.clone(),
     }
 }
 
@@ -110,6 +106,8 @@ mod tests {
             cancelled: false,
             shipped: true,
             shipping_status_id: 1,
+            shipping_status_name: "配達完了".into(),
+            carrier_final: true,
             tracking_code: "T-1".into(),
             shipping_date: "2026-11-28".into(),
             wms_updated_at: at,

@@ -5,11 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_proto::sync::v1::AnomalyKind;
-use wmslink_wms_client::WmsOrder;
-
-/// Carrier statuses after which a shipped order needs no more watching: delivered (1),
-/// returned (12), cancelled (32).
-pub const FINAL_CARRIER_STATUSES: [i32; 3] = [1, 12, 32];
+use wmslink_wms_client::port::WmsOrder;
 
 /// Shipping statuses under which the WMS holds the order and it is watched.
 pub const WATCHED_STATUSES: [&str; 3] = ["SENT", "CANCEL_REQUESTED", "CANCEL_REJECTED"];
@@ -30,33 +26,41 @@ pub struct Observation {
     pub shipped: bool,
     /// The carrier's status; 0 when none.
     pub shipping_status_id: i32,
+    /// Its name as the WMS names it; empty when none.
+    pub shipping_status_name: String,
+    /// The carrier's status is final (delivered, returned, cancelled): nothing more will
+    /// happen, so a shipped order needs no more watching. The WMS adapter decides.
+    pub carrier_final: bool,
     /// Empty when none.
     pub tracking_code: String,
     /// ISO date, empty when none.
     pub shipping_date: String,
-    /// The WMS's `update_date`.
+    /// When the WMS last changed the order.
     pub wms_updated_at: DateTime<Utc>,
 }
 
 impl Observation {
     pub fn from_wms(order: &WmsOrder) -> Self {
+        let carrier = order.carrier.as_ref();
         Self {
             wms_order_id: order.order_id,
             status_id: order.status_id,
             status_name: order.status_name.clone(),
-            cancelled: order.is_cancelled(),
-            shipped: order.is_shipped(),
-            shipping_status_id: order.shipping_status_id.unwrap_or(0),
+            cancelled: order.cancelled,
+            shipped: order.shipped,
+            shipping_status_id: carrier.map_or(0, |c| c.id),
+            shipping_status_name: carrier.map(|c| c.name.clone()).unwrap_or_default(),
+            carrier_final: carrier.is_some_and(|c| c.is_final),
             tracking_code: order.tracking_code.clone().unwrap_or_default(),
             shipping_date: order
                 .shipping_date
                 .map(|date| date.format("%Y-%m-%d").to_string())
                 .unwrap_or_default(),
-            wms_updated_at: order.update_date.with_timezone(&Utc),
+            wms_updated_at: order.updated_at,
         }
     }
 
-    /// Whether anything the cart cares about differs (the WMS's `update_date` alone does not
+    /// Whether anything the cart cares about differs (the WMS's update time alone does not
     /// count: the WMS bumps it for changes nobody downstream sees).
     pub fn differs_from(&self, before: &Observation) -> bool {
         self.wms_order_id != before.wms_order_id
@@ -67,10 +71,6 @@ impl Observation {
             || self.shipping_status_id != before.shipping_status_id
             || self.tracking_code != before.tracking_code
             || self.shipping_date != before.shipping_date
-    }
-
-    pub fn carrier_final(&self) -> bool {
-        FINAL_CARRIER_STATUSES.contains(&self.shipping_status_id)
     }
 }
 
@@ -102,7 +102,7 @@ impl WatchRow {
         if self.shipping_status != "SHIPPED" {
             return false;
         }
-        let settled = self.last.as_ref().is_some_and(Observation::carrier_final);
+        let settled = self.last.as_ref().is_some_and(|last| last.carrier_final);
         let recent = self.shipped_at.is_none_or(|at| {
             chrono::Duration::from_std(shipped_watch)
                 .map(|window| at + window > now)
@@ -224,6 +224,7 @@ mod tests {
         shipped.shipped_at = Some(now);
         let mut delivered = observation();
         delivered.shipping_status_id = 1;
+        delivered.carrier_final = true;
         shipped.last = Some(delivered);
         assert!(!shipped.is_watched(now, window), "delivered is final");
     }
@@ -236,10 +237,47 @@ mod tests {
             cancelled: false,
             shipped: false,
             shipping_status_id: 0,
+            shipping_status_name: String::new(),
+            carrier_final: false,
             tracking_code: String::new(),
             shipping_date: String::new(),
             wms_updated_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn an_observation_takes_the_meanings_the_wms_adapter_gave() {
+        let order = WmsOrder {
+            order_id: 7,
+            order_no: "A-1".into(),
+            status_id: 100,
+            status_name: "出荷検品済".into(),
+            cancelled: false,
+            shipped: true,
+            processing: false,
+            carrier: Some(wmslink_wms_client::port::CarrierStatus {
+                id: 12,
+                name: "返品".into(),
+                is_final: true,
+            }),
+            tracking_code: Some("T-1".into()),
+            shipping_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29),
+            updated_at: Utc::now(),
+        };
+        let seen = Observation::from_wms(&order);
+        assert!(seen.shipped && !seen.cancelled);
+        assert_eq!(
+            (seen.shipping_status_id, seen.shipping_status_name.as_str()),
+            (12, "返品")
+        );
+        assert!(seen.carrier_final);
+        assert_eq!(seen.shipping_date, "2026-11-29");
+        let none = Observation::from_wms(&WmsOrder {
+            carrier: None,
+            ..order
+        });
+        assert_eq!((none.shipping_status_id, none.carrier_final), (0, false));
+        assert!(none.shipping_status_name.is_empty());
     }
 
     #[test]

@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use wmslink_proto::sync::v1::AnomalyKind;
-use wmslink_wms_client::WmsOrder;
+use wmslink_wms_client::port::WmsOrder;
 
 use crate::model::{Candidate, Observation, Period, WatchRow};
 
 /// How the answer was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Search<'a> {
-    /// `update_date-gte`: any order of the shop may come back; unknown ones are suspects.
+    /// What changed since a time: any order of the shop may come back; unknown ones are
+    /// suspects.
     UpdatedSince,
-    /// `order_no-in` for these watched order numbers: one absent is a suspect.
+    /// A look-up of these watched order numbers: one absent is a suspect.
     OrderNos(&'a [String]),
 }
 
@@ -63,7 +64,7 @@ pub fn review(
     let mut groups: BTreeMap<&str, Vec<&WmsOrder>> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for order in orders {
-        // An answer to order_no-in holds only what was asked; anything else is ignored.
+        // A look-up answer holds only what was asked; anything else is ignored.
         if asked
             .as_ref()
             .is_some_and(|asked| !asked.contains(order.order_no.as_str()))
@@ -84,8 +85,8 @@ pub fn review(
     for (order_no, group) in &groups {
         let Some(row) = rows.get(*order_no) else {
             for order in group {
-                let in_period = order.update_date.with_timezone(&Utc) >= ctx.period.from;
-                if !order.is_cancelled() && in_period {
+                let in_period = order.updated_at >= ctx.period.from;
+                if !order.cancelled && in_period {
                     out.candidates.push(candidate(
                         AnomalyKind::NotSentByWmslink,
                         order,
@@ -108,7 +109,7 @@ pub fn review(
             .iter()
             .filter(|o| Some(o.order_id) != ours.map(|o| o.order_id))
         {
-            if !other.is_cancelled() && ours.is_some() {
+            if !other.cancelled && ours.is_some() {
                 out.candidates.push(candidate(
                     AnomalyKind::NotSentByWmslink,
                     other,
@@ -232,7 +233,7 @@ fn pick_ours<'a>(row: &WatchRow, group: &[&'a WmsOrder]) -> Option<&'a WmsOrder>
     group
         .iter()
         .copied()
-        .filter(|o| !o.is_cancelled())
+        .filter(|o| !o.cancelled)
         .max_by_key(|o| o.order_id)
         .or_else(|| group.iter().copied().max_by_key(|o| o.order_id))
 }
@@ -253,7 +254,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use chrono::TimeZone;
-    use wmslink_wms_client::jst;
+    use wmslink_wms_client::port::CarrierStatus;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap()
@@ -272,15 +273,14 @@ mod tests {
             order_id,
             order_no: order_no.into(),
             status_id,
-            status_name: wmslink_wms_client::status_name(status_id)
-                .unwrap_or_default()
-                .into(),
-            cancel_flag: 0,
-            shipped_flag: 0,
-            shipping_status_id: None,
+            status_name: format!("status {status_id}"),
+            cancelled: false,
+            shipped: false,
+            processing: false,
+            carrier: None,
             tracking_code: None,
             shipping_date: None,
-            update_date: (now() - chrono::Duration::hours(1)).with_timezone(&jst()),
+            updated_at: now() - chrono::Duration::hours(1),
         }
     }
 
@@ -317,7 +317,7 @@ mod tests {
 
         watched.last = Some(first.seen[0].observation.clone());
         let mut touched = order.clone();
-        touched.update_date += chrono::Duration::minutes(5);
+        touched.updated_at += chrono::Duration::minutes(5);
         let again = review(
             &rows(vec![watched.clone()]),
             &[touched],
@@ -325,11 +325,12 @@ mod tests {
             &ctx(),
         );
         assert_eq!(again.seen.len(), 1);
-        assert!(!again.seen[0].changed, "only update_date moved");
+        assert!(!again.seen[0].changed, "only the WMS's update time moved");
 
         let mut processing = order;
         processing.status_id = 20;
         processing.status_name = "処理中".into();
+        processing.processing = true;
         let moved = review(
             &rows(vec![watched]),
             &[processing],
@@ -343,10 +344,14 @@ mod tests {
     #[test]
     fn tracking_code_and_shipping_date_are_observed() {
         let mut shipped = wms("A", 10, 100);
-        shipped.shipped_flag = 1;
+        shipped.shipped = true;
         shipped.tracking_code = Some("1234-5678-9012".into());
         shipped.shipping_date = chrono::NaiveDate::from_ymd_opt(2026, 11, 27);
-        shipped.shipping_status_id = Some(5);
+        shipped.carrier = Some(CarrierStatus {
+            id: 5,
+            name: "依頼受付".into(),
+            is_final: false,
+        });
         let out = review(
             &rows(vec![row("A", 10, "SENT")]),
             &[shipped],
@@ -358,15 +363,17 @@ mod tests {
         assert_eq!(seen.tracking_code, "1234-5678-9012");
         assert_eq!(seen.shipping_date, "2026-11-27");
         assert_eq!(seen.shipping_status_id, 5);
+        assert_eq!(seen.shipping_status_name, "依頼受付");
+        assert!(!seen.carrier_final);
     }
 
     #[test]
     fn unknown_orders_are_suspects_unless_cancelled_or_old() {
         let stranger = wms("CSV-1", 99, 50);
         let mut cancelled = wms("CSV-2", 98, 50);
-        cancelled.cancel_flag = 1;
+        cancelled.cancelled = true;
         let mut old = wms("CSV-3", 97, 50);
-        old.update_date = (now() - chrono::Duration::days(40)).with_timezone(&jst());
+        old.updated_at = now() - chrono::Duration::days(40);
         let out = review(
             &rows(vec![]),
             &[stranger, cancelled, old],
@@ -411,7 +418,7 @@ mod tests {
     #[test]
     fn unrequested_cancellation_is_a_suspect_once() {
         let mut cancelled = wms("A", 10, 50);
-        cancelled.cancel_flag = 1;
+        cancelled.cancelled = true;
         let sent = row("A", 10, "SENT");
         let out = review(
             &rows(vec![sent.clone()]),

@@ -1,9 +1,11 @@
 //! One sync pass of one shop, under the shop's lease:
 //!
-//! 1. `update_date-gte` (since the start of the last successful search, minus the overlap;
-//!    at most the sync period back), paged by 200: what changed lately, watched or unknown.
-//! 2. On a full pass, `order_no-in` (100 per call) for the watched orders in the period that
-//!    step 1 did not return; one absent from the answer is a suspect.
+//! 1. What changed since the start of the last successful search, minus the overlap (at most
+//!    the sync period back), page by page (`Wms::changed_since`; COMMERCE ROBO:
+//!    `update_date-gte`, 200 a page): what changed lately, watched or unknown.
+//! 2. On a full pass, a look-up of the watched orders in the period that step 1 did not
+//!    return, by the WMS's look-up batch (`Wms::lookup`; COMMERCE ROBO: `order_no-in`, 100 per
+//!    call); one absent from the answer is a suspect.
 //! 3. Suspects old enough (the grace time) that still hold become anomalies.
 //!
 //! Every page is stored in one transaction with the events it causes (outbox), so a pass
@@ -20,9 +22,8 @@ use uuid::Uuid;
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{OutboxMessage, RelayWaker};
 use wmslink_platform::shop::ShopId;
-use wmslink_wms_client::{
-    MAX_IN_VALUES, MAX_SEARCH_LIMIT, SearchPage, SearchQuery, WmsClient, WmsError,
-};
+use wmslink_wms_client::WmsError;
+use wmslink_wms_client::port::{Page, PageCursor, Wms};
 
 use crate::config::SyncConfig;
 use crate::events::{self, AnomalyRecord};
@@ -48,11 +49,11 @@ impl Trigger {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassKind {
-    /// The `update_date` search only.
+    /// The search of what changed since the last pass only.
     Incremental,
-    /// The `update_date` search, then `order_no-in` for the watched orders it did not return.
+    /// The search of what changed, then a look-up of the watched orders it did not return.
     Full,
-    /// `order_no-in` for the watched orders of an explicit period.
+    /// A look-up of the watched orders of an explicit period.
     Period,
 }
 
@@ -124,7 +125,7 @@ pub struct Runner {
 
 struct PassState<'a> {
     shop_id: &'a ShopId,
-    client: &'a WmsClient,
+    wms: &'a dyn Wms,
     ctx: ReviewContext,
     stats: Stats,
     /// Watched orders already seen in this pass.
@@ -166,7 +167,7 @@ impl Runner {
         format!("{}:{}", self.replica, Uuid::new_v4().simple())
     }
 
-    /// E3: a pass now. `period`: only `order_no-in` over the watched orders dated in it;
+    /// E3: a pass now. `period`: only a look-up of the watched orders dated in it;
     /// `None`: a full pass over the sync period. Waits a while for a running pass of the shop.
     pub async fn run_manual(
         &self,
@@ -175,7 +176,7 @@ impl Runner {
         shutdown: CancellationToken,
     ) -> Result<RunRecord, RunError> {
         let shop = self.shops.get(shop_id).await?;
-        let Some(client) = shop.syncable() else {
+        let Some(wms) = shop.syncable() else {
             return Err(RunError::NotSyncable(shop_id.to_string()));
         };
         let holder = self.holder();
@@ -191,7 +192,7 @@ impl Runner {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let result = self
-            .leased_pass(&shop, client, Trigger::Manual, period, &holder, shutdown)
+            .leased_pass(&shop, wms, Trigger::Manual, period, &holder, shutdown)
             .await;
         self.release(shop_id, &holder).await;
         Ok(result?.0)
@@ -225,7 +226,7 @@ impl Runner {
                 return;
             }
         };
-        let Some(client) = shop.syncable() else {
+        let Some(wms) = shop.syncable() else {
             self.postpone(shop_id.as_str(), self.sync.interval(), false)
                 .await;
             return;
@@ -253,7 +254,7 @@ impl Runner {
         };
         if still_due
             && let Err(err) = self
-                .leased_pass(&shop, client, Trigger::Scheduled, None, &holder, shutdown)
+                .leased_pass(&shop, wms, Trigger::Scheduled, None, &holder, shutdown)
                 .await
         {
             tracing::warn!(shop = %shop_id, error = %err, "sync pass not recorded");
@@ -291,7 +292,7 @@ impl Runner {
     async fn leased_pass(
         &self,
         shop: &Shop,
-        client: &WmsClient,
+        wms: &dyn Wms,
         trigger: Trigger,
         explicit: Option<Period>,
         holder: &str,
@@ -305,7 +306,7 @@ impl Runner {
             trigger = trigger.as_str(),
             pass = tracing::field::Empty,
         );
-        self.pass(run_id, shop, client, trigger, explicit, holder, shutdown)
+        self.pass(run_id, shop, wms, trigger, explicit, holder, shutdown)
             .instrument(span)
             .await
     }
@@ -315,7 +316,7 @@ impl Runner {
         &self,
         run_id: Uuid,
         shop: &Shop,
-        client: &WmsClient,
+        wms: &dyn Wms,
         trigger: Trigger,
         explicit: Option<Period>,
         holder: &str,
@@ -368,7 +369,7 @@ impl Runner {
         let token = shutdown.child_token();
         let mut state = PassState {
             shop_id,
-            client,
+            wms,
             ctx: ReviewContext {
                 now: started_at,
                 period,
@@ -480,14 +481,9 @@ impl Runner {
         run_id: Uuid,
     ) -> Result<(), PassFailure> {
         if let Some(since) = since {
-            let mut offset: u32 = 0;
+            let mut cursor = PageCursor::FIRST;
             loop {
-                let query = SearchQuery::new()
-                    .update_date_gte(since)
-                    .limit(MAX_SEARCH_LIMIT)
-                    .offset(offset);
-                let page = self.call(state, &query).await?;
-                let returned = page.orders.len();
+                let page = self.call(state, Ask::ChangedSince(since), cursor).await?;
                 let mut order_nos: Vec<String> =
                     page.orders.iter().map(|o| o.order_no.clone()).collect();
                 order_nos.sort();
@@ -499,9 +495,9 @@ impl Runner {
                 let review = review::review(&rows, &page.orders, Search::UpdatedSince, &state.ctx);
                 state.stats.asked += review.seen.len() as u64;
                 self.save(state, &review).await?;
-                offset = offset.saturating_add(u32::try_from(returned).unwrap_or(u32::MAX));
-                if returned < MAX_SEARCH_LIMIT as usize || u64::from(offset) >= page.total {
-                    break;
+                match page.next {
+                    Some(next) => cursor = next,
+                    None => break,
                 }
             }
         }
@@ -521,21 +517,16 @@ impl Runner {
                 .map(|row| row.order_no)
                 .filter(|order_no| !state.seen.contains(order_no))
                 .collect();
-            for chunk in to_ask.chunks(MAX_IN_VALUES) {
+            for chunk in to_ask.chunks(state.wms.limits().lookup_batch.max(1)) {
                 state.stats.asked += chunk.len() as u64;
                 let mut orders = Vec::new();
-                let mut offset: u32 = 0;
+                let mut cursor = PageCursor::FIRST;
                 loop {
-                    let query = SearchQuery::new()
-                        .order_no_in(chunk.iter().cloned())
-                        .limit(MAX_SEARCH_LIMIT)
-                        .offset(offset);
-                    let page = self.call(state, &query).await?;
-                    let returned = page.orders.len();
+                    let page = self.call(state, Ask::OrderNos(chunk), cursor).await?;
                     orders.extend(page.orders);
-                    offset = offset.saturating_add(u32::try_from(returned).unwrap_or(u32::MAX));
-                    if returned < MAX_SEARCH_LIMIT as usize || u64::from(offset) >= page.total {
-                        break;
+                    match page.next {
+                        Some(next) => cursor = next,
+                        None => break,
                     }
                 }
                 // Fresh rows: the dispatcher may have moved some since the list was read.
@@ -549,7 +540,7 @@ impl Runner {
         Ok(())
     }
 
-    /// Stores one review: changed observations with their events, the others' `update_date`,
+    /// Stores one review: changed observations with their events, the others' WMS update time,
     /// the suspects.
     async fn save(&self, state: &mut PassState<'_>, review: &Review) -> Result<(), PassFailure> {
         let now = Utc::now();
@@ -656,20 +647,21 @@ impl Runner {
         Ok(())
     }
 
-    /// One search, retried on retryable errors (after the WMS's `Retry-After` when it gave
-    /// one). Counts calls and errors.
+    /// One page of one search, retried on retryable errors (after the WMS's `Retry-After` when
+    /// it gave one). Counts calls and errors.
     async fn call(
         &self,
         state: &mut PassState<'_>,
-        query: &SearchQuery,
-    ) -> Result<SearchPage, PassFailure> {
+        ask: Ask<'_>,
+        cursor: PageCursor,
+    ) -> Result<Page, PassFailure> {
         let attempts = self.sync.call_attempts.max(1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let result = tokio::select! {
                 _ = state.token.cancelled() => return Err(PassFailure::Interrupted("shutdown or lease lost")),
-                result = state.client.search(query) => result,
+                result = ask.page(state.wms, cursor) => result,
             };
             match result {
                 Ok(page) => {
@@ -697,6 +689,24 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What a pass asks the WMS.
+#[derive(Debug, Clone, Copy)]
+enum Ask<'a> {
+    /// The orders changed since a time.
+    ChangedSince(DateTime<Utc>),
+    /// The orders with these order numbers (at most the WMS's look-up batch).
+    OrderNos(&'a [String]),
+}
+
+impl Ask<'_> {
+    async fn page(self, wms: &dyn Wms, cursor: PageCursor) -> Result<Page, WmsError> {
+        match self {
+            Ask::ChangedSince(since) => wms.changed_since(since, cursor).await,
+            Ask::OrderNos(order_nos) => wms.lookup(order_nos, cursor).await,
         }
     }
 }

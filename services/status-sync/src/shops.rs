@@ -1,16 +1,18 @@
 //! What status-sync needs to know of a shop, from the settings service (S5): enabled or not,
-//! shipment results on or off, the sync period, and a WMS client with the shop's key. Read
+//! shipment results on or off, the sync period, and the shop's WMS (the port's adapter of its
+//! `wms_kind`, with its key). Read
 //! through the shared settings client (`wmslink_settings_client`: cached per shop with
 //! `settings.cache_ttl_ms`, dropped on `settings.{shop}.changed`, an expired entry used while
-//! the settings service is down); a shop's WMS client is built again only when its settings
-//! were fetched again.
+//! the settings service is down); a shop's WMS is built again only when its settings were
+//! fetched again.
 
 use std::sync::Arc;
 
 use wmslink_platform::secrets::KeyRing;
 use wmslink_platform::shop::ShopId;
 use wmslink_settings_client::{SettingsClient, SettingsClientError, ShopSnapshot, SnapshotMemo};
-use wmslink_wms_client::{RateLimiter, WmsClient, WmsClientConfig};
+use wmslink_wms_client::port::Wms;
+use wmslink_wms_client::{RateLimiter, WmsClientConfig};
 
 use crate::config::SettingsClientConfig;
 
@@ -28,11 +30,11 @@ pub struct Shop {
     pub shipment_results: bool,
     pub sync_period_days: u32,
     /// Present when the shop is enabled with shipment results on.
-    pub wms: Option<WmsClient>,
+    pub wms: Option<Arc<dyn Wms>>,
 }
 
 impl Shop {
-    /// The shop without its WMS client.
+    /// The shop without its WMS.
     fn of(shop_id: &ShopId, snapshot: &ShopSnapshot) -> Self {
         Self {
             shop_id: shop_id.clone(),
@@ -43,11 +45,11 @@ impl Shop {
         }
     }
 
-    /// The WMS client when the shop is to be synced (R6: a shop without the integration is
+    /// The shop's WMS when the shop is to be synced (R6: a shop without the integration is
     /// never touched).
-    pub fn syncable(&self) -> Option<&WmsClient> {
+    pub fn syncable(&self) -> Option<&dyn Wms> {
         self.wms
-            .as_ref()
+            .as_deref()
             .filter(|_| self.enabled && self.shipment_results)
     }
 }
@@ -127,16 +129,16 @@ impl ShopDirectory {
         }
         let mut shop = Shop::of(shop_id, &snapshot);
         if shop.enabled && shop.shipment_results {
-            let client = self
+            let wms = self
                 .settings
-                .wms_client(
-                    shop_id.as_str(),
+                .wms(
+                    &snapshot,
                     &self.keys,
                     &self.wms_config,
                     self.limiter.clone(),
                 )
                 .await?;
-            shop.wms = Some(client);
+            shop.wms = Some(wms);
         }
         Ok(self.shops.insert(shop_id.as_str(), snapshot, shop))
     }

@@ -32,6 +32,8 @@ struct WatchRecord {
     obs_cancelled: Option<bool>,
     obs_shipped: Option<bool>,
     obs_shipping_status_id: Option<i32>,
+    obs_shipping_status_name: Option<String>,
+    obs_carrier_final: Option<bool>,
     obs_tracking_code: Option<String>,
     obs_shipping_date: Option<String>,
     obs_wms_updated_at: Option<DateTime<Utc>>,
@@ -48,6 +50,8 @@ impl From<WatchRecord> for WatchRow {
                 cancelled: r.obs_cancelled.unwrap_or(false),
                 shipped: r.obs_shipped.unwrap_or(false),
                 shipping_status_id: r.obs_shipping_status_id.unwrap_or(0),
+                shipping_status_name: r.obs_shipping_status_name.unwrap_or_default(),
+                carrier_final: r.obs_carrier_final.unwrap_or(false),
                 tracking_code: r.obs_tracking_code.unwrap_or_default(),
                 shipping_date: r.obs_shipping_date.unwrap_or_default(),
                 wms_updated_at,
@@ -67,9 +71,11 @@ impl From<WatchRecord> for WatchRow {
     }
 }
 
-const WATCH_COLUMNS_BY_ORDER_NOS: &str = "SELECT order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
+const WATCH_COLUMNS_BY_ORDER_NOS: &str =
+    "SELECT order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
         obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
-        obs_shipping_status_id, obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
+        obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final, obs_tracking_code,
+        obs_shipping_date, obs_wms_updated_at, wms_seen_at
    FROM watch_list WHERE shop_id = $1 AND order_no = ANY($2)";
 
 /// The shipment as the dispatcher reported it.
@@ -467,13 +473,13 @@ impl Store {
         let records: Vec<WatchRecord> = sqlx::query_as(
             "SELECT order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
                     obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
-                    obs_shipping_status_id, obs_tracking_code, obs_shipping_date, obs_wms_updated_at,
-                    wms_seen_at
+                    obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final,
+                    obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
                FROM watch_list
               WHERE shop_id = $1 AND order_date >= $2 AND ($3::timestamptz IS NULL OR order_date < $3)
                 AND (shipping_status IN ('SENT', 'CANCEL_REQUESTED', 'CANCEL_REJECTED')
                      OR (shipping_status = 'SHIPPED'
-                         AND COALESCE(obs_shipping_status_id, 0) NOT IN (1, 12, 32)
+                         AND NOT COALESCE(obs_carrier_final, false)
                          AND (shipped_at IS NULL OR shipped_at > $4::timestamptz - make_interval(secs => $5))))
               ORDER BY order_no",
         )
@@ -503,7 +509,8 @@ impl Store {
                 "UPDATE watch_list SET obs_wms_order_id = $3, obs_status_id = $4, obs_status_name = $5,
                         obs_cancelled = $6, obs_shipped = $7, obs_shipping_status_id = $8,
                         obs_tracking_code = $9, obs_shipping_date = $10, obs_wms_updated_at = $11,
-                        observed_at = $12, wms_seen_at = $12
+                        observed_at = $12, wms_seen_at = $12, obs_shipping_status_name = $13,
+                        obs_carrier_final = $14
                   WHERE shop_id = $1 AND order_no = $2",
             )
             .bind(shop_id)
@@ -518,6 +525,8 @@ impl Store {
             .bind(&observation.shipping_date)
             .bind(observation.wms_updated_at)
             .bind(now)
+            .bind(&observation.shipping_status_name)
+            .bind(observation.carrier_final)
             .execute(&mut *tx)
             .await?;
             outbox::enqueue(&mut tx, message).await?;

@@ -9,4 +9,5 @@ mod helpers;
 mod limiter;
 mod logs;
 mod metrics;
+mod port;
 mod sim_calls;

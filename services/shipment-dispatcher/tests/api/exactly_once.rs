@@ -8,8 +8,9 @@ use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use wmslink_platform::nats::StreamKind;
 use wmslink_proto::orders::v1::ShippingStatus;
-use wmslink_shipment_dispatcher::rows::build_row;
+
 use wmslink_testkit::eventually;
+use wmslink_wms_client::commerce_robo::build_row;
 use wmslink_wms_client::{Unlimited, WmsClient, WmsClientConfig};
 use wmslink_wms_simulator::{Endpoint, Faults};
 

@@ -4,5 +4,6 @@ mod anomalies;
 mod discovery;
 mod efficiency;
 mod helpers;
+mod migrations;
 mod observations;
 mod runs;

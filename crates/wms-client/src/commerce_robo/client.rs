@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{Instrument, field};
 
+use super::types::{
+    MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, RowOutcome, RowResult, SearchPage,
+    SearchQuery, ShipmentInstruction, WmsOrder, normalize_json,
+};
 use crate::config::WmsClientConfig;
 use crate::error::{WmsError, WmsErrorDetail};
 use crate::limiter::{BucketId, RateLimiter};
 use crate::metrics::WmsMetrics;
 use crate::policy::{ForbiddenAddress, GuardedResolver, error_chain, parse_base_url};
-use crate::types::{
-    MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, RowOutcome, RowResult, SearchPage,
-    SearchQuery, ShipmentInstruction, WmsOrder, normalize_json,
-};
 
 /// Largest answer body the client reads.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -364,6 +364,15 @@ impl WmsClient {
         &self,
         rows: &[ShipmentInstruction],
     ) -> Result<Vec<RowResult>, WmsError> {
+        let rows: Vec<&ShipmentInstruction> = rows.iter().collect();
+        self.register_rows(&rows).await
+    }
+
+    /// [`register_batch`](Self::register_batch) of borrowed rows.
+    pub(crate) async fn register_rows(
+        &self,
+        rows: &[&ShipmentInstruction],
+    ) -> Result<Vec<RowResult>, WmsError> {
         if rows.is_empty() || rows.len() > MAX_ROWS_PER_REGISTRATION {
             return Err(WmsError::InvalidRequest(format!(
                 "a registration takes 1 to {MAX_ROWS_PER_REGISTRATION} rows, got {}",
@@ -372,7 +381,7 @@ impl WmsClient {
         }
         #[derive(Serialize)]
         struct Body<'a> {
-            data: &'a [ShipmentInstruction],
+            data: &'a [&'a ShipmentInstruction],
         }
         let mut body = serde_json::to_value(Body { data: rows })
             .map_err(|e| WmsError::InvalidRequest(format!("rows cannot be encoded: {e}")))?;
@@ -706,7 +715,7 @@ impl WmsClient {
     }
 }
 
-fn row_results(rows: &[ShipmentInstruction], env: Envelope) -> Result<Vec<RowResult>, WmsError> {
+fn row_results(rows: &[&ShipmentInstruction], env: Envelope) -> Result<Vec<RowResult>, WmsError> {
     let items = match env.data {
         Value::Array(items) if items.len() == rows.len() => items,
         Value::Null if !env.ok => return Err(WmsError::rejected(env.errors)),

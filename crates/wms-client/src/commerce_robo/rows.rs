@@ -1,19 +1,15 @@
-//! Building a WMS shipment-instruction row from an order snapshot and the shop's mappings
-//! (S3 ⑥–⑬). Pure: an order that cannot be built gets a [`BuildError`] naming everything
-//! that is missing, so it can go to `ERROR` before any WMS call.
+//! Building the COMMERCE ROBO shipment-instruction row (the `POST /order/` row of `wms-api.md`)
+//! from an order snapshot and the shop's mappings (S3 ⑥–⑬). Pure: an order that cannot be
+//! built gets a [`BuildError`] naming everything that is missing, so it can go to `ERROR`
+//! before any WMS call.
 
 use chrono::{DateTime, NaiveDate};
 use wmslink_proto::field_paths;
 use wmslink_proto::orders::v1::{Address, LineItem, Order};
 use wmslink_proto::settings::v1::{DetailSettings, FreeFieldMapping};
-use wmslink_wms_client::{Detail, FreeFields, Orderer, ShipmentInstruction, Shipping, jst};
 
-/// Why an order cannot become a WMS row: every problem found, in order.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot build the WMS row: {}", .problems.join("; "))]
-pub struct BuildError {
-    pub problems: Vec<String>,
-}
+use super::types::{Detail, FreeFields, Orderer, ShipmentInstruction, Shipping, jst};
+use crate::port::BuildError;
 
 /// Builds the `POST /order/` row for `order` with the shop's `detail` settings.
 pub fn build_row(
