@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::core::Core;
-pub use crate::errors::PassError;
+use crate::errors::PassError;
 use crate::settings::{Lookup, ShopView};
 use shop_lock::ShopLock;
 
