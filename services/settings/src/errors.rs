@@ -1,14 +1,58 @@
-//! The service's errors and how they become gRPC statuses. Internals (database errors) are
-//! logged and answered with a generic message; nothing here ever holds the access key.
+//! Every error of the service, and the one place they become gRPC statuses
+//! (`From<ServiceError> for Status`). Internals (database errors) are logged and answered with a
+//! generic message; nothing here ever holds the access key.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use wmslink_platform::db::DbError;
+use wmslink_platform::grpc::GrpcError;
+use wmslink_platform::nats::NatsError;
 use wmslink_platform::secrets::SecretsError;
 use wmslink_platform::validation::FieldViolations;
+use wmslink_wms_client::LimiterError;
 
 use crate::domain::Blocker;
-use crate::store::StoreError;
 
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("master keys: {0}")]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+    #[error("WMS rate limiter: {0}")]
+    Limiter(#[from] LimiterError),
+}
+
+/// Why the running service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+}
+
+/// A row that cannot be turned back into settings (only if someone edited the table by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("stored settings of shop {shop} are damaged: {what}")]
+pub struct CorruptRow {
+    pub shop: String,
+    pub what: String,
+}
+
+/// What the store's queries fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRow),
+}
+
+/// Why a request was not carried out; the gRPC layer answers with [`Status::from`].
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// INVALID_ARGUMENT, every bad field listed.
@@ -43,6 +87,15 @@ pub enum ServiceError {
     /// INTERNAL.
     #[error("sealing the access key failed: {0}")]
     Seal(SecretsError),
+}
+
+impl ServiceError {
+    /// INVALID_ARGUMENT for one field.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let mut violations = FieldViolations::new();
+        violations.add(field, reason);
+        Self::Invalid(violations)
+    }
 }
 
 impl From<sqlx::Error> for ServiceError {

@@ -1,5 +1,6 @@
 //! `wmslink.settings.v1.SettingsService`: small handlers that check the caller's scope, parse
-//! the shop id, call the [`SettingsService`] and convert the answer.
+//! the shop id, call the [`SettingsService`] and convert the answer. Errors become statuses in
+//! one place, `From<ServiceError> for Status` (`errors.rs`).
 //!
 //! | RPC | scope |
 //! | --- | --- |
@@ -13,10 +14,10 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use wmslink_platform::auth::{require, scopes};
 use wmslink_platform::shop::ShopId;
-use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
 
+use crate::errors::ServiceError;
 use crate::service::{CheckResult, SettingsService, SettingsView};
 
 /// The gRPC face of the settings service.
@@ -31,12 +32,8 @@ impl SettingsApi {
     }
 }
 
-fn shop_id(raw: &str) -> Result<ShopId, Status> {
-    ShopId::parse(raw).map_err(|err| {
-        let mut violations = FieldViolations::new();
-        violations.add("shop_id", err.to_string());
-        violations.into_status()
-    })
+fn shop_id(raw: &str) -> Result<ShopId, ServiceError> {
+    ShopId::parse(raw).map_err(|err| ServiceError::invalid("shop_id", err.to_string()))
 }
 
 fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -200,9 +197,7 @@ impl SettingsRpc for SettingsApi {
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(ShopId::parse(token).map_err(|_| {
-                let mut violations = FieldViolations::new();
-                violations.add("page_token", "not a token of a previous ListShops answer");
-                violations.into_status()
+                ServiceError::invalid("page_token", "not a token of a previous ListShops answer")
             })?),
         };
         let (shops, next) = self

@@ -24,14 +24,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
-use wmslink_platform::db::{self, DbError};
-use wmslink_platform::grpc::{self as platform_grpc, GrpcError};
-use wmslink_platform::nats::{self, NatsError, StreamKind, Subjects};
+use wmslink_platform::db;
+use wmslink_platform::grpc as platform_grpc;
+use wmslink_platform::nats::{self, StreamKind, Subjects};
 use wmslink_platform::outbox::{self, OutboxRelay};
-use wmslink_platform::secrets::{KeyRing, SecretsError};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::settings::v1::settings_service_server::SettingsServiceServer;
 
 pub use config::Config;
+pub use errors::{RunError, StartupError};
 
 use crate::grpc::SettingsApi;
 use crate::service::SettingsService;
@@ -43,26 +44,6 @@ const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 const OUTBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("master keys: {0}")]
-    Secrets(#[from] SecretsError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    #[error(transparent)]
-    Grpc(#[from] GrpcError),
-    #[error("WMS rate limiter: {0}")]
-    Limiter(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Grpc(#[from] GrpcError),
-}
 
 /// The running service: listener bound, database migrated, streams ensured.
 pub struct Application {
@@ -94,11 +75,7 @@ impl Application {
         .await?;
         let relay = OutboxRelay::new(pool.clone(), js);
 
-        let limiter = config
-            .rate_limit
-            .connect(&pool)
-            .await
-            .map_err(|err| StartupError::Limiter(err.to_string()))?;
+        let limiter = config.rate_limit.connect(&pool).await?;
         let service = Arc::new(SettingsService::new(
             pool.clone(),
             keys,

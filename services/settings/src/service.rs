@@ -16,9 +16,11 @@ use wmslink_platform::secrets::{self, KeyRing, Sealed};
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::settings::v1 as pb;
-use wmslink_wms_client::{ConnectionStatus, RateLimiter, WmsClientConfig};
+use wmslink_wms_client::{RateLimiter, WmsClientConfig};
 
-use crate::domain::{self, Blocker, CheckOutcome, OrderStatus, RegisterContext, UrlProblem};
+use crate::domain::catalog::{catalog_blockers, validate_catalog};
+use crate::domain::validation::{self, RegisterContext, UrlProblem};
+use crate::domain::{CheckOutcome, OrderStatus, enable_switch};
 use crate::errors::ServiceError;
 use crate::events::{self, Change};
 use crate::store::{self, StoredSettings};
@@ -139,7 +141,7 @@ impl SettingsService {
             return Err(stale(shop, expected_version, version));
         }
         let catalog = store::load_catalog(&mut tx, shop).await?;
-        let registration = domain::validate_registration(
+        let registration = validation::validate_registration(
             detail,
             access_key,
             &RegisterContext {
@@ -178,9 +180,10 @@ impl SettingsService {
             }
             (None, None) => {
                 // validate_registration refuses a first registration without a key.
-                let mut violations = FieldViolations::new();
-                violations.add("access_key", "required on the first registration");
-                return Err(ServiceError::Invalid(violations));
+                return Err(ServiceError::invalid(
+                    "access_key",
+                    "required on the first registration",
+                ));
             }
         };
         let detail = registration.detail;
@@ -196,15 +199,11 @@ impl SettingsService {
             }
         };
         if enabled {
-            let mut blockers = Vec::new();
-            if credentials_changed {
-                blockers.push(Blocker {
-                    kind: "ENABLED",
-                    subject: "access_key / detail.endpoint_url".into(),
-                    description: "the integration is enabled: disable it before changing the access key or endpoint URL, then check the connection and enable it again".into(),
-                });
-            }
-            blockers.extend(domain::completeness_blockers(&detail, &catalog));
+            let blockers = enable_switch::register_while_enabled_blockers(
+                credentials_changed,
+                &detail,
+                &catalog,
+            );
             if !blockers.is_empty() {
                 return Err(ServiceError::Precondition {
                     context: format!(
@@ -250,7 +249,7 @@ impl SettingsService {
     ) -> Result<CheckResult, ServiceError> {
         let trying = access_key.is_some() || endpoint_url.is_some();
         let mut violations = FieldViolations::new();
-        let given_key = access_key.and_then(|raw| match domain::check_access_key(raw) {
+        let given_key = access_key.and_then(|raw| match validation::check_access_key(raw) {
             Ok(key) => Some(key),
             Err(why) => {
                 violations.add("access_key", why);
@@ -258,7 +257,7 @@ impl SettingsService {
             }
         });
         let given_url =
-            endpoint_url.and_then(|raw| match domain::parse_endpoint_url(raw, &self.wms) {
+            endpoint_url.and_then(|raw| match validation::parse_endpoint_url(raw, &self.wms) {
                 Ok(url) => Some(url),
                 // The client refuses it and the outcome says so (refused_by_policy).
                 Err(UrlProblem::HttpNotAllowed(_)) => Some(raw.trim().to_owned()),
@@ -303,7 +302,7 @@ impl SettingsService {
         // Microseconds, as PostgreSQL stores it, so the answer equals what is read back later.
         let checked_at = Utc::now().trunc_subsecs(6);
         let (outcome, detail) = match checked {
-            Ok(report) => (outcome_of(report.status), report.detail),
+            Ok(report) => (CheckOutcome::from(report.status), report.detail),
             Err(_) => (
                 CheckOutcome::RateLimited,
                 "the WMS rate limit for this access key is used up; try again later".to_owned(),
@@ -391,11 +390,12 @@ impl SettingsService {
         }
         if enabled {
             let catalog = store::load_catalog(&mut tx, shop).await?;
-            let mut blockers: Vec<Blocker> =
-                domain::check_blocker(settings.check.as_ref(), settings.credentials_rev)
-                    .into_iter()
-                    .collect();
-            blockers.extend(domain::completeness_blockers(&settings.detail, &catalog));
+            let blockers = enable_switch::enable_blockers(
+                settings.check.as_ref(),
+                settings.credentials_rev,
+                &settings.detail,
+                &catalog,
+            );
             if !blockers.is_empty() {
                 return Err(ServiceError::Precondition {
                     context: format!("cannot enable the integration of shop {shop}"),
@@ -427,7 +427,7 @@ impl SettingsService {
         shop: &ShopId,
         statuses: &[pb::OrderStatus],
     ) -> Result<(Vec<OrderStatus>, i64), ServiceError> {
-        let catalog = domain::validate_catalog(statuses).map_err(ServiceError::Invalid)?;
+        let catalog = validate_catalog(statuses).map_err(ServiceError::Invalid)?;
         let mut tx = self.pool.begin().await?;
         let version = store::lock_or_create_shop(&mut tx, shop).await?;
         let old = store::load_catalog(&mut tx, shop).await?;
@@ -437,7 +437,7 @@ impl SettingsService {
         }
         let settings = store::load_settings(&mut tx, shop).await?;
         if let Some(settings) = &settings {
-            let blockers = domain::catalog_blockers(&settings.detail, settings.enabled, &catalog);
+            let blockers = catalog_blockers(&settings.detail, settings.enabled, &catalog);
             if !blockers.is_empty() {
                 return Err(ServiceError::Precondition {
                     context: format!(
@@ -507,18 +507,5 @@ impl SettingsService {
             None
         };
         Ok((shops, next))
-    }
-}
-
-fn outcome_of(status: ConnectionStatus) -> CheckOutcome {
-    match status {
-        ConnectionStatus::Ok => CheckOutcome::Ok,
-        ConnectionStatus::Unauthorized => CheckOutcome::Unauthorized,
-        ConnectionStatus::Unreachable => CheckOutcome::Unreachable,
-        ConnectionStatus::Tls => CheckOutcome::Tls,
-        ConnectionStatus::Timeout => CheckOutcome::Timeout,
-        ConnectionStatus::RateLimited => CheckOutcome::RateLimited,
-        ConnectionStatus::UnexpectedAnswer => CheckOutcome::UnexpectedAnswer,
-        ConnectionStatus::RefusedByPolicy => CheckOutcome::RefusedByPolicy,
     }
 }

@@ -11,6 +11,7 @@ use crate::domain::{
     CheckOutcome, CheckRecord, DataTargets, Detail, FreeFieldMapping, OrderStatus, PaymentMapping,
     StatusKind, WmsKind,
 };
+use crate::errors::{CorruptRow, StoreError};
 
 /// The stored settings of one shop.
 #[derive(Debug, Clone)]
@@ -31,22 +32,6 @@ impl StoredSettings {
             .as_ref()
             .is_some_and(|check| check.credentials_rev == self.credentials_rev)
     }
-}
-
-/// A row that cannot be turned back into settings (only if someone edited the table by hand).
-#[derive(Debug, thiserror::Error)]
-#[error("stored settings of shop {shop} are damaged: {what}")]
-pub struct CorruptRow {
-    pub shop: String,
-    pub what: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error(transparent)]
-    Corrupt(#[from] CorruptRow),
 }
 
 #[derive(sqlx::FromRow)]
