@@ -1,11 +1,15 @@
-//! Errors at each boundary: start-up, running, and the order rules (mapped to gRPC statuses and
-//! to consumer outcomes).
+//! Every error of the service: start-up, running, and the order rules, with the one place they
+//! become gRPC statuses (`From<OrderError> for Status`) and consumer outcomes
+//! ([`OrderError::to_handle_error`]).
 
 use tonic::Status;
 use wmslink_platform::consumer::{ConsumerError, HandleError};
 use wmslink_platform::db::DbError;
 use wmslink_platform::grpc::GrpcError;
 use wmslink_platform::nats::NatsError;
+use wmslink_platform::validation::FieldViolations;
+
+use crate::domain::status_lock::StatusLocked;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -30,12 +34,15 @@ pub enum RunError {
     #[error("task {0} stopped unexpectedly")]
     TaskStopped(&'static str),
     #[error("task panicked: {0}")]
-    TaskPanicked(String),
+    TaskPanicked(#[from] tokio::task::JoinError),
 }
 
 /// Why an order operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
+    /// Every bad field of the request.
+    #[error("invalid request: {}", .0.summary())]
+    Invalid(FieldViolations),
     #[error(
         "shop '{0}' has no WMS integration settings (unknown shop); its orders are refused until \
          the shop's integration settings are registered"
@@ -51,8 +58,8 @@ pub enum OrderError {
         revision: i64,
     },
     /// R4; the text says why.
-    #[error("{0}")]
-    StatusLocked(String),
+    #[error(transparent)]
+    StatusLocked(#[from] StatusLocked),
     #[error("order {order_no} of shop '{shop}' not found")]
     NotFound { shop: String, order_no: String },
     #[error(
@@ -64,27 +71,30 @@ pub enum OrderError {
         expected: i64,
         stored: i64,
     },
-    #[error("stored snapshot of order {order_no} of shop '{shop}' is unreadable: {reason}")]
+    #[error("stored snapshot of order {order_no} of shop '{shop}' is unreadable: {source}")]
     Corrupt {
         shop: String,
         order_no: String,
-        reason: String,
+        source: prost::DecodeError,
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 impl OrderError {
-    pub fn to_status(&self) -> Status {
-        match self {
-            Self::UnknownShop(_) | Self::StatusLocked(_) => {
-                Status::failed_precondition(self.to_string())
-            }
-            Self::RevisionConflict { .. } => Status::already_exists(self.to_string()),
-            Self::NotFound { .. } => Status::not_found(self.to_string()),
-            Self::StaleExpectedRevision { .. } => Status::aborted(self.to_string()),
-            Self::Corrupt { .. } => wmslink_platform::grpc::internal("reading the order", self),
-            Self::Database(err) => wmslink_platform::grpc::internal("database", err),
+    /// INVALID_ARGUMENT for one field.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let mut violations = FieldViolations::new();
+        violations.add(field, reason);
+        Self::Invalid(violations)
+    }
+
+    /// `Ok(())` when nothing was found wrong, else every bad field.
+    pub fn check(violations: FieldViolations) -> Result<(), Self> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::Invalid(violations))
         }
     }
 
@@ -99,6 +109,18 @@ impl OrderError {
 
 impl From<OrderError> for Status {
     fn from(err: OrderError) -> Self {
-        err.to_status()
+        match err {
+            OrderError::Invalid(violations) => violations.into_status(),
+            OrderError::UnknownShop(_) | OrderError::StatusLocked(_) => {
+                Status::failed_precondition(err.to_string())
+            }
+            OrderError::RevisionConflict { .. } => Status::already_exists(err.to_string()),
+            OrderError::NotFound { .. } => Status::not_found(err.to_string()),
+            OrderError::StaleExpectedRevision { .. } => Status::aborted(err.to_string()),
+            OrderError::Corrupt { .. } => {
+                wmslink_platform::grpc::internal("reading the order", &err)
+            }
+            OrderError::Database(err) => wmslink_platform::grpc::internal("database", err),
+        }
     }
 }

@@ -12,7 +12,7 @@ pub mod consumers;
 pub mod domain;
 pub mod errors;
 pub mod events;
-pub mod handlers;
+pub mod grpc;
 pub mod metrics;
 pub mod service;
 pub mod store;
@@ -29,16 +29,17 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
 use wmslink_platform::consumer::{self, ConsumerSpec, Handler};
+use wmslink_platform::grpc as platform_grpc;
 use wmslink_platform::nats::{StreamKind, Subjects};
 use wmslink_platform::outbox::OutboxRelay;
-use wmslink_platform::{db, grpc, nats, outbox};
+use wmslink_platform::{db, nats, outbox};
 use wmslink_proto::orders::v1::order_service_server::OrderServiceServer;
 
 pub use config::Config;
 pub use errors::{RunError, StartupError};
 pub use metrics::Metrics;
 
-use crate::handlers::OrderApi;
+use crate::grpc::OrderApi;
 use crate::service::Orders;
 
 /// The service's name in telemetry.
@@ -156,8 +157,8 @@ impl Application {
             metrics.clone(),
         );
 
-        let (listener, grpc_addr) = grpc::bind(&config.grpc).await?;
-        let (routes, reporter) = grpc::base_routes()?;
+        let (listener, grpc_addr) = platform_grpc::bind(&config.grpc).await?;
+        let (routes, reporter) = platform_grpc::base_routes()?;
         let api = OrderServiceServer::new(OrderApi::new(
             orders.clone(),
             config.orders.max_message_bytes,
@@ -221,7 +222,7 @@ impl Application {
 
         let token = stop.clone();
         tasks.spawn(async move {
-            let result = grpc::serve(listener, routes, token).await;
+            let result = platform_grpc::serve(listener, routes, token).await;
             ("grpc", result.map_err(RunError::from))
         });
         spawn_consumer(
@@ -296,7 +297,7 @@ impl Application {
                     tracing::error!(task = name, error = %err, "task failed");
                     Some(err)
                 }
-                Err(err) => Some(RunError::TaskPanicked(err.to_string())),
+                Err(err) => Some(RunError::TaskPanicked(err)),
             };
             if let Some(failure) = failure {
                 stop.cancel();

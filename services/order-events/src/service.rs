@@ -12,7 +12,8 @@ use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::{Order, OrderView, UpsertOutcome};
 use wmslink_proto::settings::v1::SettingsChanged;
 
-use crate::domain::revision::{Decision, decide, lock_reason, status_locked};
+use crate::domain::revision::{Decision, decide};
+use crate::domain::status_lock::StatusLock;
 use crate::errors::OrderError;
 use crate::events;
 use crate::metrics::{Metrics, Path};
@@ -58,7 +59,7 @@ impl Applied {
 pub struct Orders {
     pool: PgPool,
     subjects: Subjects,
-    locking_wms_status_ids: Arc<[i32]>,
+    status_lock: StatusLock,
     waker: Option<RelayWaker>,
     metrics: Arc<Metrics>,
 }
@@ -74,7 +75,7 @@ impl Orders {
         Self {
             pool,
             subjects,
-            locking_wms_status_ids: locking_wms_status_ids.into(),
+            status_lock: StatusLock::new(locking_wms_status_ids),
             waker,
             metrics,
         }
@@ -123,14 +124,13 @@ impl Orders {
             }
             (Decision::StatusChange { previous_status }, Some(stored)) => {
                 let wms = &stored.integration;
-                if status_locked(wms.wms_status_id, &self.locking_wms_status_ids) {
-                    let reason = lock_reason(
-                        &order.order_no,
-                        wms.wms_status_id,
-                        &wms.wms_status_name,
-                        &previous_status,
-                        &order.status_code,
-                    );
+                if let Err(locked) = self.status_lock.check(
+                    &order.order_no,
+                    wms,
+                    &previous_status,
+                    &order.status_code,
+                ) {
+                    let reason = locked.to_string();
                     let path = match source {
                         Source::Grpc => Path::Grpc,
                         Source::Nats { .. } => Path::Nats,
@@ -138,7 +138,7 @@ impl Orders {
                     self.metrics.status_change_refused(shop.as_str(), path);
                     tracing::warn!(shop = %shop, order_no = %order.order_no, revision = order.revision, %reason, "status change refused");
                     let Source::Nats { .. } = source else {
-                        return Err(OrderError::StatusLocked(reason));
+                        return Err(OrderError::StatusLocked(locked));
                     };
                     let event_id = new_event_id();
                     let change = RejectedChange {
@@ -238,17 +238,15 @@ impl Orders {
         if stored.order.status_code == status_code {
             return Ok(stored.view());
         }
-        let wms = &stored.integration;
-        if status_locked(wms.wms_status_id, &self.locking_wms_status_ids) {
+        if let Err(locked) = self.status_lock.check(
+            order_no,
+            &stored.integration,
+            &stored.order.status_code,
+            status_code,
+        ) {
             self.metrics
                 .status_change_refused(shop.as_str(), Path::Grpc);
-            return Err(OrderError::StatusLocked(lock_reason(
-                order_no,
-                wms.wms_status_id,
-                &wms.wms_status_name,
-                &stored.order.status_code,
-                status_code,
-            )));
+            return Err(OrderError::StatusLocked(locked));
         }
         let previous = std::mem::replace(&mut stored.order.status_code, status_code.to_owned());
         stored.order.revision = expected_revision.saturating_add(1);

@@ -12,7 +12,7 @@ use clap::Parser;
 use prost::Message;
 use sqlx::PgPool;
 use wmslink_order_events::domain::list::{Cursor, parse_list_request};
-use wmslink_order_events::handlers::list_orders;
+use wmslink_order_events::grpc::list_orders;
 use wmslink_order_events::store;
 use wmslink_platform::db::{self, DatabaseConfig};
 use wmslink_proto::orders::v1::{

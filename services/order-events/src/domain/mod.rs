@@ -1,7 +1,9 @@
-//! Pure rules of the service: input bounds, revision rules and the R4 lock, the list's
-//! request checking and cursor, and the decoding of inbound messages. No I/O here.
+//! Pure rules of the service, one file per rule: input bounds ([`validation`]), the revision
+//! rules ([`revision`]), the R4 processing lock ([`status_lock`]), the list's request checking
+//! and cursor ([`list`]), and the decoding of inbound messages ([`inbound`]). No I/O here.
 
 pub mod inbound;
 pub mod list;
 pub mod revision;
+pub mod status_lock;
 pub mod validation;

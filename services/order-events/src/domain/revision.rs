@@ -1,4 +1,4 @@
-//! What an incoming snapshot does to the stored one (the revision rules), and the R4 lock.
+//! What an incoming snapshot does to the stored one (the revision rules).
 
 use wmslink_proto::orders::v1::Order;
 
@@ -40,30 +40,6 @@ pub fn decide(stored: Option<&Order>, incoming: &Order) -> Decision {
         }
         std::cmp::Ordering::Greater => Decision::ContentUpdate,
     }
-}
-
-/// R4: whether the WMS status locks the order's cart status.
-pub fn status_locked(wms_status_id: i32, locking_ids: &[i32]) -> bool {
-    wms_status_id != 0 && locking_ids.contains(&wms_status_id)
-}
-
-/// The sentence given to the cart when R4 refuses a status change.
-pub fn lock_reason(
-    order_no: &str,
-    wms_status_id: i32,
-    wms_status_name: &str,
-    current: &str,
-    requested: &str,
-) -> String {
-    let name = if wms_status_name.is_empty() {
-        "処理中 (processing)".to_owned()
-    } else {
-        wms_status_name.to_owned()
-    };
-    format!(
-        "order {order_no}: the WMS is processing it (WMS status {wms_status_id} {name}), so its \
-         status cannot change from '{current}' to '{requested}' until the WMS is done (R4)"
-    )
 }
 
 #[cfg(test)]
@@ -127,21 +103,5 @@ mod tests {
             decide(Some(&stored), &order(5, "new", "a")),
             Decision::Conflict { stored_revision: 5 }
         );
-    }
-
-    #[test]
-    fn only_configured_wms_statuses_lock() {
-        assert!(status_locked(20, &[20]));
-        assert!(!status_locked(10, &[20]));
-        assert!(!status_locked(0, &[0, 20]));
-        assert!(status_locked(25, &[20, 25]));
-    }
-
-    #[test]
-    fn the_lock_reason_says_why() {
-        let reason = lock_reason("A-1", 20, "", "new", "cancelled");
-        assert!(reason.contains("WMS status 20"), "{reason}");
-        assert!(reason.contains("R4"), "{reason}");
-        assert!(reason.contains("'new' to 'cancelled'"), "{reason}");
     }
 }

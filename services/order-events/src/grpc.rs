@@ -1,4 +1,5 @@
 //! gRPC `wmslink.orders.v1.OrderService`: scope check, input check, then the order rules.
+//! Errors become statuses in one place, `From<OrderError> for Status` (`errors.rs`).
 
 use prost::Message;
 use sqlx::PgPool;
@@ -14,6 +15,7 @@ use wmslink_proto::orders::v1::{
 
 use crate::domain::list::{Driver, parse_list_request};
 use crate::domain::validation::{check_order, check_order_no, check_shop_id, check_status_code};
+use crate::errors::OrderError;
 use crate::service::{Orders, Source};
 use crate::store;
 
@@ -36,11 +38,9 @@ impl OrderApi {
 pub async fn list_orders(
     pool: &PgPool,
     request: &ListOrdersRequest,
-) -> Result<(ListOrdersResponse, Driver), Status> {
-    let query = parse_list_request(request).map_err(FieldViolations::into_status)?;
-    let page = store::list_orders(pool, &query)
-        .await
-        .map_err(|err| wmslink_platform::grpc::internal("listing orders", err))?;
+) -> Result<(ListOrdersResponse, Driver), OrderError> {
+    let query = parse_list_request(request).map_err(OrderError::Invalid)?;
+    let page = store::list_orders(pool, &query).await?;
     let response = ListOrdersResponse {
         rows: page.rows,
         next_page_token: page.next.map(|cursor| cursor.encode()).unwrap_or_default(),
@@ -55,11 +55,10 @@ impl OrderService for OrderApi {
         request: Request<UpsertOrderRequest>,
     ) -> Result<Response<UpsertOrderResponse>, Status> {
         require(&request, scopes::ORDERS_WRITE)?;
-        let mut violations = FieldViolations::new();
         let Some(order) = request.into_inner().order else {
-            violations.add("order", "must be set");
-            return Err(violations.into_status());
+            return Err(OrderError::invalid("order", "must be set").into());
         };
+        let mut violations = FieldViolations::new();
         check_order(
             "order",
             &order,
@@ -67,9 +66,9 @@ impl OrderService for OrderApi {
             self.max_message_bytes,
             &mut violations,
         );
-        violations.into_result()?;
+        OrderError::check(violations)?;
         let shop = ShopId::parse(&order.shop_id)
-            .map_err(|err| Status::invalid_argument(format!("order.shop_id: {err}")))?;
+            .map_err(|err| OrderError::invalid("order.shop_id", err.to_string()))?;
         let (applied, stored_revision) = self.orders.upsert(&shop, &order, Source::Grpc).await?;
         Ok(Response::new(UpsertOrderResponse {
             outcome: applied.outcome() as i32,
@@ -90,9 +89,10 @@ impl OrderService for OrderApi {
         if request.expected_revision < 1 {
             violations.add("expected_revision", "must be at least 1");
         }
-        violations.into_result()?;
+        OrderError::check(violations)?;
+        // check_shop_id adds a violation whenever it gives no shop.
         let Some(shop) = shop else {
-            return Err(Status::invalid_argument("shop_id: invalid"));
+            return Err(OrderError::invalid("shop_id", "invalid").into());
         };
         let view = self
             .orders
@@ -117,9 +117,10 @@ impl OrderService for OrderApi {
         let mut violations = FieldViolations::new();
         let shop = check_shop_id("shop_id", &request.shop_id, &mut violations);
         check_order_no("order_no", &request.order_no, &mut violations);
-        violations.into_result()?;
+        OrderError::check(violations)?;
+        // check_shop_id adds a violation whenever it gives no shop.
         let Some(shop) = shop else {
-            return Err(Status::invalid_argument("shop_id: invalid"));
+            return Err(OrderError::invalid("shop_id", "invalid").into());
         };
         let stored = self.orders.get(&shop, &request.order_no).await?;
         Ok(Response::new(GetOrderResponse {
