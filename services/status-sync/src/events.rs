@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{self, OutboxMessage};
 use wmslink_platform::shop::ShopId;
-use wmslink_proto::sync::v1::{AnomalyKind, WmsAnomaly, WmsObserved};
+use wmslink_proto::sync::v1::WmsObserved;
 
+use crate::anomalies::AnomalyRecord;
 use crate::model::Observation;
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -43,38 +44,6 @@ pub fn observed(
 
 pub fn observed_message(subjects: &Subjects, shop: &ShopId, event: &WmsObserved) -> OutboxMessage {
     OutboxMessage::protobuf(subjects.wms_observed(shop), event.event_id.clone(), event)
-}
-
-/// A stored anomaly, as listed and as published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnomalyRecord {
-    pub anomaly_id: uuid::Uuid,
-    pub shop_id: String,
-    pub kind: AnomalyKind,
-    pub order_no: String,
-    pub wms_order_id: i64,
-    pub wms_status_id: i32,
-    pub wms_status_name: String,
-    pub detail: String,
-    pub detected_at: DateTime<Utc>,
-    pub run_id: uuid::Uuid,
-}
-
-impl AnomalyRecord {
-    pub fn to_proto(&self) -> WmsAnomaly {
-        WmsAnomaly {
-            event_id: self.anomaly_id.to_string(),
-            shop_id: self.shop_id.clone(),
-            order_no: self.order_no.clone(),
-            kind: self.kind.into(),
-            wms_order_id: self.wms_order_id,
-            detail: self.detail.clone(),
-            detected_at: Some(timestamp(self.detected_at)),
-            wms_status_id: self.wms_status_id,
-            wms_status_name: self.wms_status_name.clone(),
-            run_id: self.run_id.to_string(),
-        }
-    }
 }
 
 pub fn anomaly_message(

@@ -1,4 +1,5 @@
-//! `wmslink.sync.v1.SyncService`.
+//! `wmslink.sync.v1.SyncService`: scope, request checks, then the runner or the store. Errors
+//! become statuses in one place, `From<SyncError> for Status` (`errors.rs`).
 
 use std::sync::Arc;
 
@@ -15,10 +16,10 @@ use wmslink_proto::sync::v1::{
 
 use chrono::SubsecRound;
 
+use crate::errors::SyncError;
 use crate::events::{from_timestamp, timestamp};
 use crate::model::Period;
-use crate::runner::{RunError, Runner};
-use crate::shops::ShopError;
+use crate::runner::Runner;
 use crate::store::RunRecord;
 
 /// Longest explicit period of `RunSync`.
@@ -45,8 +46,14 @@ fn shop_id(raw: &str, violations: &mut FieldViolations) -> Option<ShopId> {
     }
 }
 
+/// The shop of a request whose violations were all checked: [`shop_id`] adds one whenever it
+/// gives no shop.
+fn checked_shop(shop: Option<ShopId>) -> Result<ShopId, SyncError> {
+    shop.ok_or_else(|| SyncError::invalid("shop_id", "invalid"))
+}
+
 /// The checked request of `RunSync`.
-pub fn check_run_sync(request: &RunSyncRequest) -> Result<(ShopId, Option<Period>), Status> {
+pub fn check_run_sync(request: &RunSyncRequest) -> Result<(ShopId, Option<Period>), SyncError> {
     let mut violations = FieldViolations::new();
     let shop = shop_id(&request.shop_id, &mut violations);
     // Microseconds, as stored.
@@ -77,9 +84,8 @@ pub fn check_run_sync(request: &RunSyncRequest) -> Result<(ShopId, Option<Period
             None
         }
     };
-    violations.into_result()?;
-    let shop = shop.ok_or_else(|| Status::invalid_argument("shop_id"))?;
-    Ok((shop, period))
+    SyncError::check(violations)?;
+    Ok((checked_shop(shop)?, period))
 }
 
 pub fn run_to_proto(run: &RunRecord) -> SyncRun {
@@ -100,23 +106,6 @@ pub fn run_to_proto(run: &RunRecord) -> SyncRun {
         period_to: run.period_to.map(timestamp),
         pass: run.pass.clone(),
         outcome: run.outcome.clone(),
-    }
-}
-
-fn run_error(err: RunError) -> Status {
-    match err {
-        RunError::Shop(ShopError::Unknown(shop)) => {
-            Status::not_found(format!("shop {shop} has no settings"))
-        }
-        RunError::Shop(ShopError::Unavailable(reason)) => {
-            Status::unavailable(format!("settings service unavailable: {reason}"))
-        }
-        RunError::Shop(err @ ShopError::Credentials { .. }) => {
-            Status::failed_precondition(err.to_string())
-        }
-        err @ RunError::NotSyncable(_) => Status::failed_precondition(err.to_string()),
-        err @ RunError::Busy(_) => Status::aborted(err.to_string()),
-        RunError::Db(err) => wmslink_platform::grpc::internal("sync run", err),
     }
 }
 
@@ -142,8 +131,7 @@ impl SyncService for SyncApi {
         let shutdown = self.shutdown.clone();
         let run = tokio::spawn(async move { runner.run_manual(&shop, period, shutdown).await })
             .await
-            .map_err(|err| wmslink_platform::grpc::internal("sync run", err))?
-            .map_err(run_error)?;
+            .map_err(SyncError::from)??;
         Ok(Response::new(RunSyncResponse {
             run_id: run.run_id.to_string(),
             run: Some(run_to_proto(&run)),
@@ -157,14 +145,14 @@ impl SyncService for SyncApi {
         auth::require(&request, scopes::ORDERS_READ)?;
         let mut violations = FieldViolations::new();
         let shop = shop_id(&request.get_ref().shop_id, &mut violations);
-        violations.into_result()?;
-        let shop = shop.ok_or_else(|| Status::invalid_argument("shop_id"))?;
+        SyncError::check(violations)?;
+        let shop = checked_shop(shop)?;
         let runs = self
             .runner
             .store()
             .list_runs(shop.as_str(), limit(request.get_ref().limit, 20, 100))
             .await
-            .map_err(|err| wmslink_platform::grpc::internal("listing sync runs", err))?;
+            .map_err(SyncError::from)?;
         Ok(Response::new(GetSyncRunsResponse {
             runs: runs.iter().map(run_to_proto).collect(),
         }))
@@ -186,14 +174,14 @@ impl SyncService for SyncApi {
                 None
             }
         };
-        violations.into_result()?;
-        let shop = shop.ok_or_else(|| Status::invalid_argument("shop_id"))?;
+        SyncError::check(violations)?;
+        let shop = checked_shop(shop)?;
         let anomalies = self
             .runner
             .store()
             .list_anomalies(shop.as_str(), kind, limit(body.limit, 100, 500))
             .await
-            .map_err(|err| wmslink_platform::grpc::internal("listing anomalies", err))?;
+            .map_err(SyncError::from)?;
         Ok(Response::new(ListAnomaliesResponse {
             anomalies: anomalies.iter().map(|a| a.to_proto()).collect(),
         }))
@@ -230,7 +218,7 @@ mod tests {
         );
 
         let fields = |request: RunSyncRequest| {
-            violations_of(&check_run_sync(&request).unwrap_err())
+            violations_of(&Status::from(check_run_sync(&request).unwrap_err()))
                 .into_iter()
                 .map(|(field, _)| field)
                 .collect::<Vec<_>>()

@@ -9,12 +9,17 @@
 //!   replicas through a lease), [`runner`] does it: an `update_date` search since the last
 //!   pass, periodically `order_no-in` for every watched order of the sync period, each WMS call
 //!   drawn from the per-key budget shared with the dispatcher;
-//! - what changed goes out on `wms.{shop}.observed`, anomalies on `wms.{shop}.anomaly`
-//!   ([`review`] decides both), through the outbox;
+//! - what changed goes out on `wms.{shop}.observed` ([`review`] reads each WMS answer),
+//!   anomalies on `wms.{shop}.anomaly` (the R5 rules are in [`anomalies`]), through the
+//!   outbox;
 //! - [`grpc`] serves `wmslink.sync.v1.SyncService` (run now, runs, anomalies).
 
+pub mod anomalies;
 pub mod config;
+pub mod errors;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod grpc;
 pub mod model;
 pub mod review;
@@ -34,14 +39,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use wmslink_platform::auth::Authenticator;
 use wmslink_platform::consumer::{self, ConsumerSpec};
-use wmslink_platform::db::{self, DbError};
-use wmslink_platform::grpc::GrpcError;
-use wmslink_platform::nats::{self, NatsError, StreamKind, Subjects};
+use wmslink_platform::db;
+use wmslink_platform::nats::{self, StreamKind, Subjects};
 use wmslink_platform::outbox::OutboxRelay;
-use wmslink_platform::secrets::{KeyRing, SecretsError};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::sync::v1::sync_service_server::SyncServiceServer;
 
 pub use config::Config;
+pub use errors::{RunError, StartupError};
 
 use crate::runner::Runner;
 use crate::shops::ShopDirectory;
@@ -49,30 +54,6 @@ use crate::store::Store;
 use crate::watchlist::{CONSUMER, WatchListHandler};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("database")]
-    Db(#[from] DbError),
-    #[error("rate-limit database: {0}")]
-    RateLimit(String),
-    #[error("NATS")]
-    Nats(#[from] NatsError),
-    #[error("gRPC")]
-    Grpc(#[from] GrpcError),
-    #[error("master keys")]
-    Secrets(#[from] SecretsError),
-    #[error("settings client: {0}")]
-    Settings(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("gRPC")]
-    Grpc(#[from] GrpcError),
-    #[error("watch-list consumer")]
-    Consumer(#[from] consumer::ConsumerError),
-}
 
 pub struct Application {
     config: Config,
@@ -98,16 +79,14 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
 
-        let limiter = config
-            .rate_limit
-            .connect(&pool)
-            .await
-            .map_err(|err| StartupError::RateLimit(err.to_string()))?;
+        let limiter = config.rate_limit.connect(&pool).await?;
 
-        let shops = Arc::new(
-            ShopDirectory::new(&config.settings, keys, config.wms.clone(), limiter)
-                .map_err(|err| StartupError::Settings(err.to_string()))?,
-        );
+        let shops = Arc::new(ShopDirectory::new(
+            &config.settings,
+            keys,
+            config.wms.clone(),
+            limiter,
+        )?);
 
         let nats = nats::connect(&config.nats).await?;
         let js = async_nats::jetstream::new(nats.clone());

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use wmslink_proto::orders::v1::ShippingStatus;
-use wmslink_proto::sync::v1::AnomalyKind;
 use wmslink_wms_client::port::WmsOrder;
 
 /// Shipping statuses under which the WMS holds the order and it is watched.
@@ -151,27 +150,6 @@ impl Period {
     }
 }
 
-/// Something that looks like an anomaly; reported if it still holds after the grace time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub kind: AnomalyKind,
-    pub order_no: String,
-    /// The WMS order concerned (ours for a missing one, 0 when unknown).
-    pub wms_order_id: i64,
-    pub wms_status_id: i32,
-    pub wms_status_name: String,
-    pub detail: String,
-}
-
-pub fn anomaly_kind_key(kind: AnomalyKind) -> &'static str {
-    let name = kind.as_str_name();
-    name.strip_prefix("ANOMALY_KIND_").unwrap_or(name)
-}
-
-pub fn anomaly_kind_from_key(key: &str) -> AnomalyKind {
-    AnomalyKind::from_str_name(&format!("ANOMALY_KIND_{key}")).unwrap_or(AnomalyKind::Unspecified)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,14 +174,6 @@ mod tests {
             "CANCEL_REQUESTED"
         );
         assert_eq!(status_key(ShippingStatus::Sent), "SENT");
-        assert_eq!(
-            anomaly_kind_key(AnomalyKind::MissingInWms),
-            "MISSING_IN_WMS"
-        );
-        assert_eq!(
-            anomaly_kind_from_key("NOT_SENT_BY_WMSLINK"),
-            AnomalyKind::NotSentByWmslink
-        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! What one WMS answer means for the watch list: which watched orders changed, and which
-//! anomalies it suggests (R5). Pure: the runner loads the rows, calls the WMS, and stores what
-//! this decides.
+//! What one WMS answer means for the watch list: which watched orders changed (to publish on
+//! `wms.{shop}.observed`), and which anomalies it suggests (the R5 rules are in
+//! `anomalies.rs`; this walks the answer and asks them). Pure: the runner loads the rows,
+//! calls the WMS, and stores what this decides.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use wmslink_proto::sync::v1::AnomalyKind;
 use wmslink_wms_client::port::WmsOrder;
 
-use crate::model::{Candidate, Observation, Period, WatchRow};
+use crate::anomalies::{self, Candidate};
+use crate::model::{Observation, Period, WatchRow};
 
 /// How the answer was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,65 +85,33 @@ pub fn review(
     let mut found = BTreeSet::new();
     for (order_no, group) in &groups {
         let Some(row) = rows.get(*order_no) else {
-            for order in group {
-                let in_period = order.updated_at >= ctx.period.from;
-                if !order.cancelled && in_period {
-                    out.candidates.push(candidate(
-                        AnomalyKind::NotSentByWmslink,
-                        order,
-                        format!(
-                            "WMS order #{} with order number {} was not registered by wmslink \
-                             (status {} {}); registered by CSV or by hand?",
-                            order.order_id, order.order_no, order.status_id, order.status_name
-                        ),
-                    ));
-                }
-            }
+            out.candidates.extend(
+                group
+                    .iter()
+                    .filter_map(|order| anomalies::not_sent_by_wmslink(order, &ctx.period)),
+            );
             continue;
         };
         if row.wms_order_id == 0 && row.before_registration() {
             // The dispatcher is registering it right now; the WMS order is most likely ours.
             continue;
         }
-        let ours = pick_ours(row, group);
-        for other in group
-            .iter()
-            .filter(|o| Some(o.order_id) != ours.map(|o| o.order_id))
-        {
-            if !other.cancelled && ours.is_some() {
-                out.candidates.push(candidate(
-                    AnomalyKind::NotSentByWmslink,
-                    other,
-                    format!(
-                        "WMS order #{} has the order number {} of wmslink's WMS order #{} \
-                         (status {} {}): registered a second time by CSV or by hand?",
-                        other.order_id,
-                        other.order_no,
-                        row.wms_order_id,
-                        other.status_id,
-                        other.status_name
-                    ),
-                ));
-            }
-        }
-        let Some(ours) = ours else { continue };
+        let Some(ours) = pick_ours(row, group) else {
+            continue;
+        };
+        out.candidates.extend(
+            group
+                .iter()
+                .filter(|o| o.order_id != ours.order_id)
+                .filter_map(|other| anomalies::registered_again(row, other)),
+        );
         if !(row.is_watched(ctx.now, ctx.shipped_watch) && ctx.period.contains(row.order_date)) {
             continue;
         }
         found.insert(row.order_no.as_str());
         let observation = Observation::from_wms(ours);
-        let was_cancelled = row.last.as_ref().is_some_and(|last| last.cancelled);
-        if observation.cancelled && !was_cancelled && !row.cancellation_requested() {
-            out.candidates.push(candidate(
-                AnomalyKind::CancelledUnrequested,
-                ours,
-                format!(
-                    "the WMS shows order {} (WMS order #{}) cancelled, but wmslink never \
-                     requested it (shipping status {}); cancel in the cart, not in the WMS",
-                    row.order_no, ours.order_id, row.shipping_status
-                ),
-            ));
-        }
+        out.candidates
+            .extend(anomalies::cancelled_unrequested(row, ours, &observation));
         let changed = row
             .last
             .as_ref()
@@ -165,60 +134,14 @@ pub fn review(
             {
                 continue;
             }
-            let others: Vec<String> = groups
+            let others = groups
                 .get(order_no.as_str())
-                .map(|group| group.iter().map(|o| format!("#{}", o.order_id)).collect())
+                .map(Vec::as_slice)
                 .unwrap_or_default();
-            let detail = if others.is_empty() {
-                format!(
-                    "the WMS no longer knows order {} (WMS order #{}, shipping status {}): \
-                     absent from an order_no search",
-                    row.order_no, row.wms_order_id, row.shipping_status
-                )
-            } else {
-                format!(
-                    "the WMS no longer knows order {} as WMS order #{} (shipping status {}); \
-                     it knows only {}",
-                    row.order_no,
-                    row.wms_order_id,
-                    row.shipping_status,
-                    others.join(", ")
-                )
-            };
-            out.candidates.push(Candidate {
-                kind: AnomalyKind::MissingInWms,
-                order_no: row.order_no.clone(),
-                wms_order_id: row.wms_order_id,
-                wms_status_id: 0,
-                wms_status_name: String::new(),
-                detail,
-            });
+            out.candidates.push(anomalies::missing_in_wms(row, others));
         }
     }
     out
-}
-
-/// Whether a suspect first seen at `suspected_at` is still an anomaly, given the stored row of
-/// its order number now (an event of the dispatcher may have explained it meanwhile).
-pub fn still_holds(
-    kind: AnomalyKind,
-    wms_order_id: i64,
-    row: Option<&WatchRow>,
-    suspected_at: DateTime<Utc>,
-) -> bool {
-    match kind {
-        // Unknown then, and still not ours now.
-        AnomalyKind::NotSentByWmslink => {
-            row.is_none_or(|row| row.wms_order_id != 0 && row.wms_order_id != wms_order_id)
-        }
-        AnomalyKind::CancelledUnrequested => row.is_some_and(|row| !row.cancellation_requested()),
-        AnomalyKind::MissingInWms => row.is_some_and(|row| {
-            row.shipping_status != "CANCELLED"
-                && !row.before_registration()
-                && row.seen_in_wms_at.is_none_or(|at| at < suspected_at)
-        }),
-        AnomalyKind::Unspecified => false,
-    }
 }
 
 /// Our WMS order among those with our order number: the one with our id; without an id, the
@@ -238,68 +161,12 @@ fn pick_ours<'a>(row: &WatchRow, group: &[&'a WmsOrder]) -> Option<&'a WmsOrder>
         .or_else(|| group.iter().copied().max_by_key(|o| o.order_id))
 }
 
-fn candidate(kind: AnomalyKind, order: &WmsOrder, detail: String) -> Candidate {
-    Candidate {
-        kind,
-        order_no: order.order_no.clone(),
-        wms_order_id: order.order_id,
-        wms_status_id: order.status_id,
-        wms_status_name: order.status_name.clone(),
-        detail,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use chrono::TimeZone;
+    use crate::fixtures::{ctx, now, row, rows, wms};
     use wmslink_wms_client::port::CarrierStatus;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap()
-    }
-
-    fn ctx() -> ReviewContext {
-        ReviewContext {
-            now: now(),
-            period: Period::last_days(now(), 30),
-            shipped_watch: Duration::from_secs(14 * 86_400),
-        }
-    }
-
-    fn wms(order_no: &str, order_id: i64, status_id: i32) -> WmsOrder {
-        WmsOrder {
-            order_id,
-            order_no: order_no.into(),
-            status_id,
-            status_name: format!("status {status_id}"),
-            cancelled: false,
-            shipped: false,
-            processing: false,
-            carrier: None,
-            tracking_code: None,
-            shipping_date: None,
-            updated_at: now() - chrono::Duration::hours(1),
-        }
-    }
-
-    fn row(order_no: &str, wms_order_id: i64, status: &str) -> WatchRow {
-        WatchRow {
-            order_no: order_no.into(),
-            wms_order_id,
-            order_date: now() - chrono::Duration::days(2),
-            shipping_status: status.into(),
-            sequence: 3,
-            shipped_at: None,
-            last: None,
-            seen_in_wms_at: None,
-        }
-    }
-
-    fn rows(list: Vec<WatchRow>) -> HashMap<String, WatchRow> {
-        list.into_iter().map(|r| (r.order_no.clone(), r)).collect()
-    }
 
     #[test]
     fn first_sight_is_a_change_and_the_same_again_is_not() {
@@ -368,122 +235,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_orders_are_suspects_unless_cancelled_or_old() {
-        let stranger = wms("CSV-1", 99, 50);
-        let mut cancelled = wms("CSV-2", 98, 50);
-        cancelled.cancelled = true;
-        let mut old = wms("CSV-3", 97, 50);
-        old.updated_at = now() - chrono::Duration::days(40);
-        let out = review(
-            &rows(vec![]),
-            &[stranger, cancelled, old],
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert_eq!(out.candidates.len(), 1);
-        let found = &out.candidates[0];
-        assert_eq!(found.kind, AnomalyKind::NotSentByWmslink);
-        assert_eq!((found.order_no.as_str(), found.wms_order_id), ("CSV-1", 99));
-        assert!(found.detail.contains("CSV-1"));
-    }
-
-    #[test]
-    fn known_orders_are_never_suspects_even_when_not_watched() {
-        let list = rows(vec![
-            row("C", 11, "CANCELLED"),
-            row("Q", 0, "SENDING"),
-            row("E", 0, "ERROR"),
-        ]);
-        let orders = [wms("C", 11, 50), wms("Q", 12, 50), wms("E", 13, 50)];
-        let out = review(&list, &orders, Search::UpdatedSince, &ctx());
-        assert!(out.candidates.is_empty(), "{:?}", out.candidates);
-        assert!(out.seen.is_empty(), "not watched: nothing to publish");
-    }
-
-    #[test]
-    fn a_second_wms_order_with_our_number_is_a_suspect() {
-        let out = review(
-            &rows(vec![row("A", 10, "SENT")]),
-            &[wms("A", 10, 50), wms("A", 55, 50)],
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert_eq!(out.seen.len(), 1);
-        assert_eq!(out.seen[0].observation.wms_order_id, 10);
-        assert_eq!(out.candidates.len(), 1);
-        assert_eq!(out.candidates[0].kind, AnomalyKind::NotSentByWmslink);
-        assert_eq!(out.candidates[0].wms_order_id, 55);
-    }
-
-    #[test]
-    fn unrequested_cancellation_is_a_suspect_once() {
-        let mut cancelled = wms("A", 10, 50);
-        cancelled.cancelled = true;
-        let sent = row("A", 10, "SENT");
-        let out = review(
-            &rows(vec![sent.clone()]),
-            &[cancelled.clone()],
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert_eq!(out.candidates.len(), 1);
-        assert_eq!(out.candidates[0].kind, AnomalyKind::CancelledUnrequested);
-        assert!(out.seen[0].changed, "the cancellation is published too");
-
-        let mut seen_before = sent.clone();
-        seen_before.last = Some(out.seen[0].observation.clone());
-        let again = review(
-            &rows(vec![seen_before]),
-            &[cancelled.clone()],
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert!(again.candidates.is_empty(), "already seen cancelled");
-
-        let requested = review(
-            &rows(vec![row("A", 10, "CANCEL_REQUESTED")]),
-            std::slice::from_ref(&cancelled),
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert!(requested.candidates.is_empty(), "the cart asked for it");
-        let rejected = review(
-            &rows(vec![row("A", 10, "CANCEL_REJECTED")]),
-            &[cancelled],
-            Search::UpdatedSince,
-            &ctx(),
-        );
-        assert_eq!(
-            rejected.candidates.len(),
-            1,
-            "the cart's cancel was refused; the WMS cancelled anyway"
-        );
-    }
-
-    #[test]
-    fn absent_from_an_order_no_answer_is_missing() {
-        let asked = vec!["A".to_owned(), "B".to_owned(), "C".to_owned()];
-        let mut old = row("C", 30, "SENT");
-        old.order_date = now() - chrono::Duration::days(45);
-        let list = rows(vec![row("A", 10, "SENT"), row("B", 20, "SENT"), old]);
-        let out = review(
-            &list,
-            &[wms("A", 10, 50), wms("B", 21, 50)],
-            Search::OrderNos(&asked),
-            &ctx(),
-        );
-        assert_eq!(out.seen.len(), 1);
-        let missing: Vec<_> = out
-            .candidates
-            .iter()
-            .filter(|c| c.kind == AnomalyKind::MissingInWms)
-            .collect();
-        assert_eq!(missing.len(), 1, "{:?}", out.candidates);
-        assert_eq!(missing[0].order_no, "B");
-        assert!(missing[0].detail.contains("#21"));
-    }
-
-    #[test]
     fn an_order_no_answer_is_read_for_the_asked_numbers_only() {
         let asked = vec!["A".to_owned()];
         let out = review(
@@ -508,66 +259,6 @@ mod tests {
         );
         assert!(out.seen.is_empty());
         assert!(out.candidates.is_empty());
-    }
-
-    #[test]
-    fn suspects_explained_meanwhile_are_dropped() {
-        let at = now();
-        assert!(still_holds(AnomalyKind::NotSentByWmslink, 99, None, at));
-        let queued = row("CSV-1", 0, "QUEUED");
-        assert!(!still_holds(
-            AnomalyKind::NotSentByWmslink,
-            99,
-            Some(&queued),
-            at
-        ));
-        let ours = row("CSV-1", 99, "SENT");
-        assert!(!still_holds(
-            AnomalyKind::NotSentByWmslink,
-            99,
-            Some(&ours),
-            at
-        ));
-        let other = row("CSV-1", 10, "SENT");
-        assert!(still_holds(
-            AnomalyKind::NotSentByWmslink,
-            99,
-            Some(&other),
-            at
-        ));
-
-        let sent = row("A", 10, "SENT");
-        assert!(still_holds(
-            AnomalyKind::CancelledUnrequested,
-            10,
-            Some(&sent),
-            at
-        ));
-        let requested = row("A", 10, "CANCEL_REQUESTED");
-        assert!(!still_holds(
-            AnomalyKind::CancelledUnrequested,
-            10,
-            Some(&requested),
-            at
-        ));
-
-        assert!(still_holds(AnomalyKind::MissingInWms, 10, Some(&sent), at));
-        let mut seen_since = sent.clone();
-        seen_since.seen_in_wms_at = Some(at + chrono::Duration::seconds(1));
-        assert!(!still_holds(
-            AnomalyKind::MissingInWms,
-            10,
-            Some(&seen_since),
-            at
-        ));
-        let cancelled = row("A", 10, "CANCELLED");
-        assert!(!still_holds(
-            AnomalyKind::MissingInWms,
-            10,
-            Some(&cancelled),
-            at
-        ));
-        assert!(!still_holds(AnomalyKind::MissingInWms, 10, None, at));
     }
 
     #[test]

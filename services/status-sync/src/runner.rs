@@ -11,7 +11,7 @@
 //! Every page is stored in one transaction with the events it causes (outbox), so a pass
 //! interrupted anywhere is simply done again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +25,13 @@ use wmslink_platform::shop::ShopId;
 use wmslink_wms_client::WmsError;
 use wmslink_wms_client::port::{Page, PageCursor, Wms};
 
+use crate::anomalies;
 use crate::config::SyncConfig;
-use crate::events::{self, AnomalyRecord};
+use crate::errors::{ShopError, SyncError};
+use crate::events;
 use crate::model::{Observation, Period};
 use crate::review::{self, Review, ReviewContext, Search};
-use crate::shops::{Shop, ShopDirectory, ShopError};
+use crate::shops::{Shop, ShopDirectory};
 use crate::store::{RunRecord, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,20 +73,6 @@ impl PassKind {
     fn asks_order_nos(self) -> bool {
         self != Self::Incremental
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Shop(#[from] ShopError),
-    #[error(
-        "shop {0} is not synced: the integration is disabled or shipment results are not a data target"
-    )]
-    NotSyncable(String),
-    #[error("a sync of shop {0} is running; try again when it is over")]
-    Busy(String),
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
 }
 
 /// Why a pass stopped early.
@@ -174,10 +162,10 @@ impl Runner {
         shop_id: &ShopId,
         period: Option<Period>,
         shutdown: CancellationToken,
-    ) -> Result<RunRecord, RunError> {
+    ) -> Result<RunRecord, SyncError> {
         let shop = self.shops.get(shop_id).await?;
         let Some(wms) = shop.syncable() else {
-            return Err(RunError::NotSyncable(shop_id.to_string()));
+            return Err(SyncError::NotSyncable(shop_id.to_string()));
         };
         let holder = self.holder();
         let deadline = tokio::time::Instant::now() + self.sync.manual_wait();
@@ -187,7 +175,7 @@ impl Runner {
             .await?
         {
             if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-                return Err(RunError::Busy(shop_id.to_string()));
+                return Err(SyncError::Busy(shop_id.to_string()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -536,7 +524,14 @@ impl Runner {
             }
         }
 
-        self.settle_suspects(state, run_id).await?;
+        state.stats.anomalies += anomalies::settle_suspects(
+            &self.store,
+            &self.subjects,
+            state.shop_id,
+            self.sync.anomaly_grace(),
+            run_id,
+        )
+        .await?;
         Ok(())
     }
 
@@ -576,73 +571,6 @@ impl Runner {
             .extend(review.seen.iter().map(|seen| seen.order_no.clone()));
         if !changed.is_empty() {
             self.relay.wake();
-        }
-        Ok(())
-    }
-
-    /// Suspects past the grace time: still holding ones become anomalies (once each).
-    async fn settle_suspects(
-        &self,
-        state: &mut PassState<'_>,
-        run_id: Uuid,
-    ) -> Result<(), PassFailure> {
-        let grace = chrono::Duration::from_std(self.sync.anomaly_grace())
-            .unwrap_or(chrono::Duration::zero());
-        let shop = state.shop_id.as_str();
-        let suspects = self.store.ripe_suspects(shop, Utc::now() - grace).await?;
-        if suspects.is_empty() {
-            return Ok(());
-        }
-        let mut order_nos: Vec<String> = suspects
-            .iter()
-            .map(|s| s.candidate.order_no.clone())
-            .collect();
-        order_nos.sort();
-        order_nos.dedup();
-        let rows: HashMap<_, _> = self.store.rows_for(shop, &order_nos).await?;
-        for suspect in &suspects {
-            let candidate = &suspect.candidate;
-            let holds = review::still_holds(
-                candidate.kind,
-                candidate.wms_order_id,
-                rows.get(&candidate.order_no),
-                suspect.first_seen_at,
-            );
-            let anomaly = holds.then(|| {
-                let record = AnomalyRecord {
-                    anomaly_id: Uuid::now_v7(),
-                    shop_id: shop.to_owned(),
-                    kind: candidate.kind,
-                    order_no: candidate.order_no.clone(),
-                    wms_order_id: candidate.wms_order_id,
-                    wms_status_id: candidate.wms_status_id,
-                    wms_status_name: candidate.wms_status_name.clone(),
-                    detail: candidate.detail.clone(),
-                    // As PostgreSQL stores it, so the event and the listing agree.
-                    detected_at: Utc::now().trunc_subsecs(6),
-                    run_id,
-                };
-                let message = events::anomaly_message(&self.subjects, state.shop_id, &record);
-                (record, message)
-            });
-            let recorded = self
-                .store
-                .settle_suspect(
-                    shop,
-                    candidate,
-                    anomaly.as_ref().map(|(r, m)| (r, m.clone())),
-                )
-                .await?;
-            if recorded {
-                state.stats.anomalies += 1;
-                tracing::warn!(
-                    kind = candidate.kind.as_str_name(),
-                    order_no = %candidate.order_no,
-                    wms_order_id = candidate.wms_order_id,
-                    "anomaly: {}",
-                    candidate.detail
-                );
-            }
         }
         Ok(())
     }

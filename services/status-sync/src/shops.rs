@@ -15,6 +15,7 @@ use wmslink_wms_client::port::Wms;
 use wmslink_wms_client::{RateLimiter, WmsClientConfig};
 
 use crate::config::SettingsClientConfig;
+use crate::errors::ShopError;
 
 pub use wmslink_settings_client::DEFAULT_SYNC_PERIOD_DAYS;
 
@@ -51,30 +52,6 @@ impl Shop {
         self.wms
             .as_deref()
             .filter(|_| self.enabled && self.shipment_results)
-    }
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ShopError {
-    #[error("shop {0} has no settings")]
-    Unknown(String),
-    #[error("settings service unavailable: {0}")]
-    Unavailable(String),
-    /// The stored key or URL cannot be used (never the key itself in the text).
-    #[error("WMS credentials of shop {shop} unusable: {reason}")]
-    Credentials { shop: String, reason: String },
-}
-
-impl From<SettingsClientError> for ShopError {
-    fn from(err: SettingsClientError) -> Self {
-        match err {
-            SettingsClientError::Unavailable(reason) | SettingsClientError::Config(reason) => {
-                Self::Unavailable(reason)
-            }
-            SettingsClientError::NoCredentials { shop, reason }
-            | SettingsClientError::OpenKey { shop, reason }
-            | SettingsClientError::WmsClient { shop, reason } => Self::Credentials { shop, reason },
-        }
     }
 }
 
@@ -177,18 +154,5 @@ mod tests {
         assert_eq!(Shop::of(&id, &snapshot(7, true)).sync_period_days, 7);
         assert_eq!(Shop::of(&id, &snapshot(1_000, true)).sync_period_days, 365);
         assert!(!Shop::of(&id, &snapshot(7, false)).shipment_results);
-    }
-
-    #[test]
-    fn credential_problems_and_outages_stay_apart() {
-        let credentials = ShopError::from(SettingsClientError::OpenKey {
-            shop: "s1".into(),
-            reason: "damaged".into(),
-        });
-        assert!(
-            matches!(&credentials, ShopError::Credentials { shop, reason } if shop == "s1" && reason == "damaged")
-        );
-        let down = ShopError::from(SettingsClientError::Unavailable("GetSettings: down".into()));
-        assert!(matches!(down, ShopError::Unavailable(reason) if reason == "GetSettings: down"));
     }
 }
