@@ -1,5 +1,5 @@
 //! Every error of the service, and the one place they become gRPC statuses
-//! (`From<ServiceError> for Status`). Internals (database errors) are logged and answered with a
+//! (`From<SettingsError> for Status`). Internals (database errors) are logged and answered with a
 //! generic message; nothing here ever holds the access key.
 
 use tonic::{Code, Status};
@@ -54,7 +54,7 @@ pub enum StoreError {
 
 /// Why a request was not carried out; the gRPC layer answers with [`Status::from`].
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub enum SettingsError {
     /// INVALID_ARGUMENT, every bad field listed.
     #[error("invalid request: {}", .0.summary())]
     Invalid(FieldViolations),
@@ -89,7 +89,7 @@ pub enum ServiceError {
     Seal(SecretsError),
 }
 
-impl ServiceError {
+impl SettingsError {
     /// INVALID_ARGUMENT for one field.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         let mut violations = FieldViolations::new();
@@ -98,7 +98,7 @@ impl ServiceError {
     }
 }
 
-impl From<sqlx::Error> for ServiceError {
+impl From<sqlx::Error> for SettingsError {
     fn from(err: sqlx::Error) -> Self {
         Self::Store(StoreError::Db(err))
     }
@@ -112,13 +112,13 @@ fn summary(blockers: &[Blocker]) -> String {
         .join("; ")
 }
 
-impl From<ServiceError> for Status {
-    fn from(err: ServiceError) -> Self {
+impl From<SettingsError> for Status {
+    fn from(err: SettingsError) -> Self {
         match err {
-            ServiceError::Invalid(violations) => violations.into_status(),
-            ServiceError::NotFound(_) => Status::not_found(err.to_string()),
-            ServiceError::StaleVersion { .. } => Status::aborted(err.to_string()),
-            ServiceError::Precondition { ref blockers, .. } => {
+            SettingsError::Invalid(violations) => violations.into_status(),
+            SettingsError::NotFound(_) => Status::not_found(err.to_string()),
+            SettingsError::StaleVersion { .. } => Status::aborted(err.to_string()),
+            SettingsError::Precondition { ref blockers, .. } => {
                 let mut details = ErrorDetails::new();
                 for blocker in blockers {
                     details.add_precondition_failure_violation(
@@ -129,11 +129,11 @@ impl From<ServiceError> for Status {
                 }
                 Status::with_error_details(Code::FailedPrecondition, err.to_string(), details)
             }
-            ServiceError::KeyUnreadable { .. } => {
+            SettingsError::KeyUnreadable { .. } => {
                 tracing::error!(error = %err, "stored access key unreadable");
                 Status::failed_precondition(err.to_string())
             }
-            ServiceError::Store(_) | ServiceError::Seal(_) => {
+            SettingsError::Store(_) | SettingsError::Seal(_) => {
                 wmslink_platform::grpc::internal("settings", &err)
             }
         }

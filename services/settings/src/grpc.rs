@@ -1,6 +1,6 @@
 //! `wmslink.settings.v1.SettingsService`: small handlers that check the caller's scope, parse
 //! the shop id, call the [`SettingsService`] and convert the answer. Errors become statuses in
-//! one place, `From<ServiceError> for Status` (`errors.rs`).
+//! one place, `From<SettingsError> for Status` (`errors.rs`).
 //!
 //! | RPC | scope |
 //! | --- | --- |
@@ -17,7 +17,7 @@ use wmslink_platform::shop::ShopId;
 use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
 
-use crate::errors::ServiceError;
+use crate::errors::SettingsError;
 use crate::service::{CheckResult, SettingsService, SettingsView};
 
 /// The gRPC face of the settings service.
@@ -32,8 +32,8 @@ impl SettingsApi {
     }
 }
 
-fn shop_id(raw: &str) -> Result<ShopId, ServiceError> {
-    ShopId::parse(raw).map_err(|err| ServiceError::invalid("shop_id", err.to_string()))
+fn shop_id(raw: &str) -> Result<ShopId, SettingsError> {
+    ShopId::parse(raw).map_err(|err| SettingsError::invalid("shop_id", err.to_string()))
 }
 
 fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -197,7 +197,7 @@ impl SettingsRpc for SettingsApi {
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(ShopId::parse(token).map_err(|_| {
-                ServiceError::invalid("page_token", "not a token of a previous ListShops answer")
+                SettingsError::invalid("page_token", "not a token of a previous ListShops answer")
             })?),
         };
         let (shops, next) = self

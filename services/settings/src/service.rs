@@ -21,7 +21,7 @@ use wmslink_wms_client::{RateLimiter, WmsClientConfig};
 use crate::domain::catalog::{catalog_blockers, validate_catalog};
 use crate::domain::validation::{self, RegisterContext, UrlProblem};
 use crate::domain::{CheckOutcome, OrderStatus, enable_switch};
-use crate::errors::ServiceError;
+use crate::errors::SettingsError;
 use crate::events::{self, Change};
 use crate::store::{self, StoredSettings};
 
@@ -62,12 +62,12 @@ pub struct SettingsService {
     limiter: Arc<dyn RateLimiter>,
 }
 
-fn not_found(shop: &ShopId) -> ServiceError {
-    ServiceError::NotFound(format!("no settings are registered for shop {shop}"))
+fn not_found(shop: &ShopId) -> SettingsError {
+    SettingsError::NotFound(format!("no settings are registered for shop {shop}"))
 }
 
-fn stale(shop: &ShopId, expected: i64, current: i64) -> ServiceError {
-    ServiceError::StaleVersion {
+fn stale(shop: &ShopId, expected: i64, current: i64) -> SettingsError {
+    SettingsError::StaleVersion {
         shop: shop.to_string(),
         expected,
         current,
@@ -93,10 +93,10 @@ impl SettingsService {
         }
     }
 
-    fn open_key(&self, shop: &ShopId, sealed: &Sealed) -> Result<SecretString, ServiceError> {
+    fn open_key(&self, shop: &ShopId, sealed: &Sealed) -> Result<SecretString, SettingsError> {
         self.keys
             .open(sealed, shop.as_str().as_bytes())
-            .map_err(|_| ServiceError::KeyUnreadable {
+            .map_err(|_| SettingsError::KeyUnreadable {
                 shop: shop.to_string(),
             })
     }
@@ -116,7 +116,7 @@ impl SettingsService {
         }
     }
 
-    pub async fn get(&self, shop: &ShopId) -> Result<SettingsView, ServiceError> {
+    pub async fn get(&self, shop: &ShopId) -> Result<SettingsView, SettingsError> {
         let mut conn = self.pool.acquire().await?;
         let settings = store::load_settings(&mut conn, shop)
             .await?
@@ -131,7 +131,7 @@ impl SettingsService {
         expected_version: i64,
         detail: Option<&pb::DetailSettings>,
         access_key: Option<&str>,
-    ) -> Result<SettingsView, ServiceError> {
+    ) -> Result<SettingsView, SettingsError> {
         let mut tx = self.pool.begin().await?;
         let version = store::lock_or_create_shop(&mut tx, shop).await?;
         let existing = store::load_settings(&mut tx, shop).await?;
@@ -150,7 +150,7 @@ impl SettingsService {
                 key_stored: existing.is_some(),
             },
         )
-        .map_err(ServiceError::Invalid)?;
+        .map_err(SettingsError::Invalid)?;
 
         // The key: keep the stored seal when the same key is sent again, so that re-sending it
         // does not void the connection check.
@@ -173,14 +173,14 @@ impl SettingsService {
                     _ => (
                         self.keys
                             .seal(new_key, shop.as_str().as_bytes())
-                            .map_err(ServiceError::Seal)?,
+                            .map_err(SettingsError::Seal)?,
                         true,
                     ),
                 }
             }
             (None, None) => {
                 // validate_registration refuses a first registration without a key.
-                return Err(ServiceError::invalid(
+                return Err(SettingsError::invalid(
                     "access_key",
                     "required on the first registration",
                 ));
@@ -205,7 +205,7 @@ impl SettingsService {
                 &catalog,
             );
             if !blockers.is_empty() {
-                return Err(ServiceError::Precondition {
+                return Err(SettingsError::Precondition {
                     context: format!(
                         "cannot register the settings of shop {shop} while the integration is enabled"
                     ),
@@ -246,7 +246,7 @@ impl SettingsService {
         shop: &ShopId,
         access_key: Option<&str>,
         endpoint_url: Option<&str>,
-    ) -> Result<CheckResult, ServiceError> {
+    ) -> Result<CheckResult, SettingsError> {
         let trying = access_key.is_some() || endpoint_url.is_some();
         let mut violations = FieldViolations::new();
         let given_key = access_key.and_then(|raw| match validation::check_access_key(raw) {
@@ -267,7 +267,7 @@ impl SettingsService {
                 }
             });
         if !violations.is_empty() {
-            return Err(ServiceError::Invalid(violations));
+            return Err(SettingsError::Invalid(violations));
         }
 
         let stored = {
@@ -285,7 +285,7 @@ impl SettingsService {
                 (key, url, (!trying).then_some(stored.credentials_rev))
             }
             (None, _, _) => {
-                return Err(ServiceError::NotFound(format!(
+                return Err(SettingsError::NotFound(format!(
                     "no settings are registered for shop {shop}; register them, or give both access_key and endpoint_url to try a pair"
                 )));
             }
@@ -374,7 +374,7 @@ impl SettingsService {
         shop: &ShopId,
         enabled: bool,
         expected_version: i64,
-    ) -> Result<SettingsView, ServiceError> {
+    ) -> Result<SettingsView, SettingsError> {
         let mut tx = self.pool.begin().await?;
         let Some(version) = store::lock_shop(&mut tx, shop).await? else {
             return Err(not_found(shop));
@@ -397,7 +397,7 @@ impl SettingsService {
                 &catalog,
             );
             if !blockers.is_empty() {
-                return Err(ServiceError::Precondition {
+                return Err(SettingsError::Precondition {
                     context: format!("cannot enable the integration of shop {shop}"),
                     blockers,
                 });
@@ -426,8 +426,8 @@ impl SettingsService {
         &self,
         shop: &ShopId,
         statuses: &[pb::OrderStatus],
-    ) -> Result<(Vec<OrderStatus>, i64), ServiceError> {
-        let catalog = validate_catalog(statuses).map_err(ServiceError::Invalid)?;
+    ) -> Result<(Vec<OrderStatus>, i64), SettingsError> {
+        let catalog = validate_catalog(statuses).map_err(SettingsError::Invalid)?;
         let mut tx = self.pool.begin().await?;
         let version = store::lock_or_create_shop(&mut tx, shop).await?;
         let old = store::load_catalog(&mut tx, shop).await?;
@@ -439,7 +439,7 @@ impl SettingsService {
         if let Some(settings) = &settings {
             let blockers = catalog_blockers(&settings.detail, settings.enabled, &catalog);
             if !blockers.is_empty() {
-                return Err(ServiceError::Precondition {
+                return Err(SettingsError::Precondition {
                     context: format!(
                         "the order-status catalog of shop {shop} would break its registered settings"
                     ),
@@ -468,7 +468,7 @@ impl SettingsService {
     pub async fn list_catalog(
         &self,
         shop: &ShopId,
-    ) -> Result<(Vec<OrderStatus>, i64), ServiceError> {
+    ) -> Result<(Vec<OrderStatus>, i64), SettingsError> {
         let mut tx = self.pool.begin().await?;
         let version = store::shop_version(&mut tx, shop).await?;
         let catalog = store::load_catalog(&mut tx, shop).await?;
@@ -477,7 +477,7 @@ impl SettingsService {
     }
 
     /// The sealed key and URL, for services that call the WMS.
-    pub async fn credentials(&self, shop: &ShopId) -> Result<StoredSettings, ServiceError> {
+    pub async fn credentials(&self, shop: &ShopId) -> Result<StoredSettings, SettingsError> {
         let mut conn = self.pool.acquire().await?;
         store::load_settings(&mut conn, shop)
             .await?
@@ -491,7 +491,7 @@ impl SettingsService {
         enabled_only: bool,
         after: Option<&ShopId>,
         page_size: u32,
-    ) -> Result<(Vec<store::ShopRow>, Option<String>), ServiceError> {
+    ) -> Result<(Vec<store::ShopRow>, Option<String>), SettingsError> {
         let page_size = match page_size {
             0 => DEFAULT_SHOP_PAGE,
             n => n.min(MAX_SHOP_PAGE),

@@ -3,7 +3,7 @@
 //! Brings WMS statuses, tracking codes and anomalies back (flow 4; E1, E3, R5). The WMS has no
 //! webhooks, so this polls, in bulk and only for what is open:
 //!
-//! - [`watchlist`] keeps the shipments to watch from the dispatcher's
+//! - [`consumers`] keeps the watch list of shipments from the dispatcher's
 //!   `shipments.{shop}.updated` events;
 //! - [`scheduler`] starts a pass per enabled shop every interval (one runner per shop across
 //!   replicas through a lease), [`runner`] does it: an `update_date` search since the last
@@ -16,6 +16,7 @@
 
 pub mod anomalies;
 pub mod config;
+pub mod consumers;
 pub mod errors;
 pub mod events;
 #[cfg(test)]
@@ -27,7 +28,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod shops;
 pub mod store;
-pub mod watchlist;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,10 +48,10 @@ use wmslink_proto::sync::v1::sync_service_server::SyncServiceServer;
 pub use config::Config;
 pub use errors::{RunError, StartupError};
 
+use crate::consumers::{CONSUMER, WatchListHandler};
 use crate::runner::Runner;
 use crate::shops::ShopDirectory;
 use crate::store::Store;
-use crate::watchlist::{CONSUMER, WatchListHandler};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wmslink_platform::shop::ShopId;
 
+use crate::consumers::CONSUMER;
 use crate::runner::Runner;
-use crate::watchlist::CONSUMER;
 
 /// Every tick, starts a pass for each due shop that has none running in this replica. Each
 /// shop's pass is its own task, so one shop's slow or failing WMS never holds up another;

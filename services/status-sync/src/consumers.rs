@@ -1,5 +1,6 @@
-//! Keeps the watch list from the dispatcher's `shipments.{shop}.updated` events: one
-//! transaction per message with its processed-message id, newer `sequence` only.
+//! The durable JetStream consumer: keeps the watch list from the dispatcher's
+//! `shipments.{shop}.updated` events, one transaction per message with its processed-message
+//! id, newer `sequence` only.
 
 use chrono::{DateTime, Utc};
 use prost::Message;
