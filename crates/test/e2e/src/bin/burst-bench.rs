@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
-        let mut client = system.orders()?;
+        let mut client = system.orders();
         let shop = shop.clone();
         let (count, step) = (args.orders, args.concurrency);
         workers.push(tokio::spawn(async move {

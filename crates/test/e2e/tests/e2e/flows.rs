@@ -12,7 +12,7 @@ use wmslink_wms_simulator::OrderPatch;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn integration_of(system: &System, shop: &str, order_no: &str) -> orders::IntegrationStatus {
-    let mut client = system.orders().unwrap();
+    let mut client = system.orders();
     client
         .get_order(orders::GetOrderRequest {
             shop_id: shop.into(),
@@ -60,7 +60,6 @@ async fn wms_order(
 async fn run_sync(system: &System, shop: &str) -> sync::SyncRun {
     system
         .sync()
-        .unwrap()
         .run_sync(sync::RunSyncRequest {
             shop_id: shop.into(),
             from: None,
@@ -76,7 +75,6 @@ async fn run_sync(system: &System, shop: &str) -> sync::SyncRun {
 async fn upsert(system: &System, order: orders::Order) {
     system
         .orders()
-        .unwrap()
         .upsert_order(orders::UpsertOrderRequest { order: Some(order) })
         .await
         .unwrap();
@@ -91,7 +89,6 @@ async fn change_status(
 ) -> Result<orders::ChangeOrderStatusResponse, tonic::Status> {
     system
         .orders()
-        .unwrap()
         .change_order_status(orders::ChangeOrderStatusRequest {
             shop_id: shop.into(),
             order_no: order_no.into(),
@@ -177,7 +174,6 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
 
     let shipment = system
         .dispatch()
-        .unwrap()
         .get_shipment(dispatch::GetShipmentRequest {
             shop_id: shop.clone(),
             order_no: "A-1".into(),
@@ -193,7 +189,6 @@ async fn an_order_is_registered_once_tracked_back_and_locked_while_processing() 
     // O2: the list filters by shipping status and shows both levels.
     let listed = system
         .orders()
-        .unwrap()
         .list_orders(orders::ListOrdersRequest {
             shop_id: shop.clone(),
             filter: Some(orders::ListOrdersFilter {
