@@ -49,7 +49,10 @@ impl ShopSetup {
     /// Stores the catalog and the settings (over the current version, so a shop set up before
     /// is set up again) and checks the connection, which must pass. Returns the settings
     /// version after the check, the one to enable.
-    pub async fn register_and_check(&self, client: &mut SettingsClient) -> Result<i64, ShopSetupError> {
+    pub async fn register_and_check(
+        &self,
+        client: &mut SettingsClient,
+    ) -> Result<i64, ShopSetupError> {
         client
             .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
                 shop_id: self.shop_id.clone(),
@@ -109,6 +112,8 @@ impl ShopSetup {
             .await
             .map_err(self.failed("enabling"))?
             .into_inner();
-        Ok(enabled.settings.map_or(version, |settings| settings.version))
+        Ok(enabled
+            .settings
+            .map_or(version, |settings| settings.version))
     }
 }

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use futures::StreamExt;
 use sqlx::PgPool;
 use wmslink_platform::db::DatabaseConfig;
-use wmslink_platform::nats::{NatsConfig, Subjects};
+use wmslink_platform::nats::{NatsConfig, StreamKind, Subjects};
 
 /// Server URL (without database) of the PostgreSQL the tests use.
 pub fn postgres_server_url() -> String {
@@ -42,6 +44,7 @@ pub fn test_database_name() -> String {
 
 /// A database of its own for one test. Left behind after the test (they are tiny);
 /// `wmslink-test-cleanup` (run by `scripts/test`) drops those older than a few hours.
+#[derive(Clone)]
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -98,6 +101,68 @@ impl TestNats {
             prefix: self.prefix.clone(),
             stream_replicas: 1,
         }
+    }
+
+    /// Publishes to JetStream as the services do (a message id when given, a content type) and
+    /// waits until the stream stored it.
+    pub async fn publish(
+        &self,
+        subject: String,
+        payload: Vec<u8>,
+        msg_id: Option<&str>,
+        content_type: &str,
+    ) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", content_type);
+        if let Some(msg_id) = msg_id {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        }
+        self.js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    /// Every message stored so far on `subject` (wildcards allowed) of one of the test's
+    /// streams, in stream order.
+    pub async fn stored(
+        &self,
+        stream: StreamKind,
+        subject: String,
+    ) -> Vec<async_nats::jetstream::Message> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.stream_name(stream))
+            .await
+            .expect("stream exists");
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: subject,
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let pending = consumer.cached_info().num_pending;
+        if pending == 0 {
+            return Vec::new();
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(usize::try_from(pending).unwrap_or(10_000))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.expect("message"));
+        }
+        messages
     }
 }
 

@@ -66,13 +66,18 @@ async fn main() -> anyhow::Result<()> {
     wmslink_platform::install_crypto_provider();
     let cli = Cli::parse();
     let token = BearerToken::new(&cli.token)?;
-    let mut settings: SettingsClient = SettingsServiceClient::with_interceptor(channel(&cli.settings_url).await?, token.clone());
+    let mut settings: SettingsClient =
+        SettingsServiceClient::with_interceptor(channel(&cli.settings_url).await?, token.clone());
     let mut orders: OrderServiceClient<InterceptedService<Channel, BearerToken>> =
         OrderServiceClient::with_interceptor(channel(&cli.orders_url).await?, token);
 
-    demo::shop(&cli.shop_id, cli.wms_access_key.clone(), &cli.wms_endpoint_url)
-        .enable(&mut settings)
-        .await?;
+    demo::shop(
+        &cli.shop_id,
+        cli.wms_access_key.clone(),
+        &cli.wms_endpoint_url,
+    )
+    .enable(&mut settings)
+    .await?;
     println!(
         "demo shop '{}' registered, checked and enabled",
         cli.shop_id
