@@ -5,58 +5,39 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use futures::StreamExt;
+use async_nats::jetstream::consumer::pull;
 use prost::Message;
 use secrecy::SecretString;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use wmslink_platform::auth::{AuthConfig, BearerToken, TokenConfig, scopes};
+use wmslink_platform::auth::{AuthConfig, scopes};
 use wmslink_platform::consumer::DEAD_LETTER_REASON;
-use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::StreamKind;
 use wmslink_platform::secrets::{KeyRing, MasterKeyConfig};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1 as dpb;
-use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
 use wmslink_proto::orders::v1::{
     Address, Amounts, LineItem, Order, OrderStatusChanged, OrderUpdated, ShippingStatus,
 };
 use wmslink_proto::settings::v1 as spb;
-use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 use wmslink_proto::sync::v1::WmsObserved;
 use wmslink_shipment_dispatcher::{Application, Config};
-use wmslink_testkit::{TestDb, TestNats, eventually};
-use wmslink_wms_simulator::{
-    Counters, KeyOptions, RunningSimulator, SimConfig, SimOrder, SimRateLimit, Simulator,
+pub use wmslink_test_harness::grpc::{
+    DispatchClient as Dispatch, SettingsClient as Settings, bearer, connect as channel,
 };
+use wmslink_test_harness::grpc::{dispatch_client, port_zero, token};
+use wmslink_test_harness::settings::{SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token};
+use wmslink_test_harness::{RunningService, SettingsService, shop, wms};
+use wmslink_testkit::{TestDb, TestNats, eventually};
+use wmslink_wms_simulator::{Counters, KeyOptions, RunningSimulator, SimOrder, SimRateLimit};
 
-pub type Dispatch = DispatchServiceClient<InterceptedService<Channel, BearerToken>>;
-pub type Settings = SettingsServiceClient<InterceptedService<Channel, BearerToken>>;
-
-const SETTINGS_ADMIN_TOKEN: &str = "test-settings-admin-token-0123";
 const SETTINGS_DISPATCHER_TOKEN: &str = "test-settings-dispatcher-token-0123";
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 pub const READER_TOKEN: &str = "test-orders-reader-token-0123456";
 
 /// How long `eventually` waits.
 pub const WAIT: Duration = Duration::from_secs(20);
-
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-/// The settings service of a test, as started by [`start_settings`].
-struct RunningSettings {
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-}
 
 pub struct TestApp {
     pub sim: RunningSimulator,
@@ -66,35 +47,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub operator: Dispatch,
     pub reader: Dispatch,
-    dispatcher: Option<Running>,
-    settings_service: Option<RunningSettings>,
-    /// The settings service's config, listening on the address it was first given, so that a
-    /// restarted one is where the dispatcher expects it.
-    settings_config: wmslink_settings::Config,
-    _settings_db: TestDb,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(settings) = self.settings_service.take() {
-            settings.shutdown.cancel();
-        }
-        if let Some(running) = self.dispatcher.take() {
-            running.shutdown.cancel();
-        }
-    }
-}
-
-fn token(caller: &str, token: &str, scopes: &[&str]) -> TokenConfig {
-    TokenConfig {
-        caller: caller.into(),
-        token: SecretString::from(token.to_owned()),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-pub fn bearer(token: &str) -> BearerToken {
-    BearerToken::new(&SecretString::from(token.to_owned())).expect("ascii token")
+    dispatcher: Option<RunningService>,
+    settings_service: SettingsService,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -104,56 +58,23 @@ pub async fn spawn_app() -> TestApp {
 /// Starts everything with the test defaults; `configure` changes the dispatcher's config.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let nats = TestNats::create().await.expect("test NATS");
-    let sim = Simulator::build(SimConfig::for_tests())
-        .await
-        .expect("simulator builds")
-        .spawn();
-    let (_, key_line) = KeyRing::generate("test-k1");
-    let secrets = MasterKeyConfig {
-        master_keys: SecretString::from(key_line),
-        ..MasterKeyConfig::default()
-    };
+    let sim = wms::start_simulator().await;
+    let (_, master_keys) = KeyRing::generate("test-k1");
+    let settings_service = SettingsService::start(
+        &nats,
+        &master_keys,
+        vec![
+            admin_token(),
+            reader_service_token("shipment-dispatcher", SETTINGS_DISPATCHER_TOKEN),
+        ],
+    )
+    .await;
 
-    // The real settings service.
-    let settings_db = TestDb::create().await.expect("settings database");
-    let mut settings_config = wmslink_settings::Config {
-        database: settings_db.config(),
-        nats: nats.config(),
-        grpc: GrpcConfig {
-            listen_addr: "127.0.0.1:0".into(),
-        },
-        auth: AuthConfig {
-            tokens: vec![
-                token(
-                    "admin",
-                    SETTINGS_ADMIN_TOKEN,
-                    &[scopes::SETTINGS_READ, scopes::SETTINGS_WRITE],
-                ),
-                token(
-                    "shipment-dispatcher",
-                    SETTINGS_DISPATCHER_TOKEN,
-                    &[scopes::SETTINGS_READ, scopes::SETTINGS_CREDENTIALS],
-                ),
-            ],
-        },
-        secrets: secrets.clone(),
-        ..wmslink_settings::Config::default()
-    };
-    settings_config.wms.allow_http_hosts = vec!["127.0.0.1".into()];
-    // The settings test database holds its own rate-limit buckets (no machine-wide database).
-    settings_config.rate_limit.database_url = String::new();
-    let (settings_service, settings_addr) = start_settings(&settings_config).await;
-    settings_config.grpc.listen_addr = settings_addr.to_string();
-    let settings_channel = channel(settings_addr).await;
-
-    // The dispatcher.
     let db = TestDb::create().await.expect("dispatcher database");
     let mut config = Config {
         database: db.config(),
         nats: nats.config(),
-        grpc: GrpcConfig {
-            listen_addr: "127.0.0.1:0".into(),
-        },
+        grpc: port_zero(),
         auth: AuthConfig {
             tokens: vec![
                 token(
@@ -164,10 +85,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
                 token("reader", READER_TOKEN, &[scopes::ORDERS_READ]),
             ],
         },
-        secrets,
+        secrets: MasterKeyConfig {
+            master_keys: SecretString::from(master_keys),
+            ..MasterKeyConfig::default()
+        },
         ..Config::default()
     };
-    config.settings.url = format!("http://{settings_addr}");
+    config.settings.url = format!("http://{}", settings_service.addr());
     config.settings.token = SecretString::from(SETTINGS_DISPATCHER_TOKEN.to_owned());
     config.settings.cache_ttl_ms = 2_000;
     config.wms.allow_http_hosts = vec!["127.0.0.1".into()];
@@ -191,143 +115,77 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         nats,
         db,
         config,
-        settings: SettingsServiceClient::with_interceptor(
-            settings_channel,
-            bearer(SETTINGS_ADMIN_TOKEN),
-        ),
+        settings: settings_service.client(SETTINGS_ADMIN_TOKEN),
         operator: placeholder_client(),
         reader: placeholder_client(),
         dispatcher: None,
-        settings_service: Some(settings_service),
-        settings_config,
-        _settings_db: settings_db,
+        settings_service,
     };
     app.start().await;
     app
 }
 
-/// Starts a settings service with `config`; a port taken (e.g. by a settings service that has
-/// just stopped on the same address) is tried again until [`WAIT`] has passed.
-async fn start_settings(config: &wmslink_settings::Config) -> (RunningSettings, SocketAddr) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let shutdown = CancellationToken::new();
-    let app = loop {
-        match wmslink_settings::Application::build(config.clone(), shutdown.clone()).await {
-            Ok(app) => break app,
-            Err(
-                err @ wmslink_settings::StartupError::Grpc(
-                    wmslink_platform::grpc::GrpcError::Bind { .. },
-                ),
-            ) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(error = %err, "settings service not started yet; retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!(
-                "settings service starts on {}: {err}",
-                config.grpc.listen_addr
-            ),
-        }
-    };
-    let addr = app.grpc_addr();
-    let task = tokio::spawn(async move {
-        let _ = app.run_until_stopped().await;
-    });
-    (RunningSettings { shutdown, task }, addr)
-}
-
 fn placeholder_client() -> Dispatch {
-    let channel = Channel::from_static("http://127.0.0.1:9").connect_lazy();
-    DispatchServiceClient::with_interceptor(channel, bearer(READER_TOKEN))
-}
-
-pub async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects")
+    dispatch_client(
+        Channel::from_static("http://127.0.0.1:9").connect_lazy(),
+        READER_TOKEN,
+    )
 }
 
 impl TestApp {
-    /// Starts a dispatcher on the test's database (again, after [`crash`](Self::crash)).
-    pub async fn start(&mut self) {
+    /// Builds and runs a dispatcher with the test's config.
+    async fn run_dispatcher(&self) -> RunningService {
         let shutdown = CancellationToken::new();
         let app = Application::build(self.config.clone(), shutdown.clone())
             .await
             .expect("dispatcher starts");
-        let addr = app.grpc_addr();
-        let task = tokio::spawn(async move {
-            app.run_until_stopped().await.expect("dispatcher runs");
-        });
-        let channel = channel(addr).await;
-        self.operator =
-            DispatchServiceClient::with_interceptor(channel.clone(), bearer(OPERATOR_TOKEN));
-        self.reader = DispatchServiceClient::with_interceptor(channel, bearer(READER_TOKEN));
-        self.dispatcher = Some(Running {
-            addr,
+        RunningService::spawn(
+            "shipment-dispatcher",
+            app.grpc_addr(),
             shutdown,
-            task,
-        });
+            app.run_until_stopped(),
+        )
     }
 
-    /// Another replica of the dispatcher on the same database and NATS (stopped on drop of
-    /// the returned token's guard).
-    pub async fn replica(&self) -> tokio_util::sync::DropGuard {
-        let shutdown = CancellationToken::new();
-        let app = Application::build(self.config.clone(), shutdown.clone())
-            .await
-            .expect("replica starts");
-        tokio::spawn(async move {
-            let _ = app.run_until_stopped().await;
-        });
-        shutdown.drop_guard()
+    /// Starts a dispatcher on the test's database (again, after [`crash`](Self::crash)).
+    pub async fn start(&mut self) {
+        let running = self.run_dispatcher().await;
+        let channel = channel(running.addr).await;
+        self.operator = dispatch_client(channel.clone(), OPERATOR_TOKEN);
+        self.reader = dispatch_client(channel, READER_TOKEN);
+        self.dispatcher = Some(running);
+    }
+
+    /// Another replica of the dispatcher on the same database and NATS (stopped when dropped).
+    pub async fn replica(&self) -> RunningService {
+        self.run_dispatcher().await
     }
 
     /// Stops the dispatcher gracefully (SIGTERM) and waits for it.
     pub async fn stop(&mut self) {
-        if let Some(running) = self.dispatcher.take() {
-            running.shutdown.cancel();
-            tokio::time::timeout(Duration::from_secs(30), running.task)
-                .await
-                .expect("stops within 30 s")
-                .expect("dispatcher task");
+        if let Some(mut running) = self.dispatcher.take() {
+            running.stop().await;
         }
     }
 
     /// Kills the dispatcher at once, whatever it is doing (like `kill -9`: no graceful path).
     pub async fn crash(&mut self) {
-        if let Some(running) = self.dispatcher.take() {
-            running.task.abort();
-            let _ = running.task.await;
+        if let Some(mut running) = self.dispatcher.take() {
+            running.crash().await;
         }
     }
 
     /// Stops the settings service gracefully and waits until it no longer listens: the
     /// dispatcher's calls to it fail from then on.
     pub async fn stop_settings(&mut self) {
-        if let Some(settings) = self.settings_service.take() {
-            settings.shutdown.cancel();
-            tokio::time::timeout(Duration::from_secs(30), settings.task)
-                .await
-                .expect("settings service stops within 30 s")
-                .expect("settings service task");
-        }
+        self.settings_service.stop().await;
     }
 
     /// Starts a new settings service on the same database and the same address as the first
     /// one (after [`stop_settings`](Self::stop_settings)).
     pub async fn restart_settings(&mut self) {
-        assert!(
-            self.settings_service.is_none(),
-            "stop the settings service first"
-        );
-        let (settings, addr) = start_settings(&self.settings_config).await;
-        assert_eq!(addr.to_string(), self.settings_config.grpc.listen_addr);
-        self.settings_service = Some(settings);
-        self.settings = SettingsServiceClient::with_interceptor(
-            channel(addr).await,
-            bearer(SETTINGS_ADMIN_TOKEN),
-        );
+        self.settings_service.restart().await;
+        self.settings = self.settings_service.client(SETTINGS_ADMIN_TOKEN);
     }
 
     /// The info of one of the dispatcher's durable consumers on a stream of the test.
@@ -356,11 +214,7 @@ impl TestApp {
     /// A shop registered through the settings API with `detail` (catalog, settings, a passing
     /// connection check), enabled when asked. Returns the shop id and its WMS access key.
     pub async fn shop_with(&self, detail: spb::DetailSettings, enabled: bool) -> Shop {
-        let key = format!("ak-{}", uuid::Uuid::new_v4().simple());
-        self.sim
-            .state()
-            .add_key(&key, KeyOptions::default())
-            .expect("simulator key");
+        let key = wms::new_account(&self.sim, KeyOptions::default());
         self.shop_at(detail, &self.sim.base_url(), &key, enabled)
             .await
     }
@@ -373,41 +227,15 @@ impl TestApp {
         key: &str,
         enabled: bool,
     ) -> Shop {
-        let id = wmslink_testkit::unique("shop-");
-        let mut settings = self.settings.clone();
-        settings
-            .put_order_status_catalog(spb::PutOrderStatusCatalogRequest {
-                shop_id: id.clone(),
-                statuses: catalog(),
-            })
+        let id = shop::unique_shop_id();
+        let detail = spb::DetailSettings {
+            endpoint_url: endpoint.to_owned(),
+            ..detail
+        };
+        shop::setup(&id, detail, key)
+            .register_and_check(&mut self.settings.clone())
             .await
-            .expect("catalog stored");
-        settings
-            .register_settings(spb::RegisterSettingsRequest {
-                shop_id: id.clone(),
-                expected_version: 0,
-                detail: Some(spb::DetailSettings {
-                    endpoint_url: endpoint.to_owned(),
-                    ..detail
-                }),
-                access_key: Some(key.to_owned()),
-            })
-            .await
-            .expect("settings registered");
-        let check = settings
-            .check_connection(spb::CheckConnectionRequest {
-                shop_id: id.clone(),
-                access_key: None,
-                endpoint_url: None,
-            })
-            .await
-            .expect("check answered")
-            .into_inner();
-        assert_eq!(
-            check.check.as_ref().map(|c| c.outcome()),
-            Some(spb::ConnectionCheckOutcome::Ok),
-            "{check:?}"
-        );
+            .expect("shop registered and its connection checked");
         let shop = Shop {
             id,
             key: key.to_owned(),
@@ -444,18 +272,9 @@ impl TestApp {
     }
 
     async fn publish(&self, subject: String, payload: Vec<u8>, msg_id: Option<&str>) {
-        let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", "application/protobuf");
-        if let Some(msg_id) = msg_id {
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-        }
         self.nats
-            .js
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+            .publish(subject, payload, msg_id, "application/protobuf")
+            .await;
     }
 
     /// Publishes `orders.{shop}.status_changed` as order-events would (its own message id).
@@ -479,20 +298,14 @@ impl TestApp {
         let json = wmslink_proto::json::encode("wmslink.orders.v1.OrderStatusChanged", &event)
             .expect("JSON");
         let shop = ShopId::parse(&order.shop_id).expect("shop id");
-        let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", "application/json");
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, event_id.as_str());
         self.nats
-            .js
-            .publish_with_headers(
+            .publish(
                 self.nats.subjects.order_status_changed(&shop),
-                headers,
-                json.into(),
+                json,
+                Some(&event_id),
+                "application/json",
             )
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+            .await;
     }
 
     pub async fn status_changed_with_id(&self, order: &Order, msg_id: &str) {
@@ -673,82 +486,44 @@ impl TestApp {
             .expect("rate limit set");
     }
 
-    /// Every message stored on `subject` of a stream so far.
-    pub async fn stored(
-        &self,
-        stream: StreamKind,
-        subject: String,
-    ) -> Vec<async_nats::jetstream::Message> {
-        let stream = self
-            .nats
-            .js
-            .get_stream(self.nats.subjects.stream_name(stream))
-            .await
-            .expect("stream");
-        let consumer = stream
-            .create_consumer(pull::Config {
-                filter_subject: subject,
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await
-            .expect("consumer");
-        let pending = consumer.cached_info().num_pending;
-        if pending == 0 {
-            return Vec::new();
-        }
-        let mut batch = consumer
-            .fetch()
-            .max_messages(usize::try_from(pending).unwrap_or(10_000))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        let mut out = Vec::new();
-        while let Some(message) = batch.next().await {
-            out.push(message.expect("message"));
-        }
-        out
-    }
-
     /// `ShipmentUpdated` events of the shop, in stream order.
     pub async fn shipment_events(&self, shop: &Shop) -> Vec<dpb::ShipmentUpdated> {
         let shop_id = ShopId::parse(&shop.id).expect("shop id");
-        self.stored(
-            StreamKind::Shipments,
-            self.nats.subjects.shipments_updated(&shop_id),
-        )
-        .await
-        .iter()
-        .map(|m| dpb::ShipmentUpdated::decode(m.payload.as_ref()).expect("ShipmentUpdated"))
-        .collect()
+        self.nats
+            .stored(
+                StreamKind::Shipments,
+                self.nats.subjects.shipments_updated(&shop_id),
+            )
+            .await
+            .iter()
+            .map(|m| dpb::ShipmentUpdated::decode(m.payload.as_ref()).expect("ShipmentUpdated"))
+            .collect()
     }
 
     /// Dead letters: (original subject, reason, payload).
     pub async fn dead_letters(&self) -> Vec<(String, String, Vec<u8>)> {
-        self.stored(
-            StreamKind::DeadLetters,
-            self.nats.subjects.dead_letters_all(),
-        )
-        .await
-        .iter()
-        .map(|m| {
-            let header = |name: &str| {
-                m.headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
-            (
-                header(wmslink_platform::consumer::DEAD_LETTER_SUBJECT),
-                header(DEAD_LETTER_REASON),
-                m.payload.to_vec(),
+        self.nats
+            .stored(
+                StreamKind::DeadLetters,
+                self.nats.subjects.dead_letters_all(),
             )
-        })
-        .collect()
+            .await
+            .iter()
+            .map(|m| {
+                let header = |name: &str| {
+                    m.headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                (
+                    header(wmslink_platform::consumer::DEAD_LETTER_SUBJECT),
+                    header(DEAD_LETTER_REASON),
+                    m.payload.to_vec(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -757,74 +532,10 @@ pub struct Shop {
     pub key: String,
 }
 
-/// new, paid, ready (open), shipped (completed), cancel (cancelled).
-pub fn catalog() -> Vec<spb::OrderStatus> {
-    let status = |code: &str, name: &str, kind: spb::OrderStatusKind| spb::OrderStatus {
-        code: code.into(),
-        display_name: name.into(),
-        kind: kind as i32,
-    };
-    vec![
-        status("new", "新規受付", spb::OrderStatusKind::Open),
-        status("paid", "入金済み", spb::OrderStatusKind::Open),
-        status("ready", "出荷待ち", spb::OrderStatusKind::Open),
-        status("shipped", "発送済み", spb::OrderStatusKind::Completed),
-        status("cancel", "キャンセル", spb::OrderStatusKind::Cancelled),
-    ]
-}
-
-/// Target statuses `paid` and `ready`; every data target; every kind of mapping.
+/// The harness's test shop detail (every data target and every kind of mapping; target
+/// statuses `paid` and `ready`; a 45-day sync period); [`TestApp::shop_at`] sets the endpoint.
 pub fn full_detail() -> spb::DetailSettings {
-    spb::DetailSettings {
-        wms_kind: spb::WmsKind::CommerceRobo as i32,
-        endpoint_url: String::new(),
-        data_targets: Some(spb::DataTargets {
-            shipment_instructions: true,
-            cancellations: true,
-            shipment_results: true,
-        }),
-        target_status_codes: vec!["paid".into(), "ready".into()],
-        shipper_id: 3,
-        delivery_method_id: 2,
-        sync_period_days: 45,
-        robot_id: 12,
-        payment_mappings: vec![
-            spb::PaymentMapping {
-                payment_method_code: "credit".into(),
-                wms_payment_method_id: 1,
-                delivery_company_id: 0,
-            },
-            spb::PaymentMapping {
-                payment_method_code: "cod".into(),
-                wms_payment_method_id: 7,
-                delivery_company_id: 5,
-            },
-        ],
-        header_free_fields: vec![
-            spb::FreeFieldMapping {
-                slot: 1,
-                cart_field: "extra.gift_message".into(),
-            },
-            spb::FreeFieldMapping {
-                slot: 2,
-                cart_field: "shipping.email".into(),
-            },
-            spb::FreeFieldMapping {
-                slot: 10,
-                cart_field: "amounts.total".into(),
-            },
-        ],
-        line_free_fields: vec![
-            spb::FreeFieldMapping {
-                slot: 1,
-                cart_field: "options.color".into(),
-            },
-            spb::FreeFieldMapping {
-                slot: 3,
-                cart_field: "sku".into(),
-            },
-        ],
-    }
+    shop::full_detail("")
 }
 
 fn address(name: &str, email: &str) -> Address {
