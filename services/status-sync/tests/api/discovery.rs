@@ -7,9 +7,11 @@ use secrecy::SecretString;
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::sync::v1 as pb;
 use wmslink_proto::sync::v1::AnomalyKind;
+use wmslink_test_harness::settings::SETTINGS_ADMIN_TOKEN;
+use wmslink_test_harness::{shop, wms};
 use wmslink_testkit::{TestDb, TestNats, eventually};
 use wmslink_wms_client::{RateLimiter, Unlimited, WmsClient};
-use wmslink_wms_simulator::{KeyOptions, SimConfig, Simulator};
+use wmslink_wms_simulator::KeyOptions;
 
 use crate::helpers::*;
 
@@ -17,23 +19,17 @@ use crate::helpers::*;
 async fn a_shop_enabled_while_status_sync_was_down_is_synced_by_the_scheduler() {
     wmslink_platform::install_crypto_provider();
     let nats = TestNats::create().await.expect("test NATS");
-    let sim = Simulator::build(SimConfig::for_tests())
-        .await
-        .expect("simulator builds")
-        .spawn();
+    let sim = wms::start_simulator().await;
     let (_, master_keys) = KeyRing::generate("test-k1");
     let rate_limit_db = TestDb::create().await.expect("rate-limit database");
     let settings = start_settings(&nats, &master_keys).await;
 
     // The shop is enabled before status-sync runs, and has no shipments: status-sync sees
     // neither a settings event nor a shipment of it.
-    let shop = wmslink_testkit::unique("shop-");
-    let key = format!("ak-{}", uuid::Uuid::new_v4().simple());
-    sim.state()
-        .add_key(&key, KeyOptions::default())
-        .expect("key added");
+    let shop = shop::unique_shop_id();
+    let key = wms::new_account(&sim, KeyOptions::default());
     enable_shop(
-        &settings_client(settings.addr),
+        &settings.client(SETTINGS_ADMIN_TOKEN),
         &shop,
         &sim.base_url(),
         &key,
@@ -60,7 +56,13 @@ async fn a_shop_enabled_while_status_sync_was_down_is_synced_by_the_scheduler() 
     let ids = register_in_wms(&wms, &[("HAND-1".into(), days_ago(1))]).await;
 
     let db = TestDb::create().await.expect("status-sync database");
-    let mut config = sync_config(&db, &nats, settings.addr, &master_keys, &rate_limit_db.url);
+    let mut config = sync_config(
+        &db,
+        &nats,
+        settings.addr(),
+        &master_keys,
+        &rate_limit_db.url,
+    );
     config.sync.scheduled = true;
     config.sync.interval_secs = 1;
     config.sync.anomaly_grace_secs = 1;

@@ -1,241 +1,99 @@
 //! `spawn_app()` and the helpers every test uses: the real settings service, a WMS simulator and
 //! status-sync, all in-process on port 0, with fresh databases and a unique NATS prefix.
 //!
-//! The building blocks ([`start_settings`], [`enable_shop`], [`sync_config`], [`start_sync`],
-//! [`register_in_wms`], [`publish_shipment`], [`read_events`]) are public so that end-to-end
-//! suites (dispatcher, order-events) can assemble their own systems from them.
+//! The building blocks ([`start_settings`], [`enable_shop`], [`sync_config`], [`start_sync`])
+//! let a test assemble its own system, e.g. status-sync started after a shop was enabled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use prost::Message;
 use secrecy::SecretString;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use wmslink_platform::auth::{AuthConfig, BearerToken, TokenConfig, scopes};
-use wmslink_platform::grpc::GrpcConfig;
+use wmslink_platform::auth::{AuthConfig, scopes};
 use wmslink_platform::nats::StreamKind;
 use wmslink_platform::secrets::{KeyRing, MasterKeyConfig};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1::{Shipment, ShipmentUpdated};
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_proto::settings::v1 as settings_pb;
-use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 use wmslink_proto::sync::v1 as pb;
-use wmslink_proto::sync::v1::sync_service_client::SyncServiceClient;
 use wmslink_status_sync::{Application, Config};
+use wmslink_test_harness::grpc::{self, port_zero, token};
+pub use wmslink_test_harness::grpc::{SettingsClient, SyncClient};
+use wmslink_test_harness::settings::{SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token};
+use wmslink_test_harness::{RunningService, SettingsService, shop, wms};
 use wmslink_testkit::{TestDb, TestNats, eventually};
 use wmslink_wms_client::{
     Detail, FreeFields, Orderer, RateLimiter, ShipmentInstruction, Shipping, Unlimited, WmsClient,
     WmsClientConfig, jst,
 };
-use wmslink_wms_simulator::{KeyOptions, RunningSimulator, SimConfig, SimRateLimit, Simulator};
+use wmslink_wms_simulator::{KeyOptions, RunningSimulator, SimConfig, SimRateLimit};
 
-pub type SettingsClient = SettingsServiceClient<InterceptedService<Channel, BearerToken>>;
-pub type SyncClient = SyncServiceClient<InterceptedService<Channel, BearerToken>>;
-
-pub const SETTINGS_ADMIN_TOKEN: &str = "test-settings-admin-0123456789";
 /// status-sync's token at the settings service.
 pub const SETTINGS_SYNC_TOKEN: &str = "test-settings-sync-0123456789";
 pub const OPERATOR_TOKEN: &str = "test-sync-operator-0123456789";
 pub const READER_TOKEN: &str = "test-sync-reader-0123456789";
 
 /// How long `eventually` waits.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The sync period every test shop is registered with (days).
 pub const SYNC_PERIOD_DAYS: u32 = 30;
 
-fn token(caller: &str, token: &str, scopes: &[&str]) -> TokenConfig {
-    TokenConfig {
-        caller: caller.into(),
-        token: SecretString::from(token.to_owned()),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-pub fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_lazy()
-}
-
-fn bearer(token: &str) -> BearerToken {
-    BearerToken::new(&SecretString::from(token.to_owned())).expect("ascii token")
-}
-
+/// The WMS client rules of status-sync and of the tests' own WMS clients: the harness's, with
+/// a longer request timeout.
 pub fn wms_test_config() -> WmsClientConfig {
     WmsClientConfig {
-        allow_http_hosts: vec!["127.0.0.1".into(), "localhost".into()],
-        connect_timeout_ms: 2_000,
         request_timeout_ms: 10_000,
-        ..WmsClientConfig::default()
+        ..wms::wms_test_config()
     }
 }
 
-/// A running in-process service (settings or status-sync).
-pub struct Running {
+/// status-sync running in-process on its own database.
+pub struct RunningSync {
     pub addr: SocketAddr,
     pub db: TestDb,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    service: RunningService,
 }
 
-impl Running {
-    /// Stops the service gracefully (SIGTERM) and waits for it; its database stays.
+impl RunningSync {
+    /// Stops status-sync gracefully (SIGTERM) and waits for it; its database stays.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("service task");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.service.stop().await;
     }
 }
 
 /// The real settings service, with tokens for an admin and for status-sync.
-pub async fn start_settings(nats: &TestNats, master_keys: &str) -> Running {
-    let db = TestDb::create().await.expect("settings database");
-    let mut config = wmslink_settings::Config {
-        database: db.config(),
-        nats: nats.config(),
-        grpc: GrpcConfig {
-            listen_addr: "127.0.0.1:0".into(),
-        },
-        auth: AuthConfig {
-            tokens: vec![
-                token(
-                    "admin",
-                    SETTINGS_ADMIN_TOKEN,
-                    &[scopes::SETTINGS_READ, scopes::SETTINGS_WRITE],
-                ),
-                token(
-                    "status-sync",
-                    SETTINGS_SYNC_TOKEN,
-                    &[scopes::SETTINGS_READ, scopes::SETTINGS_CREDENTIALS],
-                ),
-            ],
-        },
-        secrets: MasterKeyConfig {
-            master_keys: SecretString::from(master_keys.to_owned()),
-            ..MasterKeyConfig::default()
-        },
-        ..wmslink_settings::Config::default()
-    };
-    config.wms = wms_test_config();
-    // The settings test database holds its own rate-limit buckets (no machine-wide database).
-    config.rate_limit.database_url = String::new();
-    let shutdown = CancellationToken::new();
-    let app = wmslink_settings::Application::build(config, shutdown.clone())
-        .await
-        .expect("settings service starts");
-    let addr = app.grpc_addr();
-    let task = tokio::spawn(async move {
-        app.run_until_stopped()
-            .await
-            .expect("settings service runs");
-    });
-    Running {
-        addr,
-        db,
-        shutdown,
-        task: Some(task),
-    }
-}
-
-pub fn settings_client(addr: SocketAddr) -> SettingsClient {
-    SettingsServiceClient::with_interceptor(channel(addr), bearer(SETTINGS_ADMIN_TOKEN))
+pub async fn start_settings(nats: &TestNats, master_keys: &str) -> SettingsService {
+    SettingsService::start(
+        nats,
+        master_keys,
+        vec![
+            admin_token(),
+            reader_service_token("status-sync", SETTINGS_SYNC_TOKEN),
+        ],
+    )
+    .await
 }
 
 pub fn sync_client(addr: SocketAddr, token: &str) -> SyncClient {
-    SyncServiceClient::with_interceptor(channel(addr), bearer(token))
+    grpc::sync_client(grpc::channel(addr), token)
 }
 
-/// Registers `shop` with the simulator's `key` and URL, checks the connection and enables it.
+/// Registers `shop` with the simulator's `key` and URL (a sync period of
+/// [`SYNC_PERIOD_DAYS`]), checks the connection and enables it.
 pub async fn enable_shop(settings: &SettingsClient, shop: &str, sim_url: &str, key: &str) {
-    let mut client = settings.clone();
-    let status = |code: &str, kind: settings_pb::OrderStatusKind| settings_pb::OrderStatus {
-        code: code.into(),
-        display_name: code.into(),
-        kind: kind as i32,
+    let detail = settings_pb::DetailSettings {
+        sync_period_days: SYNC_PERIOD_DAYS,
+        ..shop::full_detail(sim_url)
     };
-    client
-        .put_order_status_catalog(settings_pb::PutOrderStatusCatalogRequest {
-            shop_id: shop.into(),
-            statuses: vec![
-                status("paid", settings_pb::OrderStatusKind::Open),
-                status("shipped", settings_pb::OrderStatusKind::Completed),
-                status("cancel", settings_pb::OrderStatusKind::Cancelled),
-            ],
-        })
+    shop::setup(shop, detail, key)
+        .enable(&mut settings.clone())
         .await
-        .expect("catalog stored");
-    let registered = client
-        .register_settings(settings_pb::RegisterSettingsRequest {
-            shop_id: shop.into(),
-            expected_version: 0,
-            detail: Some(settings_pb::DetailSettings {
-                wms_kind: settings_pb::WmsKind::CommerceRobo as i32,
-                endpoint_url: sim_url.into(),
-                data_targets: Some(settings_pb::DataTargets {
-                    shipment_instructions: true,
-                    cancellations: true,
-                    shipment_results: true,
-                }),
-                target_status_codes: vec!["paid".into()],
-                shipper_id: 3,
-                delivery_method_id: 2,
-                sync_period_days: SYNC_PERIOD_DAYS,
-                robot_id: 12,
-                payment_mappings: vec![settings_pb::PaymentMapping {
-                    payment_method_code: "credit".into(),
-                    wms_payment_method_id: 1,
-                    delivery_company_id: 0,
-                }],
-                header_free_fields: vec![],
-                line_free_fields: vec![],
-            }),
-            access_key: Some(key.into()),
-        })
-        .await
-        .expect("settings registered")
-        .into_inner()
-        .settings
-        .expect("settings");
-    let check = client
-        .check_connection(settings_pb::CheckConnectionRequest {
-            shop_id: shop.into(),
-            access_key: None,
-            endpoint_url: None,
-        })
-        .await
-        .expect("connection checked")
-        .into_inner();
-    assert_eq!(
-        check.check.as_ref().map(|c| c.outcome()),
-        Some(settings_pb::ConnectionCheckOutcome::Ok),
-        "{check:?} (after version {})",
-        registered.version
-    );
-    client
-        .set_enabled(settings_pb::SetEnabledRequest {
-            shop_id: shop.into(),
-            enabled: true,
-            expected_version: check.version,
-        })
-        .await
-        .expect("shop enabled");
+        .expect("shop set up and enabled");
 }
 
 /// status-sync's configuration for tests: no scheduler (tests run passes with `RunSync`),
@@ -251,9 +109,7 @@ pub fn sync_config(
     let mut config = Config {
         database: db.config(),
         nats: nats.config(),
-        grpc: GrpcConfig {
-            listen_addr: "127.0.0.1:0".into(),
-        },
+        grpc: port_zero(),
         auth: AuthConfig {
             tokens: vec![
                 token(
@@ -289,20 +145,21 @@ pub fn sync_config(
     config
 }
 
-pub async fn start_sync(config: Config, db: TestDb) -> Running {
+pub async fn start_sync(config: Config, db: TestDb) -> RunningSync {
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
         .await
         .expect("status-sync starts");
-    let addr = app.grpc_addr();
-    let task = tokio::spawn(async move {
-        app.run_until_stopped().await.expect("status-sync runs");
-    });
-    Running {
-        addr,
-        db,
+    let service = RunningService::spawn(
+        "status-sync",
+        app.grpc_addr(),
         shutdown,
-        task: Some(task),
+        app.run_until_stopped(),
+    );
+    RunningSync {
+        addr: service.addr,
+        db,
+        service,
     }
 }
 
@@ -320,8 +177,8 @@ pub struct TestApp {
     pub nats: TestNats,
     pub sim: RunningSimulator,
     pub rate_limit_db: TestDb,
-    pub settings: Running,
-    pub sync: Running,
+    pub settings: SettingsService,
+    pub sync: RunningSync,
     /// `operate` + `orders.read`.
     pub operator: SyncClient,
     /// `orders.read` only.
@@ -336,15 +193,18 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(sim_config: SimConfig, configure: impl FnOnce(&mut Config)) -> TestApp {
     wmslink_platform::install_crypto_provider();
     let nats = TestNats::create().await.expect("test NATS");
-    let sim = Simulator::build(sim_config)
-        .await
-        .expect("simulator builds")
-        .spawn();
+    let sim = wms::start_simulator_with(sim_config).await;
     let (_, master_keys) = KeyRing::generate("test-k1");
     let rate_limit_db = TestDb::create().await.expect("rate-limit database");
     let settings = start_settings(&nats, &master_keys).await;
     let db = TestDb::create().await.expect("status-sync database");
-    let mut config = sync_config(&db, &nats, settings.addr, &master_keys, &rate_limit_db.url);
+    let mut config = sync_config(
+        &db,
+        &nats,
+        settings.addr(),
+        &master_keys,
+        &rate_limit_db.url,
+    );
     configure(&mut config);
     let sync = start_sync(config.clone(), db).await;
     TestApp {
@@ -465,19 +325,13 @@ pub async fn publish_shipment(
 
 pub async fn publish_raw(nats: &TestNats, shop: &str, msg_id: &str, payload: Vec<u8>) {
     let shop = ShopId::parse(shop).expect("shop id");
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-    headers.insert("Content-Type", "application/protobuf");
-    nats.js
-        .publish_with_headers(
-            nats.subjects.shipments_updated(&shop),
-            headers,
-            payload.into(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("publish ack");
+    nats.publish(
+        nats.subjects.shipments_updated(&shop),
+        payload,
+        Some(msg_id),
+        "application/protobuf",
+    )
+    .await;
 }
 
 /// Every message of `subject` in `stream` so far, decoded.
@@ -486,68 +340,32 @@ pub async fn read_events<T: Message + Default>(
     stream: StreamKind,
     subject: String,
 ) -> Vec<T> {
-    let stream = nats
-        .js
-        .get_stream(nats.subjects.stream_name(stream))
+    nats.stored(stream, subject)
         .await
-        .expect("stream exists");
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let pending = consumer.cached_info().num_pending;
-    let mut events = Vec::new();
-    if pending == 0 {
-        return events;
-    }
-    let mut messages = consumer
-        .fetch()
-        .max_messages(usize::try_from(pending).unwrap_or(usize::MAX))
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
-    while let Some(message) = messages.next().await {
-        let message = message.expect("message");
-        events.push(T::decode(message.payload.as_ref()).expect("decodes"));
-    }
-    events
+        .iter()
+        .map(|message| T::decode(message.payload.as_ref()).expect("decodes"))
+        .collect()
 }
 
 impl TestApp {
     /// Stops status-sync (gracefully) and starts it again on the same database.
     pub async fn restart_sync(&mut self) {
         self.sync.stop().await;
-        let db = TestDb {
-            name: self.sync.db.name.clone(),
-            url: self.sync.db.url.clone(),
-            pool: self.sync.db.pool.clone(),
-        };
-        self.sync = start_sync(self.config.clone(), db).await;
+        self.sync = start_sync(self.config.clone(), self.sync.db.clone()).await;
         self.operator = sync_client(self.sync.addr, OPERATOR_TOKEN);
         self.reader = sync_client(self.sync.addr, READER_TOKEN);
     }
 
     /// A client of the settings service with `settings.read` and `settings.write`.
     pub fn settings_client(&self) -> SettingsClient {
-        settings_client(self.settings.addr)
+        self.settings.client(SETTINGS_ADMIN_TOKEN)
     }
 
     /// A new shop: a simulator account (with `rate_limit`, or the simulator's default), its
     /// settings registered, checked and enabled.
     pub async fn add_shop_with(&self, rate_limit: Option<SimRateLimit>) -> TestShop {
-        let id = wmslink_testkit::unique("shop-");
-        let key = format!("ak-{}", uuid::Uuid::new_v4().simple());
-        self.sim
-            .state()
-            .add_key(&key, KeyOptions { rate_limit })
-            .expect("key added");
+        let id = shop::unique_shop_id();
+        let key = wms::new_account(&self.sim, KeyOptions { rate_limit });
         enable_shop(&self.settings_client(), &id, &self.sim.base_url(), &key).await;
         let limiter: Arc<dyn RateLimiter> = Arc::new(Unlimited);
         let wms = WmsClient::new(
