@@ -6,7 +6,7 @@
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use wmslink_platform::auth::{TokenConfig, scopes};
-use wmslink_platform::secrets::{KeyRing, MasterKeyConfig};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::orders::v1 as orders;
 use wmslink_test_harness::grpc::{
     self, DispatchClient, OrdersClient, SettingsClient, SyncClient, port_zero, token,
@@ -71,10 +71,7 @@ impl System {
         wmslink_platform::install_crypto_provider();
         let nats = TestNats::create().await?;
         let (_, master_keys) = KeyRing::generate("e2e");
-        let secrets = MasterKeyConfig {
-            master_keys: SecretString::from(master_keys.clone()),
-            ..MasterKeyConfig::default()
-        };
+        let secrets = wmslink_test_harness::settings::master_keys(&master_keys);
         // One WMS budget per access key, whichever service calls.
         let rate_limit_db = TestDb::create().await?;
         let rate_limit = SharedRateLimitConfig {

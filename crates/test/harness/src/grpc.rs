@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use wmslink_platform::auth::{BearerToken, TokenConfig};
+use wmslink_platform::auth::{AuthConfig, BearerToken, TokenConfig, scopes};
 use wmslink_platform::grpc::GrpcConfig;
 use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
 use wmslink_proto::orders::v1::order_service_client::OrderServiceClient;
@@ -25,6 +25,21 @@ pub fn token(caller: &str, token: &str, scopes: &[&str]) -> TokenConfig {
         caller: caller.into(),
         token: SecretString::from(token.to_owned()),
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+    }
+}
+
+/// An operator (`operate` + `orders.read`) and a reader (`orders.read` only), as the
+/// dispatcher's and status-sync's suites call them.
+pub fn operator_and_reader(operator_token: &str, reader_token: &str) -> AuthConfig {
+    AuthConfig {
+        tokens: vec![
+            token(
+                "operator",
+                operator_token,
+                &[scopes::OPERATE, scopes::ORDERS_READ],
+            ),
+            token("reader", reader_token, &[scopes::ORDERS_READ]),
+        ],
     }
 }
 

@@ -40,6 +40,15 @@ pub fn reader_service_token(caller: &str, token_value: &str) -> TokenConfig {
     )
 }
 
+/// The master keys the settings service seals access keys with and its readers open them
+/// with: `key_line` as `KeyRing::generate` gives it.
+pub fn master_keys(key_line: &str) -> MasterKeyConfig {
+    MasterKeyConfig {
+        master_keys: key_line.to_owned().into(),
+        ..MasterKeyConfig::default()
+    }
+}
+
 pub struct SettingsService {
     /// The service's own database.
     pub db: TestDb,
@@ -64,10 +73,7 @@ impl SettingsService {
             nats: nats.config(),
             grpc: port_zero(),
             auth: AuthConfig { tokens },
-            secrets: MasterKeyConfig {
-                master_keys: master_keys.to_owned().into(),
-                ..MasterKeyConfig::default()
-            },
+            secrets: self::master_keys(master_keys),
             wms: wms_test_config(),
             ..Config::default()
         };

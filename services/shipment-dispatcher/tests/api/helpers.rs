@@ -11,10 +11,9 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
-use wmslink_platform::auth::{AuthConfig, scopes};
 use wmslink_platform::consumer::DEAD_LETTER_REASON;
 use wmslink_platform::nats::StreamKind;
-use wmslink_platform::secrets::{KeyRing, MasterKeyConfig};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1 as dpb;
 use wmslink_proto::orders::v1::{
@@ -26,8 +25,10 @@ use wmslink_shipment_dispatcher::{Application, Config};
 pub use wmslink_test_harness::grpc::{
     DispatchClient as Dispatch, SettingsClient as Settings, bearer, connect as channel,
 };
-use wmslink_test_harness::grpc::{dispatch_client, port_zero, token};
-use wmslink_test_harness::settings::{SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token};
+use wmslink_test_harness::grpc::{dispatch_client, operator_and_reader, port_zero};
+use wmslink_test_harness::settings::{
+    self, SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token,
+};
 use wmslink_test_harness::{RunningService, SettingsService, shop, wms};
 use wmslink_testkit::{TestDb, TestNats, eventually};
 use wmslink_wms_simulator::{Counters, KeyOptions, RunningSimulator, SimOrder, SimRateLimit};
@@ -75,20 +76,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         database: db.config(),
         nats: nats.config(),
         grpc: port_zero(),
-        auth: AuthConfig {
-            tokens: vec![
-                token(
-                    "operator",
-                    OPERATOR_TOKEN,
-                    &[scopes::OPERATE, scopes::ORDERS_READ],
-                ),
-                token("reader", READER_TOKEN, &[scopes::ORDERS_READ]),
-            ],
-        },
-        secrets: MasterKeyConfig {
-            master_keys: SecretString::from(master_keys),
-            ..MasterKeyConfig::default()
-        },
+        auth: operator_and_reader(OPERATOR_TOKEN, READER_TOKEN),
+        secrets: settings::master_keys(&master_keys),
         ..Config::default()
     };
     config.settings.url = format!("http://{}", settings_service.addr());

@@ -12,18 +12,19 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-use wmslink_platform::auth::{AuthConfig, scopes};
 use wmslink_platform::nats::StreamKind;
-use wmslink_platform::secrets::{KeyRing, MasterKeyConfig};
+use wmslink_platform::secrets::KeyRing;
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1::{Shipment, ShipmentUpdated};
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_proto::settings::v1 as settings_pb;
 use wmslink_proto::sync::v1 as pb;
 use wmslink_status_sync::{Application, Config};
-use wmslink_test_harness::grpc::{self, port_zero, token};
+use wmslink_test_harness::grpc::{self, operator_and_reader, port_zero};
 pub use wmslink_test_harness::grpc::{SettingsClient, SyncClient};
-use wmslink_test_harness::settings::{SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token};
+use wmslink_test_harness::settings::{
+    self, SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token,
+};
 use wmslink_test_harness::{RunningService, SettingsService, shop, wms};
 use wmslink_testkit::{TestDb, TestNats, eventually};
 use wmslink_wms_client::{
@@ -110,20 +111,8 @@ pub fn sync_config(
         database: db.config(),
         nats: nats.config(),
         grpc: port_zero(),
-        auth: AuthConfig {
-            tokens: vec![
-                token(
-                    "operator",
-                    OPERATOR_TOKEN,
-                    &[scopes::OPERATE, scopes::ORDERS_READ],
-                ),
-                token("reader", READER_TOKEN, &[scopes::ORDERS_READ]),
-            ],
-        },
-        secrets: MasterKeyConfig {
-            master_keys: SecretString::from(master_keys.to_owned()),
-            ..MasterKeyConfig::default()
-        },
+        auth: operator_and_reader(OPERATOR_TOKEN, READER_TOKEN),
+        secrets: settings::master_keys(master_keys),
         ..Config::default()
     };
     config.settings.url = format!("http://{settings_addr}");
