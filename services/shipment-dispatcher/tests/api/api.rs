@@ -71,25 +71,16 @@ async fn calls_need_a_token_with_the_right_scope() {
     app.wait_for(&shop, &no, ShippingStatus::Sent).await;
 
     // orders.read may read, not operate.
-    let denied = app
-        .reader
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect_err("reader cannot run");
-    assert_eq!(denied.code(), Code::PermissionDenied);
-    let denied = app
-        .reader
-        .clone()
-        .retry_shipment(dpb::RetryShipmentRequest {
-            shop_id: shop.id.clone(),
-            order_no: no.clone(),
-        })
-        .await
-        .expect_err("reader cannot retry");
-    assert_eq!(denied.code(), Code::PermissionDenied);
+    refused(
+        run_dispatch(&app.reader, &shop.id).await,
+        Code::PermissionDenied,
+        "reader cannot run",
+    );
+    refused(
+        retry_shipment(&app.reader, &shop.id, &no).await,
+        Code::PermissionDenied,
+        "reader cannot retry",
+    );
 
     // No or a wrong token.
     let addr = app.dispatcher_addr().expect("running");
@@ -103,15 +94,12 @@ async fn calls_need_a_token_with_the_right_scope() {
         .await
         .expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
-    let mut wrong = DispatchServiceClient::with_interceptor(channel, bearer("not-a-token-at-all"));
-    let status = wrong
-        .get_shipment(dpb::GetShipmentRequest {
-            shop_id: shop.id.clone(),
-            order_no: no.clone(),
-        })
-        .await
-        .expect_err("wrong token");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    let wrong = dispatch_client(channel, "not-a-token-at-all");
+    refused(
+        get_shipment(&wrong, &shop.id, &no).await,
+        Code::Unauthenticated,
+        "wrong token",
+    );
 }
 
 #[tokio::test]
@@ -123,50 +111,30 @@ async fn bad_requests_are_invalid_argument_and_shops_see_only_their_own() {
     app.status_changed(&order(&shop, &no, "paid", 1)).await;
     app.wait_for(&shop, &no, ShippingStatus::Sent).await;
 
-    let status = app
-        .reader
-        .clone()
-        .get_shipment(dpb::GetShipmentRequest {
-            shop_id: "bad shop!".into(),
-            order_no: String::new(),
-        })
-        .await
-        .expect_err("invalid");
-    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = refused(
+        get_shipment(&app.reader, "bad shop!", "").await,
+        Code::InvalidArgument,
+        "invalid",
+    );
     let fields: Vec<String> = violations_of(&status).into_iter().map(|(f, _)| f).collect();
     assert_eq!(fields, vec!["shop_id".to_owned(), "order_no".to_owned()]);
 
     // Another shop cannot see or retry this shop's shipment.
-    let status = app
-        .reader
-        .clone()
-        .get_shipment(dpb::GetShipmentRequest {
-            shop_id: other.id.clone(),
-            order_no: no.clone(),
-        })
-        .await
-        .expect_err("not this shop's");
-    assert_eq!(status.code(), Code::NotFound);
-    let status = app
-        .operator
-        .clone()
-        .retry_shipment(dpb::RetryShipmentRequest {
-            shop_id: other.id.clone(),
-            order_no: no.clone(),
-        })
-        .await
-        .expect_err("not this shop's");
-    assert_eq!(status.code(), Code::NotFound);
-
-    let status = app
-        .operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: wmslink_testkit::unique("shop-"),
-        })
-        .await
-        .expect_err("unknown shop");
-    assert_eq!(status.code(), Code::NotFound);
+    refused(
+        get_shipment(&app.reader, &other.id, &no).await,
+        Code::NotFound,
+        "not this shop's",
+    );
+    refused(
+        retry_shipment(&app.operator, &other.id, &no).await,
+        Code::NotFound,
+        "not this shop's",
+    );
+    refused(
+        run_dispatch(&app.operator, &wmslink_testkit::unique("shop-")).await,
+        Code::NotFound,
+        "unknown shop",
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,5 @@
 //! Flow 3, I2 and I3: cancellations, never lost, and CANCELLED is final.
 
-use wmslink_proto::dispatch::v1 as dpb;
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_testkit::eventually;
 use wmslink_wms_simulator::{Endpoint, Faults, OrderPatch};
@@ -25,17 +24,14 @@ async fn a_cancellation_before_registration_needs_no_wms_call_and_is_final() {
     assert!(history_has(&history, "no WMS call"), "{history:?}");
 
     // QUEUED (the WMS is down) -> CANCELLED.
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                error_500_ratio: 1.0,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            error_500_ratio: 1.0,
+            ..Faults::default()
+        },
+    );
     let queued = unique_order_no();
     app.status_changed(&order(&shop, &queued, "paid", 1)).await;
     app.wait_until(&shop, &queued, "queued after a failed attempt", |s| {
@@ -51,10 +47,7 @@ async fn a_cancellation_before_registration_needs_no_wms_call_and_is_final() {
         transitions(&history).contains(&pair("QUEUED", "CANCELLED")),
         "{history:?}"
     );
-    app.sim
-        .state()
-        .set_faults(&shop.key, Faults::default())
-        .expect("faults cleared");
+    app.clear_faults(&shop);
 
     // I3: nothing sends them afterwards: a later target status, an edit, a manual run.
     for no in [&not_sent, &queued] {
@@ -65,13 +58,7 @@ async fn a_cancellation_before_registration_needs_no_wms_call_and_is_final() {
         app.wait_until(&shop, no, "revision 4 stored", |s| s.order_revision == 4)
             .await;
     }
-    app.operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect("run");
+    run_dispatch(&app.operator, &shop.id).await.expect("run");
     for no in [&not_sent, &queued] {
         let (shipment, _) = app.get(&shop, no).await.expect("shipment");
         assert_eq!(shipment.shipping_status(), ShippingStatus::Cancelled);
@@ -116,13 +103,7 @@ async fn a_registered_order_cancelled_in_the_cart_is_cancelled_in_the_wms() {
     app.status_changed(&order(&shop, &no, "paid", 3)).await;
     app.wait_until(&shop, &no, "revision 3 stored", |s| s.order_revision == 3)
         .await;
-    app.operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect("run");
+    run_dispatch(&app.operator, &shop.id).await.expect("run");
     let (shipment, _) = app.get(&shop, &no).await.expect("shipment");
     assert_eq!(shipment.shipping_status(), ShippingStatus::Cancelled);
     assert_eq!(app.counters(&shop).registrations_accepted, 1);
@@ -172,17 +153,14 @@ async fn a_cancellation_the_wms_refuses_is_cancel_rejected_with_its_reason() {
 async fn a_cancellation_arriving_while_sending_is_not_lost() {
     let app = spawn_app().await;
     let shop = app.shop().await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                latency_ms: 1_500,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            latency_ms: 1_500,
+            ..Faults::default()
+        },
+    );
     let no = unique_order_no();
     app.status_changed(&order(&shop, &no, "paid", 1)).await;
     app.wait_for(&shop, &no, ShippingStatus::Sending).await;
@@ -215,17 +193,14 @@ async fn a_cancel_whose_answer_is_lost_is_resolved_by_reading_the_wms_order() {
     let no = unique_order_no();
     app.status_changed(&order(&shop, &no, "paid", 1)).await;
     app.wait_for(&shop, &no, ShippingStatus::Sent).await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                apply_then_delay_ms: 3_000,
-                endpoints: vec![Endpoint::Cancel],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
+    app.fault(
+        &shop,
+        Endpoint::Cancel,
+        Faults {
+            apply_then_delay_ms: 3_000,
+            ..Faults::default()
+        },
+    );
 
     app.status_changed(&order(&shop, &no, "cancel", 2)).await;
     let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Cancelled).await;

@@ -41,14 +41,7 @@ async fn redelivered_and_repeated_events_register_once() {
     })
     .await;
     assert_eq!(processed, 4);
-    assert_eq!(
-        transitions(&history),
-        vec![
-            pair("NOT_SENT", "QUEUED"),
-            pair("QUEUED", "SENDING"),
-            pair("SENDING", "SENT")
-        ]
-    );
+    assert_eq!(transitions(&history), sent_at_first_attempt());
 
     // A real redelivery: the dispatcher dies, its consumers are reset, and every message of
     // the stream comes again under its original id.
@@ -154,24 +147,17 @@ async fn a_registration_applied_whose_answer_times_out_is_adopted_not_resent() {
     })
     .await;
     let shop = app.shop_with(full_detail(), false).await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                apply_then_delay_ms: 3_000,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
-    let numbers: Vec<String> = (0..5).map(|_| unique_order_no()).collect();
-    for no in &numbers {
-        app.status_changed(&order(&shop, no, "paid", 1)).await;
-    }
-    for no in &numbers {
-        app.wait_for(&shop, no, ShippingStatus::NotSent).await;
-    }
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            apply_then_delay_ms: 3_000,
+            ..Faults::default()
+        },
+    );
+    let numbers = app.publish_orders(&shop, 5, "paid").await;
+    app.wait_for_all(&shop, &numbers, ShippingStatus::NotSent)
+        .await;
     app.set_enabled(&shop, true).await;
 
     for no in &numbers {
@@ -192,28 +178,20 @@ async fn a_registration_applied_whose_answer_times_out_is_adopted_not_resent() {
 async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
     let mut app = spawn_app_with(|config| config.wms.request_timeout_ms = 60_000).await;
     let shop = app.shop_with(full_detail(), false).await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                apply_then_delay_ms: 30_000,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
-    let numbers: Vec<String> = (0..3).map(|_| unique_order_no()).collect();
-    for no in &numbers {
-        app.status_changed(&order(&shop, no, "paid", 1)).await;
-    }
-    for no in &numbers {
-        app.wait_for(&shop, no, ShippingStatus::NotSent).await;
-    }
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            apply_then_delay_ms: 30_000,
+            ..Faults::default()
+        },
+    );
+    let numbers = app.publish_orders(&shop, 3, "paid").await;
+    app.wait_for_all(&shop, &numbers, ShippingStatus::NotSent)
+        .await;
     app.set_enabled(&shop, true).await;
-    for no in &numbers {
-        app.wait_for(&shop, no, ShippingStatus::Sending).await;
-    }
+    app.wait_for_all(&shop, &numbers, ShippingStatus::Sending)
+        .await;
     eventually(WAIT, "the WMS applied the batch", || async {
         (app.counters(&shop).registrations_accepted == 3).then_some(())
     })
@@ -228,10 +206,7 @@ async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
             .expect("row");
         assert_eq!(row.status.as_str(), "SENDING", "in doubt after the crash");
     }
-    app.sim
-        .state()
-        .set_faults(&shop.key, Faults::default())
-        .expect("faults cleared");
+    app.clear_faults(&shop);
     app.start().await;
 
     for no in &numbers {
@@ -253,17 +228,14 @@ async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
 async fn a_crash_in_sending_before_the_wms_applied_sends_once_on_restart() {
     let mut app = spawn_app_with(|config| config.wms.request_timeout_ms = 60_000).await;
     let shop = app.shop().await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                latency_ms: 2_500,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            latency_ms: 2_500,
+            ..Faults::default()
+        },
+    );
     let no = unique_order_no();
     app.status_changed(&order(&shop, &no, "paid", 1)).await;
     app.wait_for(&shop, &no, ShippingStatus::Sending).await;
@@ -273,10 +245,7 @@ async fn a_crash_in_sending_before_the_wms_applied_sends_once_on_restart() {
     .await;
     app.crash().await;
     assert_eq!(app.counters(&shop).registrations_accepted, 0);
-    app.sim
-        .state()
-        .set_faults(&shop.key, Faults::default())
-        .expect("faults cleared");
+    app.clear_faults(&shop);
     app.start().await;
 
     let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;

@@ -9,8 +9,8 @@ use async_nats::jetstream::consumer::pull;
 use prost::Message;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 use tonic::transport::Channel;
+use tonic::{Code, Response, Status};
 use wmslink_platform::consumer::DEAD_LETTER_REASON;
 use wmslink_platform::nats::StreamKind;
 use wmslink_platform::secrets::KeyRing;
@@ -23,15 +23,17 @@ use wmslink_proto::settings::v1 as spb;
 use wmslink_proto::sync::v1::WmsObserved;
 use wmslink_shipment_dispatcher::{Application, Config};
 pub use wmslink_test_harness::grpc::{
-    DispatchClient as Dispatch, SettingsClient as Settings, bearer, connect as channel,
+    DispatchClient as Dispatch, SettingsClient as Settings, connect as channel, dispatch_client,
 };
-use wmslink_test_harness::grpc::{dispatch_client, operator_and_reader, port_zero};
+use wmslink_test_harness::grpc::{operator_and_reader, port_zero};
 use wmslink_test_harness::settings::{
     self, SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token,
 };
 use wmslink_test_harness::{RunningService, SettingsService, shop, wms};
 use wmslink_testkit::{TestDb, TestNats, eventually};
-use wmslink_wms_simulator::{Counters, KeyOptions, RunningSimulator, SimOrder, SimRateLimit};
+use wmslink_wms_simulator::{
+    Counters, Endpoint, Faults, KeyOptions, RunningSimulator, SimOrder, SimRateLimit,
+};
 
 const SETTINGS_DISPATCHER_TOKEN: &str = "test-settings-dispatcher-token-0123";
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
@@ -354,19 +356,8 @@ impl TestApp {
         shop: &Shop,
         order_no: &str,
     ) -> Option<(dpb::Shipment, Vec<dpb::HistoryEntry>)> {
-        match self
-            .reader
-            .clone()
-            .get_shipment(dpb::GetShipmentRequest {
-                shop_id: shop.id.clone(),
-                order_no: order_no.to_owned(),
-            })
-            .await
-        {
-            Ok(answer) => {
-                let answer = answer.into_inner();
-                Some((answer.shipment.expect("shipment"), answer.history))
-            }
+        match get_shipment(&self.reader, &shop.id, order_no).await {
+            Ok(answer) => Some((answer.shipment.expect("shipment"), answer.history)),
             Err(status) if status.code() == Code::NotFound => None,
             Err(status) => panic!("GetShipment: {status:?}"),
         }
@@ -421,6 +412,45 @@ impl TestApp {
             },
         )
         .await
+    }
+
+    /// `count` new orders of the shop in `status` (revision 1), published as order-events
+    /// would. Returns their order numbers.
+    pub async fn publish_orders(&self, shop: &Shop, count: usize, status: &str) -> Vec<String> {
+        let numbers: Vec<String> = (0..count).map(|_| unique_order_no()).collect();
+        for no in &numbers {
+            self.status_changed(&order(shop, no, status, 1)).await;
+        }
+        numbers
+    }
+
+    /// Waits until each of the shop's `numbers` is in `status`.
+    pub async fn wait_for_all(&self, shop: &Shop, numbers: &[String], status: ShippingStatus) {
+        for no in numbers {
+            self.wait_for(shop, no, status).await;
+        }
+    }
+
+    /// Makes the simulator misbehave on the shop's key at `endpoint` as `faults` says.
+    pub fn fault(&self, shop: &Shop, endpoint: Endpoint, faults: Faults) {
+        self.sim
+            .state()
+            .set_faults(
+                &shop.key,
+                Faults {
+                    endpoints: vec![endpoint],
+                    ..faults
+                },
+            )
+            .expect("faults");
+    }
+
+    /// The simulator behaves again on the shop's key.
+    pub fn clear_faults(&self, shop: &Shop) {
+        self.sim
+            .state()
+            .set_faults(&shop.key, Faults::default())
+            .expect("faults cleared");
     }
 
     pub fn counters(&self, shop: &Shop) -> Counters {
@@ -513,6 +543,68 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+}
+
+/// No sweep unless asked: enabling a shop sends nothing, and the periodic sweep waits an hour.
+pub fn without_sweeps(config: &mut Config) {
+    config.sender.sweep_on_settings_change = false;
+    config.sender.sweep_interval_ms = 3_600_000;
+}
+
+/// `RunDispatch` of the shop, as `client` (the operator, or the reader to see it refused).
+pub async fn run_dispatch(
+    client: &Dispatch,
+    shop_id: &str,
+) -> Result<dpb::RunDispatchResponse, Status> {
+    client
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop_id.to_owned(),
+        })
+        .await
+        .map(Response::into_inner)
+}
+
+pub async fn retry_shipment(
+    client: &Dispatch,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<dpb::RetryShipmentResponse, Status> {
+    client
+        .clone()
+        .retry_shipment(dpb::RetryShipmentRequest {
+            shop_id: shop_id.to_owned(),
+            order_no: order_no.to_owned(),
+        })
+        .await
+        .map(Response::into_inner)
+}
+
+pub async fn get_shipment(
+    client: &Dispatch,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<dpb::GetShipmentResponse, Status> {
+    client
+        .clone()
+        .get_shipment(dpb::GetShipmentRequest {
+            shop_id: shop_id.to_owned(),
+            order_no: order_no.to_owned(),
+        })
+        .await
+        .map(Response::into_inner)
+}
+
+/// The status a call was refused with; fails the test (naming `what`) unless it was refused
+/// with `code`.
+pub fn refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
+    match result {
+        Ok(answer) => panic!("{what}: expected {code:?}, got {answer:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            status
+        }
     }
 }
 
@@ -616,6 +708,15 @@ pub fn transitions(history: &[dpb::HistoryEntry]) -> Vec<(String, String)> {
 
 pub fn pair(from: &str, to: &str) -> (String, String) {
     (from.to_owned(), to.to_owned())
+}
+
+/// The state changes of a shipment registered at its first attempt.
+pub fn sent_at_first_attempt() -> Vec<(String, String)> {
+    vec![
+        pair("NOT_SENT", "QUEUED"),
+        pair("QUEUED", "SENDING"),
+        pair("SENDING", "SENT"),
+    ]
 }
 
 /// Checks `holds` every 20 ms for `period` and fails the test the moment it does not: how a

@@ -1,7 +1,6 @@
 //! S3 ⑥–⑬: every mapping lands in the row the WMS stored; unbuildable orders go to ERROR
 //! before any call, and the rest of their batch still goes.
 
-use wmslink_proto::dispatch::v1 as dpb;
 use wmslink_proto::orders::v1::ShippingStatus;
 
 use crate::helpers::*;
@@ -71,16 +70,9 @@ async fn every_mapping_lands_in_the_wms_row() {
 
 #[tokio::test]
 async fn unbuildable_orders_go_to_error_naming_what_is_missing_and_the_batch_still_goes() {
-    let app = spawn_app_with(|config| {
-        config.sender.sweep_on_settings_change = false;
-        config.sender.sweep_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = spawn_app_with(without_sweeps).await;
     let shop = app.shop_with(full_detail(), false).await;
-    let good: Vec<String> = (0..3).map(|_| unique_order_no()).collect();
-    for no in &good {
-        app.status_changed(&order(&shop, no, "paid", 1)).await;
-    }
+    let good = app.publish_orders(&shop, 3, "paid").await;
     let unmapped = unique_order_no();
     let mut bank = order(&shop, &unmapped, "paid", 1);
     bank.payment_method_code = "bank_transfer".into();
@@ -95,15 +87,7 @@ async fn unbuildable_orders_go_to_error_naming_what_is_missing_and_the_batch_sti
     }
 
     app.set_enabled(&shop, true).await;
-    let answer = app
-        .operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect("run")
-        .into_inner();
+    let answer = run_dispatch(&app.operator, &shop.id).await.expect("run");
     assert_eq!(
         (answer.queued, answer.sent, answer.errors),
         (5, 3, 2),
@@ -135,9 +119,7 @@ async fn unbuildable_orders_go_to_error_naming_what_is_missing_and_the_batch_sti
         "{shipment:?}"
     );
 
-    for no in &good {
-        app.wait_for(&shop, no, ShippingStatus::Sent).await;
-    }
+    app.wait_for_all(&shop, &good, ShippingStatus::Sent).await;
     assert!(app.wms_orders(&shop, &unmapped).is_empty());
     assert!(app.wms_orders(&shop, &missing).is_empty());
     assert_eq!(

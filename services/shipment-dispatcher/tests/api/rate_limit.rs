@@ -57,9 +57,8 @@ async fn the_shared_limiter_keeps_every_caller_of_a_key_within_its_budget() {
         app.status_changed(&order(&shop, no, "paid", 1)).await;
     }
     searches.await.expect("searches");
-    for no in &numbers {
-        app.wait_for(&shop, no, ShippingStatus::Sent).await;
-    }
+    app.wait_for_all(&shop, &numbers, ShippingStatus::Sent)
+        .await;
     let counters = app.counters(&shop);
     assert_eq!(
         counters.rate_limited, 0,
@@ -82,10 +81,7 @@ async fn a_wms_that_answers_429_is_waited_for_and_nothing_goes_to_error() {
     let shop = app.shop().await;
     // The WMS is stricter than our (generous) limiter believes.
     app.limit_key(&shop, 2.0, 1);
-    let numbers: Vec<String> = (0..5).map(|_| unique_order_no()).collect();
-    for no in &numbers {
-        app.status_changed(&order(&shop, no, "paid", 1)).await;
-    }
+    let numbers = app.publish_orders(&shop, 5, "paid").await;
     eventually(WAIT, "a 429", || async {
         (app.counters(&shop).rate_limited > 0).then_some(())
     })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wmslink_proto::dispatch::v1 as dpb;
+use tonic::Code;
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_testkit::eventually;
 use wmslink_wms_simulator::{Endpoint, Faults};
@@ -22,14 +22,7 @@ async fn an_order_entering_a_target_status_is_registered_once_and_every_step_is_
     assert_eq!(shipment.sent_revision, 1);
     assert_eq!(shipment.order_status_code, "paid");
     assert!(shipment.last_error.is_empty());
-    assert_eq!(
-        transitions(&history),
-        vec![
-            pair("NOT_SENT", "QUEUED"),
-            pair("QUEUED", "SENDING"),
-            pair("SENDING", "SENT")
-        ]
-    );
+    assert_eq!(transitions(&history), sent_at_first_attempt());
     let call = history
         .iter()
         .find(|h| h.kind == "wms_call")
@@ -118,16 +111,9 @@ async fn four_hundred_fifty_queued_orders_go_in_three_calls() {
 
 #[tokio::test]
 async fn run_dispatch_sends_every_target_order_of_the_sync_period_and_answers_counts() {
-    let app = spawn_app_with(|config| {
-        config.sender.sweep_on_settings_change = false;
-        config.sender.sweep_interval_ms = 3_600_000;
-    })
-    .await;
+    let app = spawn_app_with(without_sweeps).await;
     let shop = app.shop_with(full_detail(), false).await;
-    let due: Vec<String> = (0..5).map(|_| unique_order_no()).collect();
-    for no in &due {
-        app.status_changed(&order(&shop, no, "ready", 1)).await;
-    }
+    let due = app.publish_orders(&shop, 5, "ready").await;
     let not_target = unique_order_no();
     app.status_changed(&order(&shop, &not_target, "new", 1))
         .await;
@@ -144,26 +130,14 @@ async fn run_dispatch_sends_every_target_order_of_the_sync_period_and_answers_co
         .await;
 
     // Disabled: refused.
-    let refused = app
-        .operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect_err("disabled shop");
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    refused(
+        run_dispatch(&app.operator, &shop.id).await,
+        Code::FailedPrecondition,
+        "disabled shop",
+    );
 
     app.set_enabled(&shop, true).await;
-    let answer = app
-        .operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect("run")
-        .into_inner();
+    let answer = run_dispatch(&app.operator, &shop.id).await.expect("run");
     assert_eq!(
         (answer.queued, answer.sent, answer.errors, answer.pending),
         (5, 5, 0, 0),
@@ -182,15 +156,7 @@ async fn run_dispatch_sends_every_target_order_of_the_sync_period_and_answers_co
         assert!(app.wms_orders(&shop, no).is_empty());
     }
     // Nothing left: a second run queues nothing.
-    let again = app
-        .operator
-        .clone()
-        .run_dispatch(dpb::RunDispatchRequest {
-            shop_id: shop.id.clone(),
-        })
-        .await
-        .expect("run")
-        .into_inner();
+    let again = run_dispatch(&app.operator, &shop.id).await.expect("run");
     assert_eq!((again.queued, again.sent, again.pending), (0, 0, 0));
     assert_eq!(app.counters(&shop).registrations_accepted, 5);
 }
@@ -215,21 +181,15 @@ async fn the_periodic_sweep_sends_what_became_due_without_anyone_asking() {
 async fn orders_stay_queued_while_the_wms_is_down_and_drain_when_it_is_back() {
     let app = spawn_app().await;
     let shop = app.shop().await;
-    app.sim
-        .state()
-        .set_faults(
-            &shop.key,
-            Faults {
-                error_500_ratio: 1.0,
-                endpoints: vec![Endpoint::Register],
-                ..Faults::default()
-            },
-        )
-        .expect("faults");
-    let numbers: Vec<String> = (0..3).map(|_| unique_order_no()).collect();
-    for no in &numbers {
-        app.status_changed(&order(&shop, no, "paid", 1)).await;
-    }
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            error_500_ratio: 1.0,
+            ..Faults::default()
+        },
+    );
+    let numbers = app.publish_orders(&shop, 3, "paid").await;
     for no in &numbers {
         let (shipment, _) = app
             .wait_until(&shop, no, "queued with the outage as last error", |s| {
@@ -251,10 +211,7 @@ async fn orders_stay_queued_while_the_wms_is_down_and_drain_when_it_is_back() {
         );
     }
 
-    app.sim
-        .state()
-        .set_faults(&shop.key, Faults::default())
-        .expect("faults cleared");
+    app.clear_faults(&shop);
     for no in &numbers {
         let (shipment, history) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
         assert!(shipment.last_error.is_empty());
@@ -301,16 +258,9 @@ async fn a_row_the_wms_refuses_goes_to_error_with_its_reason_and_can_be_retried(
         ShippingStatus::Error
     );
 
-    let retried = app
-        .operator
-        .clone()
-        .retry_shipment(dpb::RetryShipmentRequest {
-            shop_id: shop.id.clone(),
-            order_no: no.clone(),
-        })
+    let retried = retry_shipment(&app.operator, &shop.id, &no)
         .await
         .expect("retried")
-        .into_inner()
         .shipment
         .expect("shipment");
     assert_eq!(retried.shipping_status(), ShippingStatus::Queued);
@@ -322,16 +272,11 @@ async fn a_row_the_wms_refuses_goes_to_error_with_its_reason_and_can_be_retried(
     assert_eq!(row["shipping"]["zip"], "100-0001");
 
     // Only ERROR can be retried.
-    let refused = app
-        .operator
-        .clone()
-        .retry_shipment(dpb::RetryShipmentRequest {
-            shop_id: shop.id.clone(),
-            order_no: no.clone(),
-        })
-        .await
-        .expect_err("SENT cannot be retried");
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    refused(
+        retry_shipment(&app.operator, &shop.id, &no).await,
+        Code::FailedPrecondition,
+        "SENT cannot be retried",
+    );
 }
 
 #[tokio::test]
