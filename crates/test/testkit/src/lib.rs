@@ -30,20 +30,33 @@ pub fn unique(prefix: &str) -> String {
 /// Prefix of every test database name.
 pub const TEST_DATABASE_PREFIX: &str = "wmslink_test_";
 
-/// A fresh test database name, `wmslink_test_<unix seconds>_<8 hex>`: the creation time in the
-/// name lets `wmslink-test-cleanup` drop only what is old, never a database another test run
-/// on this machine is using now.
+/// Environment variable naming the current test run (set by `scripts/test`): databases made
+/// under it carry it in their name, so the run drops exactly its own databases when it ends.
+pub const TEST_RUN_ENV: &str = "WMSLINK_TEST_RUN";
+
+/// A fresh test database name, `wmslink_test_<unix seconds>_[<run>_]<8 hex>`: the creation
+/// time in the name lets `wmslink-test-cleanup` drop only what is old, never a database
+/// another test run on this machine is using now; the run id lets a run drop its own.
 pub fn test_database_name() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0);
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{TEST_DATABASE_PREFIX}{now}_{}", &id[..8])
+    match std::env::var(TEST_RUN_ENV) {
+        Ok(run) if is_run_id(&run) => format!("{TEST_DATABASE_PREFIX}{now}_{run}_{}", &id[..8]),
+        _ => format!("{TEST_DATABASE_PREFIX}{now}_{}", &id[..8]),
+    }
 }
 
-/// A database of its own for one test. Left behind after the test (they are tiny);
-/// `wmslink-test-cleanup` (run by `scripts/test`) drops those older than a few hours.
+/// A run id is 1 to 16 lowercase hex digits (it becomes part of database names).
+pub fn is_run_id(run: &str) -> bool {
+    (1..=16).contains(&run.len()) && run.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A database of its own for one test. Left behind after the test (a service may still hold
+/// it while the test ends); `scripts/test` drops its run's databases when the run ends, and
+/// `wmslink-test-cleanup` those older than a few hours.
 #[derive(Clone)]
 pub struct TestDb {
     pub name: String,

@@ -2,7 +2,8 @@
 //! prefixes (`T<12 hex>_…`) and test databases (`wmslink_test_<unix seconds>_…`), once they
 //! are older than `--older-than-minutes` (default 120). Run by `scripts/test` before the
 //! suites, so the shared NATS server and PostgreSQL never fill up, while test runs going on at
-//! the same time on this machine keep their databases and streams.
+//! the same time on this machine keep their databases and streams. With `--run <id>` it drops
+//! the databases of that run only, whatever their age (`scripts/test` does so when it ends).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,11 +35,31 @@ struct Args {
     /// Only what was created at least this many minutes ago.
     #[arg(long, default_value_t = 120)]
     older_than_minutes: u64,
+    /// Instead: only the databases of this test run (`WMSLINK_TEST_RUN`), whatever their age.
+    #[arg(long)]
+    run: Option<String>,
+}
+
+/// Whether `name` is a database of test run `run` (`wmslink_test_<seconds>_<run>_<8 hex>`).
+fn of_run(name: &str, run: &str) -> bool {
+    name.strip_prefix(wmslink_testkit::TEST_DATABASE_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+        .and_then(|(_, rest)| rest.split_once('_'))
+        .is_some_and(|(id, _)| id == run)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = <Args as clap::Parser>::parse();
+    if let Some(run) = &args.run {
+        anyhow::ensure!(
+            wmslink_testkit::is_run_id(run),
+            "--run takes 1 to 16 lowercase hex digits"
+        );
+        let dropped = drop_databases(|name| of_run(name, run)).await?;
+        println!("test cleanup: {dropped} databases of run {run} dropped");
+        return Ok(());
+    }
     let age = Duration::from_secs(args.older_than_minutes.saturating_mul(60));
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
     let cutoff = now.saturating_sub(age).as_secs();
@@ -58,6 +79,19 @@ async fn main() -> anyhow::Result<()> {
         js.delete_stream(name).await?;
     }
 
+    let dropped =
+        drop_databases(|name| test_database_created(name).is_some_and(|created| created < cutoff))
+            .await?;
+    println!(
+        "test cleanup: {} streams, {dropped} databases older than {} min dropped",
+        doomed.len(),
+        age.as_secs() / 60
+    );
+    Ok(())
+}
+
+/// Drops every test database whose name `doomed` accepts; returns how many.
+async fn drop_databases(doomed: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
     let admin = sqlx::PgPool::connect(&format!(
         "{}/postgres",
         wmslink_testkit::postgres_server_url()
@@ -69,27 +103,19 @@ async fn main() -> anyhow::Result<()> {
     .fetch_all(&admin)
     .await?;
     let mut dropped = 0;
-    for database in &databases {
-        if test_database_created(database).is_none_or(|created| created >= cutoff) {
-            continue;
-        }
+    for database in databases.iter().filter(|name| doomed(name)) {
         let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&admin)
             .await?;
         dropped += 1;
     }
-    println!(
-        "test cleanup: {} streams, {dropped} databases older than {} min dropped",
-        doomed.len(),
-        age.as_secs() / 60
-    );
-    Ok(())
+    Ok(dropped)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_test_stream, test_database_created};
+    use super::{is_test_stream, of_run, test_database_created};
 
     #[test]
     fn only_test_prefixes_match() {
@@ -108,5 +134,17 @@ mod tests {
         assert_eq!(test_database_created("wmslink_test_0a1b2c3d4e5f"), Some(0));
         assert_eq!(test_database_created("wmslink_rate_limit"), None);
         assert_eq!(test_database_created("postgres"), None);
+        assert_eq!(
+            test_database_created("wmslink_test_1764480000_a1b2c3_0a1b2c3d"),
+            Some(1_764_480_000)
+        );
+    }
+
+    #[test]
+    fn a_run_owns_only_the_databases_named_with_its_id() {
+        assert!(of_run("wmslink_test_1764480000_a1b2c3_0a1b2c3d", "a1b2c3"));
+        assert!(!of_run("wmslink_test_1764480000_ffffff_0a1b2c3d", "a1b2c3"));
+        assert!(!of_run("wmslink_test_1764480000_0a1b2c3d", "0a1b2c3d"));
+        assert!(!of_run("wmslink_rate_limit", "a1b2c3"));
     }
 }
