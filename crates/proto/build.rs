@@ -15,6 +15,12 @@ fn proto_files(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+fn type_names() -> tonic_prost_build::Config {
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
+    config
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let mut files = Vec::new();
@@ -39,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        // `prost::Name` on every message: consumers decode proto3 JSON by the type's full name.
+        .compile_fds_with_config(descriptors, type_names())?;
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! a dead-letter stream for everything that cannot be processed, so one bad message never blocks
 //! the ones behind it and nothing is silently dropped. Every delivery is counted by outcome, and
 //! every dead letter by reason ([`ConsumerMetrics`]).
+//!
+//! Handlers read a message through its [`Delivery`]: [`Delivery::decode`] (protobuf, or proto3
+//! JSON when `Content-Type` says so, size-bounded) and [`Delivery::shop`] (the shop of the
+//! subject, which must be the payload's), so every service decodes and checks the same way.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -12,16 +16,23 @@ use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::nats::Subjects;
+use crate::config::{InvalidConfig, Validate, key};
+use crate::nats::{STREAM_MAX_AGE, Subjects};
+use crate::shop::ShopId;
 
 /// Headers set on a dead-lettered message.
 pub const DEAD_LETTER_REASON: &str = "Wmslink-Dead-Letter-Reason";
 pub const DEAD_LETTER_SUBJECT: &str = "Wmslink-Original-Subject";
 pub const DEAD_LETTER_CONSUMER: &str = "Wmslink-Consumer";
 pub const DEAD_LETTER_DELIVERIES: &str = "Wmslink-Deliveries";
+
+/// Largest payload a consumer decodes unless its spec says otherwise (NATS's default
+/// `max_payload`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Why a message could not be processed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,11 +52,62 @@ impl HandleError {
     pub fn permanent(err: impl std::fmt::Display) -> Self {
         Self::Permanent(err.to_string())
     }
+    /// A field of the payload that is not acceptable: `invalid <field>: <reason>`.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        Self::Permanent(format!("invalid {field}: {reason}"))
+    }
 }
 
 impl From<sqlx::Error> for HandleError {
     fn from(err: sqlx::Error) -> Self {
         Self::Transient(format!("database: {err}"))
+    }
+}
+
+/// How a payload is encoded, from its `Content-Type` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    /// proto3 JSON, for publishers that cannot speak protobuf.
+    Json,
+}
+
+impl Encoding {
+    /// The encoding named by a `Content-Type` value (parameters such as `charset` are ignored);
+    /// no header, or an empty one, means protobuf.
+    pub fn of(content_type: Option<&str>) -> Result<Self, String> {
+        let Some(raw) = content_type else {
+            return Ok(Self::Protobuf);
+        };
+        let media = raw.split(';').next().unwrap_or_default().trim();
+        if media.is_empty() {
+            return Ok(Self::Protobuf);
+        }
+        match media.to_ascii_lowercase().as_str() {
+            "application/json" => Ok(Self::Json),
+            "application/protobuf" | "application/x-protobuf" | "application/octet-stream" => {
+                Ok(Self::Protobuf)
+            }
+            _ => Err(format!(
+                "unsupported content type '{}': use application/protobuf (default) or application/json",
+                raw.chars().take(100).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// Decodes `payload` as the message type `T` in `encoding`.
+pub fn decode<T>(payload: &[u8], encoding: Encoding) -> Result<T, String>
+where
+    T: prost::Message + prost::Name + Default,
+{
+    let full_name = T::full_name();
+    match encoding {
+        Encoding::Protobuf => {
+            T::decode(payload).map_err(|err| format!("undecodable protobuf {full_name}: {err}"))
+        }
+        Encoding::Json => wmslink_proto::json::decode::<T>(&full_name, payload)
+            .map_err(|err| format!("undecodable JSON {full_name}: {err}")),
     }
 }
 
@@ -58,13 +120,85 @@ pub struct Delivery<'a> {
     /// as processed in the same transaction as the effects.
     pub msg_id: String,
     pub delivered: i64,
+    subjects: &'a Subjects,
+    max_message_bytes: usize,
 }
 
-impl Delivery<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .and_then(|headers| headers.get(name))
-            .map(|value| value.as_str())
+impl<'a> Delivery<'a> {
+    /// A delivery for handlers run outside a consumer (tools, tests).
+    pub fn new(
+        subjects: &'a Subjects,
+        subject: &'a str,
+        payload: &'a [u8],
+        headers: Option<&'a async_nats::HeaderMap>,
+        msg_id: String,
+    ) -> Self {
+        Self {
+            subject,
+            payload,
+            headers,
+            msg_id,
+            delivered: 1,
+            subjects,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// The header `name`, matched without regard to case.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        let headers = self.headers?;
+        if let Some(value) = headers.get(name) {
+            return Some(value.as_str());
+        }
+        headers.iter().find_map(|(candidate, values)| {
+            let candidate: &str = candidate.as_ref();
+            candidate
+                .eq_ignore_ascii_case(name)
+                .then(|| values.first().map(|value| value.as_str()))
+                .flatten()
+        })
+    }
+
+    /// The payload as `T`: at most the consumer's `max_message_bytes`, protobuf unless
+    /// `Content-Type` is `application/json` (proto3 JSON, unknown fields refused). Every
+    /// refusal is permanent, with the reason.
+    pub fn decode<T>(&self) -> Result<T, HandleError>
+    where
+        T: prost::Message + prost::Name + Default,
+    {
+        if self.payload.len() > self.max_message_bytes {
+            return Err(HandleError::Permanent(format!(
+                "message too big: {} bytes; at most {} are accepted",
+                self.payload.len(),
+                self.max_message_bytes
+            )));
+        }
+        let encoding = Encoding::of(self.header(crate::outbox::CONTENT_TYPE))
+            .map_err(HandleError::Permanent)?;
+        decode(self.payload, encoding).map_err(HandleError::Permanent)
+    }
+
+    /// The shop of the subject (`<area>.<shop>.…`), which must be `payload_shop`, the shop named
+    /// by the payload's `field` (tenancy: a message never acts on another shop's data).
+    pub fn shop(&self, payload_shop: &str, field: &str) -> Result<ShopId, HandleError> {
+        let Some(token) = self.subjects.shop_of(self.subject) else {
+            return Err(HandleError::Permanent(format!(
+                "tenancy: the subject {} names no shop",
+                self.subject
+            )));
+        };
+        if token != payload_shop {
+            return Err(HandleError::Permanent(format!(
+                "tenancy: the subject {} is for shop '{token}' but {field} is '{payload_shop}'",
+                self.subject
+            )));
+        }
+        ShopId::parse(token).map_err(|err| {
+            HandleError::Permanent(format!(
+                "invalid shop id '{token}' in the subject {}: {err}",
+                self.subject
+            ))
+        })
     }
 }
 
@@ -74,6 +208,87 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         delivery: &Delivery<'_>,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// The `[consumers]` section, the same in every service that consumes from JetStream: how its
+/// durable consumers redeliver, and how long processed message ids are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumersConfig {
+    /// How long a delivered message may stay unacknowledged before it is redelivered.
+    pub ack_wait_ms: u64,
+    /// Deliveries of a transiently failing message before it is dead-lettered.
+    pub max_deliver: i64,
+    /// First redelivery delay after a transient failure; doubles per delivery up to
+    /// `retry_max_delay_ms`.
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// Processed message ids (`processed_messages`) are pruned after this; at least the
+    /// streams' retention (7 days), as long as a message can still be delivered.
+    pub keep_processed_ms: u64,
+}
+
+impl Default for ConsumersConfig {
+    fn default() -> Self {
+        Self {
+            ack_wait_ms: 30_000,
+            max_deliver: 10,
+            retry_base_delay_ms: 500,
+            retry_max_delay_ms: 60_000,
+            keep_processed_ms: 8 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl Validate for ConsumersConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        problems.check(
+            self.ack_wait_ms >= 100,
+            key(section, "ack_wait_ms"),
+            "must be at least 100",
+        );
+        problems.check(
+            self.max_deliver >= 1,
+            key(section, "max_deliver"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.retry_base_delay_ms >= 1,
+            key(section, "retry_base_delay_ms"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.retry_max_delay_ms >= self.retry_base_delay_ms,
+            key(section, "retry_max_delay_ms"),
+            "must be at least retry_base_delay_ms",
+        );
+        let stream_ms = u64::try_from(STREAM_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
+        problems.check(
+            self.keep_processed_ms >= stream_ms,
+            key(section, "keep_processed_ms"),
+            format!(
+                "must be at least {stream_ms} (the streams keep a message 7 days; a redelivery \
+                 of an id pruned earlier would be processed twice)"
+            ),
+        );
+    }
+}
+
+impl ConsumersConfig {
+    /// The spec of one durable consumer with this section's redelivery rules.
+    pub fn spec(&self, stream: String, durable_name: &str, filter_subject: String) -> ConsumerSpec {
+        ConsumerSpec {
+            ack_wait: Duration::from_millis(self.ack_wait_ms),
+            max_deliver: self.max_deliver,
+            base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            ..ConsumerSpec::new(stream, durable_name.to_owned(), filter_subject)
+        }
+    }
+
+    pub fn keep_processed(&self) -> Duration {
+        Duration::from_millis(self.keep_processed_ms)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,19 +302,29 @@ pub struct ConsumerSpec {
     /// First redelivery delay after a transient failure; doubles per delivery up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Larger payloads are dead-lettered by [`Delivery::decode`] without being decoded.
+    pub max_message_bytes: usize,
 }
 
 impl ConsumerSpec {
     pub fn new(stream: String, durable_name: String, filter_subject: String) -> Self {
+        let defaults = ConsumersConfig::default();
         Self {
             stream,
             durable_name,
             filter_subject,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 10,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
+            ack_wait: Duration::from_millis(defaults.ack_wait_ms),
+            max_deliver: defaults.max_deliver,
+            base_delay: Duration::from_millis(defaults.retry_base_delay_ms),
+            max_delay: Duration::from_millis(defaults.retry_max_delay_ms),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
+    }
+
+    /// The same consumer with another payload limit.
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.max_message_bytes = max_message_bytes;
+        self
     }
 
     fn config(&self) -> pull::Config {
@@ -117,10 +342,8 @@ impl ConsumerSpec {
 
     /// Delay before redelivery number `delivered + 1`.
     pub fn retry_delay(&self, delivered: i64) -> Duration {
-        let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-        self.base_delay
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.max_delay)
+        let attempt = u32::try_from(delivered.max(1)).unwrap_or(u32::MAX);
+        crate::backoff::delay(self.base_delay, self.max_delay, attempt)
     }
 }
 
@@ -158,15 +381,18 @@ pub async fn ensure_consumer(
     }
 }
 
-/// Consumes until `shutdown`. Never stops on one message's error.
+/// Ensures the consumer, calls `on_ready`, then consumes until `shutdown`. Never stops on one
+/// message's error; returns an error only when the consumer cannot be set up.
 pub async fn run<H: Handler>(
-    js: jetstream::Context,
-    subjects: Subjects,
-    spec: ConsumerSpec,
-    handler: H,
-    shutdown: CancellationToken,
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    handler: &H,
+    shutdown: &CancellationToken,
+    on_ready: impl Future<Output = ()>,
 ) -> Result<(), ConsumerError> {
-    let consumer = ensure_consumer(&js, &spec).await?;
+    let consumer = ensure_consumer(js, spec).await?;
+    on_ready.await;
     while !shutdown.is_cancelled() {
         let mut messages = match consumer.messages().await {
             Ok(messages) => messages,
@@ -189,7 +415,7 @@ pub async fn run<H: Handler>(
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, consumer = %spec.durable_name, "consume stream");
                 }
-                Some(Ok(message)) => process(&js, &subjects, &spec, &handler, message).await,
+                Some(Ok(message)) => process(js, subjects, spec, handler, message).await,
             }
         }
     }
@@ -227,6 +453,8 @@ async fn process<H: Handler>(
         headers: message.headers.as_ref(),
         msg_id,
         delivered,
+        subjects,
+        max_message_bytes: spec.max_message_bytes,
     };
     let outcome = handler.handle(&delivery).instrument(span.clone()).await;
     let _enter = span.enter();
@@ -576,5 +804,110 @@ mod tests {
         assert_eq!(spec.retry_delay(2), Duration::from_secs(1));
         assert_eq!(spec.retry_delay(3), Duration::from_secs(2));
         assert_eq!(spec.retry_delay(30), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn content_type_selects_the_decoder() {
+        assert_eq!(Encoding::of(None), Ok(Encoding::Protobuf));
+        assert_eq!(Encoding::of(Some("")), Ok(Encoding::Protobuf));
+        assert_eq!(Encoding::of(Some("application/json")), Ok(Encoding::Json));
+        assert_eq!(
+            Encoding::of(Some("Application/JSON; charset=utf-8")),
+            Ok(Encoding::Json)
+        );
+        assert_eq!(
+            Encoding::of(Some("application/protobuf")),
+            Ok(Encoding::Protobuf)
+        );
+        assert!(Encoding::of(Some("text/xml")).is_err());
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, *value);
+        }
+        headers
+    }
+
+    #[test]
+    fn a_delivery_decodes_protobuf_or_json_within_its_size() {
+        use prost::Message as _;
+        use wmslink_proto::orders::v1::Order;
+        let subjects = Subjects::new("p").unwrap();
+        let order = Order {
+            shop_id: "s1".into(),
+            order_no: "A-1".into(),
+            revision: 2,
+            ..Order::default()
+        };
+        let bytes = order.encode_to_vec();
+        let subject = "p.cart.orders.s1.upserted";
+        let delivery = Delivery::new(&subjects, subject, &bytes, None, "m1".into());
+        assert_eq!(delivery.decode::<Order>().unwrap(), order);
+
+        let json = br#"{"shopId":"s1","order_no":"A-1","revision":"2","orderDate":"2026-05-01T10:15:00+09:00"}"#;
+        let json_headers = headers(&[("content-type", "application/json")]);
+        let delivery = Delivery::new(&subjects, subject, json, Some(&json_headers), "m2".into());
+        let decoded: Order = delivery.decode().unwrap();
+        assert_eq!(decoded.revision, 2);
+        assert_eq!(decoded.order_date.map(|ts| ts.seconds), Some(1_777_598_100));
+
+        let refused = |payload: &[u8], headers: Option<&async_nats::HeaderMap>| match Delivery::new(
+            &subjects,
+            subject,
+            payload,
+            headers,
+            "m".into(),
+        )
+        .decode::<Order>()
+        {
+            Err(HandleError::Permanent(reason)) => reason,
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        };
+        assert!(
+            refused(b"\xff\xff\xff", None).contains("undecodable protobuf wmslink.orders.v1.Order")
+        );
+        assert!(
+            refused(b"{\"nope\":1}", Some(&json_headers))
+                .contains("undecodable JSON wmslink.orders.v1.Order")
+        );
+        let xml = headers(&[("Content-Type", "text/xml")]);
+        assert!(refused(&bytes, Some(&xml)).contains("unsupported content type 'text/xml'"));
+
+        let mut small = Delivery::new(&subjects, subject, &bytes, None, "m3".into());
+        small.max_message_bytes = bytes.len() - 1;
+        match small.decode::<Order>() {
+            Err(HandleError::Permanent(reason)) => {
+                assert!(reason.contains("message too big"), "{reason}")
+            }
+            other => panic!("expected too big, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shop_of_the_subject_must_be_the_payloads() {
+        let subjects = Subjects::new("p").unwrap();
+        let shop = |subject: &str, payload_shop: &str| {
+            Delivery::new(&subjects, subject, b"", None, "m".into()).shop(payload_shop, "shop_id")
+        };
+        assert_eq!(
+            shop("p.orders.s1.updated", "s1").unwrap(),
+            ShopId::parse("s1").unwrap()
+        );
+        assert_eq!(
+            shop("p.cart.orders.s1.upserted", "s1").unwrap().as_str(),
+            "s1"
+        );
+        let reason = |result: Result<ShopId, HandleError>| match result {
+            Err(HandleError::Permanent(reason)) => reason,
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        };
+        assert_eq!(
+            reason(shop("p.orders.s2.updated", "s1")),
+            "tenancy: the subject p.orders.s2.updated is for shop 's2' but shop_id is 's1'"
+        );
+        assert!(reason(shop("q.orders.s1.updated", "s1")).contains("names no shop"));
+        assert!(reason(shop("p.orders.s*.updated", "s*")).contains("invalid shop id 's*'"));
     }
 }

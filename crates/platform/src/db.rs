@@ -29,6 +29,20 @@ impl Default for DatabaseConfig {
     }
 }
 
+impl crate::config::Validate for DatabaseConfig {
+    fn check(&self, section: &str, problems: &mut crate::config::InvalidConfig) {
+        use crate::config::key;
+        if let Err(err) = PgConnectOptions::from_str(&self.url) {
+            problems.add(key(section, "url"), format!("not a PostgreSQL URL: {err}"));
+        }
+        problems.check(
+            self.max_connections >= 1,
+            key(section, "max_connections"),
+            "must be at least 1",
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database url: {0}")]
@@ -120,6 +134,19 @@ pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> Result<(), DbError> 
     result?;
     migrator.run(pool).await?;
     Ok(())
+}
+
+/// Deletes the processed-message ids older than `keep` (of every consumer of the database).
+/// `keep` must outlast the time a message can still be delivered (the stream's retention), or a
+/// redelivery would be processed twice.
+pub async fn prune_processed(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1)",
+    )
+    .bind(keep.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Records `msg_id` as processed by `consumer` inside the caller's transaction. Returns `false`

@@ -25,6 +25,16 @@ impl Default for GrpcConfig {
     }
 }
 
+impl crate::config::Validate for GrpcConfig {
+    fn check(&self, section: &str, problems: &mut crate::config::InvalidConfig) {
+        problems.check(
+            self.listen_addr.contains(':'),
+            crate::config::key(section, "listen_addr"),
+            "must be host:port",
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
     #[error("cannot listen on {addr}: {source}")]

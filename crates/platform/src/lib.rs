@@ -1,14 +1,18 @@
-//! Plumbing every wmslink service shares: configuration, telemetry, PostgreSQL, NATS JetStream
-//! (streams, outbox relay, consumers with dead letters), gRPC serving with auth, secrets, and
-//! graceful shutdown. Services keep their business logic; this crate keeps the wiring identical.
+//! Plumbing every wmslink service shares: configuration (validated at load), telemetry,
+//! PostgreSQL, NATS JetStream (streams, outbox relay, consumers with dead letters), gRPC serving
+//! with auth, secrets, shop ids and order numbers, and the service runtime (named tasks under one
+//! failure policy, health, dependency waits at start, graceful shutdown). Services keep their
+//! business logic; this crate keeps the wiring identical.
 
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod grpc;
 pub mod nats;
 pub mod outbox;
+pub mod runtime;
 pub mod secrets;
 pub mod shop;
 pub mod shutdown;

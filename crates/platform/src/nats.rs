@@ -29,6 +29,32 @@ impl Default for NatsConfig {
     }
 }
 
+/// How long a stream keeps a message (the dead-letter stream keeps its own longer): a message
+/// can be delivered, and so must be recognised as processed, at most this long after it was
+/// published.
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEAD_LETTER_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl crate::config::Validate for NatsConfig {
+    fn check(&self, section: &str, problems: &mut crate::config::InvalidConfig) {
+        use crate::config::key;
+        if let Err(err) = self.url.parse::<async_nats::ServerAddr>() {
+            problems.add(key(section, "url"), format!("not a NATS URL: {err}"));
+        }
+        if Subjects::new(&self.prefix).is_err() {
+            problems.add(
+                key(section, "prefix"),
+                "may contain only letters, digits, '-' and '_'",
+            );
+        }
+        problems.check(
+            (1..=5).contains(&self.stream_replicas),
+            key(section, "stream_replicas"),
+            "must be between 1 and 5",
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("cannot connect to NATS at {url}: {reason}")]
@@ -210,8 +236,8 @@ pub async fn ensure_streams(
     for &kind in kinds {
         let name = subjects.stream_name(kind);
         let max_age = match kind {
-            StreamKind::DeadLetters => Duration::from_secs(30 * 24 * 3600),
-            _ => Duration::from_secs(7 * 24 * 3600),
+            StreamKind::DeadLetters => DEAD_LETTER_MAX_AGE,
+            _ => STREAM_MAX_AGE,
         };
         let config = stream::Config {
             name: name.clone(),
@@ -219,7 +245,7 @@ pub async fn ensure_streams(
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age,
-            num_replicas: replicas.max(1),
+            num_replicas: replicas,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };

@@ -15,6 +15,53 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The `[outbox]` section of every service that publishes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// Run the relay that publishes committed outbox rows. Off only to simulate a crash between
+    /// commit and publish in tests; rows wait in the table until a relay runs.
+    pub relay_enabled: bool,
+    /// How often the relay looks for rows when no commit woke it.
+    pub poll_interval_ms: u64,
+    /// Published rows older than this are deleted (hourly, and at start).
+    pub keep_published_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            relay_enabled: true,
+            poll_interval_ms: 200,
+            keep_published_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl crate::config::Validate for OutboxConfig {
+    fn check(&self, section: &str, problems: &mut crate::config::InvalidConfig) {
+        problems.check(
+            self.poll_interval_ms >= 1,
+            crate::config::key(section, "poll_interval_ms"),
+            "must be at least 1",
+        );
+    }
+}
+
+impl OutboxConfig {
+    /// The relay, unless switched off.
+    pub fn relay(&self, pool: &PgPool, js: &jetstream::Context) -> Option<OutboxRelay> {
+        self.relay_enabled.then(|| {
+            OutboxRelay::new(pool.clone(), js.clone())
+                .with_poll_interval(Duration::from_millis(self.poll_interval_ms))
+        })
+    }
+
+    pub fn keep_published(&self) -> Duration {
+        Duration::from_millis(self.keep_published_ms)
+    }
+}
+
 /// Header carrying the content type of a payload.
 pub const CONTENT_TYPE: &str = "Content-Type";
 pub const PROTOBUF: &str = "application/protobuf";
@@ -169,6 +216,12 @@ impl OutboxRelay {
         }
     }
 
+    /// Looks for rows this often when no commit woke it (default 200 ms).
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
     /// Records on `metrics` instead of the process-wide instruments.
     pub fn with_metrics(mut self, metrics: OutboxMetrics) -> Self {
         self.metrics = metrics;
@@ -223,6 +276,29 @@ impl OutboxRelay {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Publishes what the outbox holds, batch after batch, until it is empty or `within` has
+    /// passed (the final flush at shutdown: what is left goes out at the next start). Returns how
+    /// many rows went out.
+    pub async fn flush(&self, within: Duration) -> Result<usize, RelayError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut total = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, self.publish_batch()).await {
+                Err(_) => {
+                    tracing::warn!(published = total, "final outbox flush timed out");
+                    return Ok(total);
+                }
+                Ok(Err(err)) => return Err(err),
+                Ok(Ok(n)) => {
+                    total += n;
+                    if (n as i64) < self.batch_size {
+                        return Ok(total);
+                    }
+                }
             }
         }
     }
@@ -305,12 +381,11 @@ impl OutboxRelay {
 
 /// Deletes published rows older than `keep`, so the table stays small.
 pub async fn prune(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
-    let seconds = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
     let done = sqlx::query(
         "DELETE FROM outbox WHERE published_at IS NOT NULL
            AND published_at < now() - make_interval(secs => $1)",
     )
-    .bind(seconds as f64)
+    .bind(keep.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

@@ -41,6 +41,22 @@ impl Default for TelemetryConfig {
     }
 }
 
+impl crate::config::Validate for TelemetryConfig {
+    fn check(&self, section: &str, problems: &mut crate::config::InvalidConfig) {
+        problems.check(
+            matches!(self.log_format.as_str(), "json" | "pretty"),
+            crate::config::key(section, "log_format"),
+            format!("must be 'json' or 'pretty', not '{}'", self.log_format),
+        );
+        if let Err(err) = EnvFilter::try_new(&self.log_filter) {
+            problems.add(crate::config::key(section, "log_filter"), err);
+        }
+    }
+}
+
+/// How long the last export of traces and metrics may take at shutdown.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("OTLP exporter: {0}")]
@@ -49,26 +65,39 @@ pub enum TelemetryError {
     Subscriber(String),
 }
 
-/// Flushes and shuts the trace and metric pipelines down when dropped (at the end of `main`).
+/// Flushes and shuts the trace and metric pipelines down: with [`shutdown`](Self::shutdown) at
+/// the end of `main`, or when dropped. Each export gets at most 5 s (a collector that is down
+/// never holds the process).
 #[must_use = "dropping the guard at once stops trace and metric export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
 }
 
-impl Drop for TelemetryGuard {
-    fn drop(&mut self) {
+impl TelemetryGuard {
+    /// Exports the last spans and measurements and stops the pipelines.
+    pub fn shutdown(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
         if let Some(provider) = self.provider.take()
-            && let Err(err) = provider.shutdown()
+            && let Err(err) = provider.shutdown_with_timeout(FLUSH_TIMEOUT)
         {
             eprintln!("telemetry shutdown (traces): {err}");
         }
         // Exports the last measurements.
         if let Some(provider) = self.meter_provider.take()
-            && let Err(err) = provider.shutdown()
+            && let Err(err) = provider.shutdown_with_timeout(FLUSH_TIMEOUT)
         {
             eprintln!("telemetry shutdown (metrics): {err}");
         }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

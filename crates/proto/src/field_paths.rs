@@ -206,33 +206,19 @@ pub fn line_value(line: &LineItem, path: &str) -> Option<String> {
     Some(value)
 }
 
-/// `2026-11-28T09:58:00+09:00`: the WMS's own time zone (JST, no daylight saving).
+/// `2026-11-28T09:58:00+09:00`: the WMS's own time zone (JST, no daylight saving); empty for
+/// an invalid timestamp.
 fn rfc3339_jst(timestamp: &prost_types::Timestamp) -> String {
-    const JST: i64 = 9 * 3600;
-    let local = timestamp.seconds.saturating_add(JST);
-    let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+09:00",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let Some(jst) = chrono::FixedOffset::east_opt(9 * 3600) else {
+        return String::new();
+    };
+    crate::from_timestamp(timestamp)
+        .map(|at| {
+            at.with_timezone(&jst)
+                .format("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -350,9 +336,10 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    fn order_dates_are_written_in_jst() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert_eq!(rfc3339_jst(&at(0)), "1970-01-01T09:00:00+09:00");
+        assert_eq!(rfc3339_jst(&at(-9 * 3600 - 1)), "1969-12-31T23:59:59+09:00");
+        assert_eq!(rfc3339_jst(&at(1_772_290_800)), "2026-03-01T00:00:00+09:00");
     }
 }

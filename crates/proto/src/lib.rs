@@ -31,8 +31,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod field_paths;
 pub mod json;
 mod redact;
+pub mod time;
 
-/// Converts a `SystemTime`-like chrono value into a protobuf timestamp.
+pub use time::{from_timestamp, to_timestamp};
+
+/// A protobuf timestamp of `seconds` since the epoch and `nanos` (a constructor for fixed
+/// instants; a `DateTime<Utc>` converts with [`to_timestamp`]).
 pub fn timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds,
