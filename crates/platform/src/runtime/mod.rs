@@ -307,13 +307,19 @@ impl Runtime {
         health.up(STARTING).await;
         tracing::info!(service, tasks = ?names.values().collect::<Vec<_>>(), "running");
 
-        let failure = tokio::select! {
+        let early = tokio::select! {
+            biased;
             _ = stop.cancelled() => None,
-            served = &mut server => Some(match served {
-                Ok(Ok(())) => RuntimeError::ServerStopped,
-                Ok(Err(err)) => RuntimeError::Grpc(err),
-                Err(err) => RuntimeError::ServerPanicked(err.to_string()),
-            }),
+            served = &mut server => Some(served),
+        };
+        // The server ends by itself only on failure; when it ended because the service is
+        // stopping, it has drained already.
+        let (failure, server_done) = match early {
+            None => (None, false),
+            Some(Ok(Ok(()))) if stop.is_cancelled() => (None, true),
+            Some(Ok(Ok(()))) => (Some(RuntimeError::ServerStopped), true),
+            Some(Ok(Err(err))) => (Some(RuntimeError::Grpc(err)), true),
+            Some(Err(err)) => (Some(RuntimeError::ServerPanicked(err.to_string())), true),
         };
         if let Some(err) = &failure {
             tracing::error!(service, error = %err, "stopping: the gRPC server failed");
@@ -324,7 +330,7 @@ impl Runtime {
         tracing::info!(service, ?drain, "stopping: draining gRPC calls and tasks");
         let deadline = tokio::time::Instant::now() + drain;
         let mut server_error = None;
-        if failure.is_none() {
+        if !server_done {
             match tokio::time::timeout_at(deadline, &mut server).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(err))) => server_error = Some(RuntimeError::Grpc(err)),
