@@ -100,6 +100,17 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
     Ok(())
 }
 
+/// Opens the pool and migrates it (the platform's tables, then `migrator`): what every service
+/// waits for at start.
+pub async fn connect_and_migrate(
+    config: &DatabaseConfig,
+    migrator: &Migrator,
+) -> Result<PgPool, DbError> {
+    let pool = connect(config).await?;
+    migrate(&pool, migrator).await?;
+    Ok(pool)
+}
+
 /// The platform's own tables, created idempotently before the service's migrations run.
 const PLATFORM_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS outbox (

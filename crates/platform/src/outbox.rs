@@ -192,8 +192,9 @@ pub struct OutboxRelay {
     metrics: OutboxMetrics,
 }
 
-/// Wakes the relay at once after a commit instead of waiting for the next poll.
-#[derive(Clone)]
+/// Wakes the relay at once after a commit instead of waiting for the next poll. The default one
+/// wakes nothing (no relay runs).
+#[derive(Clone, Default)]
 pub struct RelayWaker(Arc<Notify>);
 
 impl RelayWaker {

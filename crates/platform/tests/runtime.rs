@@ -56,7 +56,10 @@ fn config() -> RuntimeConfig {
     }
 }
 
-async fn start(config: &RuntimeConfig, shutdown: &CancellationToken) -> (Runtime, DeferredService<Api>) {
+async fn start(
+    config: &RuntimeConfig,
+    shutdown: &CancellationToken,
+) -> (Runtime, DeferredService<Api>) {
     let api = DeferredService::new();
     let runtime = Runtime::start(
         "runtime-test",
@@ -115,10 +118,7 @@ async fn call_api(addr: SocketAddr) -> Code {
     client.ready().await.expect("ready");
     let path = http::uri::PathAndQuery::from_static("/wmslink.test.v1.Api/Call");
     let codec = tonic_prost::ProstCodec::<(), ()>::default();
-    match client
-        .unary(tonic::Request::new(()), path, codec)
-        .await
-    {
+    match client.unary(tonic::Request::new(()), path, codec).await {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
     }
@@ -186,9 +186,19 @@ async fn a_failing_required_task_is_restarted_and_health_is_not_serving_until_it
     };
     let run = tokio::spawn(runtime.run(vec![flaky, housekeeping, hook]));
 
-    wait_status(&mut client, ServingStatus::Serving, "SERVING once every task is ready").await;
+    wait_status(
+        &mut client,
+        ServingStatus::Serving,
+        "SERVING once every task is ready",
+    )
+    .await;
     permits.add_permits(1);
-    wait_status(&mut client, ServingStatus::NotServing, "NOT_SERVING after the failure").await;
+    wait_status(
+        &mut client,
+        ServingStatus::NotServing,
+        "NOT_SERVING after the failure",
+    )
+    .await;
     permits.add_permits(1);
     eventually(WAIT, "the third start", || async {
         (starts.load(Ordering::SeqCst) >= 3).then_some(())
@@ -197,8 +207,17 @@ async fn a_failing_required_task_is_restarted_and_health_is_not_serving_until_it
     // The third start is not ready yet: still NOT_SERVING.
     assert_eq!(status(&mut client, "").await, ServingStatus::NotServing);
     permits.add_permits(1);
-    wait_status(&mut client, ServingStatus::Serving, "SERVING once it is back").await;
-    assert_eq!(starts.load(Ordering::SeqCst), 3, "restarted once per failure");
+    wait_status(
+        &mut client,
+        ServingStatus::Serving,
+        "SERVING once it is back",
+    )
+    .await;
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        3,
+        "restarted once per failure"
+    );
     eventually(WAIT, "the background task restarted", || async {
         (housekeeping_starts.load(Ordering::SeqCst) >= 3).then_some(())
     })
@@ -211,7 +230,11 @@ async fn a_failing_required_task_is_restarted_and_health_is_not_serving_until_it
         .expect("stops")
         .expect("joins")
         .expect("stops cleanly");
-    assert_eq!(flushed.load(Ordering::SeqCst), 1, "the after-stop hook ran once");
+    assert_eq!(
+        flushed.load(Ordering::SeqCst),
+        1,
+        "the after-stop hook ran once"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +274,12 @@ async fn a_dependency_down_at_start_is_waited_for_while_not_serving() {
     let (runtime, value) = waiting.await.expect("joins");
     assert_eq!(value, Ok(42));
     let run = tokio::spawn(runtime.run(Vec::new()));
-    wait_status(&mut client, ServingStatus::Serving, "SERVING once it is reached").await;
+    wait_status(
+        &mut client,
+        ServingStatus::Serving,
+        "SERVING once it is reached",
+    )
+    .await;
     shutdown.cancel();
     run.await.expect("joins").expect("stops cleanly");
 
@@ -297,7 +325,10 @@ async fn tasks_that_outlast_the_drain_are_aborted_and_the_hooks_still_run() {
         .expect("stops")
         .expect("joins")
         .expect("stops cleanly");
-    assert!(started.elapsed() >= Duration::from_millis(250), "waited for the drain");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited for the drain"
+    );
     assert_eq!(hooked.load(Ordering::SeqCst), 1);
 }
 
@@ -335,7 +366,9 @@ async fn the_final_flush_publishes_what_the_outbox_holds_at_shutdown() {
                 headers: Default::default(),
             };
             let mut conn = pool.acquire().await.expect("connection");
-            outbox::enqueue(&mut conn, &message).await.expect("enqueued");
+            outbox::enqueue(&mut conn, &message)
+                .await
+                .expect("enqueued");
         }
     };
     let published = |id: &'static str| {

@@ -41,6 +41,8 @@ const SHOP_PAGE_SIZE: u32 = 500;
 ///   suits them.
 pub struct SettingsClient {
     client: Client,
+    /// The same connection, for the health check (which needs no token).
+    channel: Channel,
     cache: ShopCache<Option<Arc<ShopSnapshot>>>,
     order_statuses: bool,
 }
@@ -70,10 +72,36 @@ impl SettingsClient {
         let token = BearerToken::new(&config.token)
             .map_err(|status| SettingsClientError::Config(status.message().to_owned()))?;
         Ok(Self {
-            client: SettingsServiceClient::with_interceptor(channel, token),
+            client: SettingsServiceClient::with_interceptor(channel.clone(), token),
+            channel,
             cache: ShopCache::new(config.cache_ttl()),
             order_statuses: false,
         })
+    }
+
+    /// Whether the settings service is up and ready (its gRPC health for
+    /// `wmslink.settings.v1.SettingsService` is `SERVING`): what a service that cannot work
+    /// without it waits for at start.
+    pub async fn check_serving(&self) -> Result<(), SettingsClientError> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        use wmslink_proto::settings::v1::settings_service_server::SERVICE_NAME;
+
+        let status = HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest {
+                service: SERVICE_NAME.to_owned(),
+            })
+            .await
+            .map_err(|status| SettingsClientError::unavailable("health check", &status))?
+            .into_inner()
+            .status();
+        match status {
+            ServingStatus::Serving => Ok(()),
+            other => Err(SettingsClientError::Unavailable(format!(
+                "health check: {other:?}"
+            ))),
+        }
     }
 
     /// Also fetch each shop's order-status catalog (`ListOrderStatuses`, one more call per

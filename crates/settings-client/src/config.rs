@@ -35,15 +35,29 @@ impl Default for SettingsClientConfig {
     }
 }
 
+impl wmslink_platform::config::Validate for SettingsClientConfig {
+    fn check(&self, section: &str, problems: &mut wmslink_platform::config::InvalidConfig) {
+        use wmslink_platform::config::key;
+        if let Err(err) = tonic::transport::Endpoint::from_shared(self.url.clone()) {
+            problems.add(key(section, "url"), format!("not a URL: {err}"));
+        }
+        problems.check(
+            self.timeout_ms >= 100,
+            key(section, "timeout_ms"),
+            "must be at least 100",
+        );
+    }
+}
+
 impl SettingsClientConfig {
     /// [`cache_ttl_ms`](Self::cache_ttl_ms) as a [`Duration`].
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_millis(self.cache_ttl_ms)
     }
 
-    /// [`timeout_ms`](Self::timeout_ms) as a [`Duration`], at least 100 ms.
+    /// [`timeout_ms`](Self::timeout_ms) as a [`Duration`].
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.max(100))
+        Duration::from_millis(self.timeout_ms)
     }
 }
 
@@ -68,11 +82,16 @@ mod tests {
         assert!(json.contains("\"token\":\"\""), "{json}");
         assert!(!format!("{config:?}").contains("s3cret"));
 
+        use wmslink_platform::config::Validate;
+        assert_eq!(config.validate(), Ok(()));
         let tiny = SettingsClientConfig {
-            timeout_ms: 1,
+            timeout_ms: 99,
+            url: "not a url".into(),
             ..SettingsClientConfig::default()
         };
-        assert_eq!(tiny.timeout(), Duration::from_millis(100));
+        let problems = tiny.validate().expect_err("refused, not clamped");
+        assert_eq!(problems.problems().len(), 2, "{problems}");
+        assert!(problems.to_string().contains("timeout_ms: must be at least 100"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use wmslink_platform::config::{InvalidConfig, Validate, key};
 use wmslink_platform::db::{self, DatabaseConfig};
 
 use crate::limiter::{LimiterError, PgRateLimiter, RateLimiter};
@@ -44,15 +45,30 @@ impl Default for WmsClientConfig {
     }
 }
 
+impl Validate for WmsClientConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        problems.check(
+            self.connect_timeout_ms >= 1,
+            key(section, "connect_timeout_ms"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.request_timeout_ms >= 1,
+            key(section, "request_timeout_ms"),
+            "must be at least 1",
+        );
+    }
+}
+
 impl WmsClientConfig {
     /// The connect timeout as a [`Duration`].
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.max(1))
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// The request timeout as a [`Duration`].
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms.max(1))
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     /// Whether `host` is in [`allow_http_hosts`](Self::allow_http_hosts).
@@ -172,6 +188,29 @@ impl Default for SharedRateLimitConfig {
     }
 }
 
+impl Validate for SharedRateLimitConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        if let Err(reason) = self.limits().interval() {
+            problems.add(key(section, "requests_per_second"), reason);
+        }
+        problems.check(self.burst >= 1, key(section, "burst"), "must be at least 1");
+        problems.check(
+            self.max_connections >= 1,
+            key(section, "max_connections"),
+            "must be at least 1",
+        );
+        if !self.database_url.is_empty()
+            && let Err(err) =
+                <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&self.database_url)
+        {
+            problems.add(
+                key(section, "database_url"),
+                format!("not a PostgreSQL URL: {err}"),
+            );
+        }
+    }
+}
+
 impl SharedRateLimitConfig {
     /// The budget per access key.
     pub fn limits(&self) -> RateLimitConfig {
@@ -197,7 +236,7 @@ impl SharedRateLimitConfig {
         } else {
             db::connect(&DatabaseConfig {
                 url: self.database_url.clone(),
-                max_connections: self.max_connections.max(1),
+                max_connections: self.max_connections,
                 create_if_missing: true,
             })
             .await

@@ -4,35 +4,36 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use wmslink_platform::db::DbError;
+use wmslink_platform::config::InvalidConfig;
 use wmslink_platform::grpc::GrpcError;
 use wmslink_platform::nats::NatsError;
+use wmslink_platform::runtime::{RuntimeError, Stopped};
 use wmslink_platform::secrets::SecretsError;
 use wmslink_platform::validation::FieldViolations;
-use wmslink_wms_client::LimiterError;
 
 use crate::domain::Blocker;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     #[error("master keys: {0}")]
     Secrets(#[from] SecretsError),
-    #[error(transparent)]
-    Db(#[from] DbError),
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error(transparent)]
     Grpc(#[from] GrpcError),
-    #[error("WMS rate limiter: {0}")]
-    Limiter(#[from] LimiterError),
+    /// Asked to stop while waiting for a dependency.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 /// Why the running service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Grpc(#[from] GrpcError),
+    Runtime(#[from] RuntimeError),
 }
 
 /// A row that cannot be turned back into settings (only if someone edited the table by hand).

@@ -16,18 +16,17 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use async_nats::jetstream;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
+use wmslink_platform::config::Validate;
 use wmslink_platform::db;
-use wmslink_platform::grpc as platform_grpc;
 use wmslink_platform::nats::{self, StreamKind, Subjects};
-use wmslink_platform::outbox::{self, OutboxRelay};
+use wmslink_platform::outbox::OutboxRelay;
+use wmslink_platform::runtime::{DeferredService, Runtime, Starting, Task};
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::settings::v1::settings_service_server::SettingsServiceServer;
 
@@ -37,110 +36,111 @@ pub use errors::{RunError, StartupError};
 use crate::grpc::SettingsApi;
 use crate::service::SettingsService;
 
+/// The service's name in logs and telemetry.
+pub const SERVICE_NAME: &str = "wmslink-settings";
+
+/// The streams the settings service publishes to.
+pub const STREAMS: &[StreamKind] = &[StreamKind::Settings];
+
 /// Largest request the service decodes (a full catalog of 500 statuses fits well).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// Published outbox rows are kept this long, then pruned.
-const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
-const OUTBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The running service: listener bound, database migrated, streams ensured.
+type Api = InterceptedService<SettingsServiceServer<SettingsApi>, Authenticator>;
+
+/// The service, ready to run: database migrated, stream ensured, API installed.
 pub struct Application {
-    grpc_addr: SocketAddr,
-    listener: TcpListener,
-    routes: Routes,
-    relay: OutboxRelay,
+    runtime: Runtime,
     pool: PgPool,
-    shutdown: CancellationToken,
+    relay: Option<OutboxRelay>,
+    config: Config,
 }
 
 impl Application {
-    /// Connects to PostgreSQL (migrating) and NATS (ensuring the settings stream), and binds
-    /// the gRPC listener (port 0 picks a free one).
+    /// [`start`](Self::start), then waits until the dependencies are reached.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        Self::start(config, shutdown).await?.ready().await
+    }
+
+    /// Checks the configuration and binds the gRPC port (port 0 picks a free one): health
+    /// answers `NOT_SERVING` from here on. [`Starting::ready`] then waits for PostgreSQL (and
+    /// the rate-limit database) and NATS, migrating and ensuring the stream.
+    pub async fn start(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<Starting<Self, StartupError>, StartupError> {
+        config.validate()?;
         let keys = KeyRing::from_config(&config.secrets)?;
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool, &MIGRATOR).await?;
+        let api = DeferredService::new();
+        let runtime =
+            Runtime::start(SERVICE_NAME, &config.runtime, &config.grpc, &api, &shutdown).await?;
+        Ok(Starting::new(
+            runtime.grpc_addr(),
+            Self::connect(config, keys, runtime, api),
+        ))
+    }
 
-        let client = nats::connect(&config.nats).await?;
-        let js = async_nats::jetstream::new(client);
+    async fn connect(
+        config: Config,
+        keys: KeyRing,
+        runtime: Runtime,
+        api: DeferredService<Api>,
+    ) -> Result<Self, StartupError> {
+        let pool = runtime
+            .wait_for("PostgreSQL", || {
+                db::connect_and_migrate(&config.database, &MIGRATOR)
+            })
+            .await?;
+        let limiter = runtime
+            .wait_for("the rate-limit database", || {
+                config.rate_limit.connect(&pool)
+            })
+            .await?;
+        let js = jetstream::new(nats::connect(&config.nats).await?);
         let subjects = Subjects::new(&config.nats.prefix)?;
-        nats::ensure_streams(
-            &js,
-            &subjects,
-            &[StreamKind::Settings],
-            config.nats.stream_replicas,
-        )
-        .await?;
-        let relay = OutboxRelay::new(pool.clone(), js);
+        runtime
+            .wait_for("NATS JetStream", || {
+                nats::ensure_streams(&js, &subjects, STREAMS, config.nats.stream_replicas)
+            })
+            .await?;
+        let relay = config.outbox.relay(&pool, &js);
 
-        let limiter = config.rate_limit.connect(&pool).await?;
         let service = Arc::new(SettingsService::new(
             pool.clone(),
             keys,
             subjects,
-            relay.waker(),
+            relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
             config.wms.clone(),
             limiter,
         ));
-
-        let (routes, health) = platform_grpc::base_routes()?;
-        health
-            .set_serving::<SettingsServiceServer<SettingsApi>>()
-            .await;
         let server = SettingsServiceServer::new(SettingsApi::new(service))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let routes = routes.add_service(InterceptedService::new(
+        api.set(InterceptedService::new(
             server,
             Authenticator::new(&config.auth),
         ));
-        let (listener, grpc_addr) = platform_grpc::bind(&config.grpc).await?;
         Ok(Self {
-            grpc_addr,
-            listener,
-            routes,
-            relay,
+            runtime,
             pool,
-            shutdown,
+            relay,
+            config,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.runtime.grpc_addr()
     }
 
-    /// Serves until the shutdown token is cancelled, then drains in-flight calls and
-    /// publishes what the outbox still holds.
+    /// Runs the service's tasks until the shutdown token is cancelled, then drains in-flight
+    /// calls and publishes what the outbox still holds (see `wmslink_platform::runtime`).
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
-        let tasks = self.shutdown.child_token();
-        let relay = tokio::spawn(self.relay.clone().run(tasks.clone()));
-        let pruner = tokio::spawn(prune_outbox(self.pool.clone(), tasks.clone()));
-
-        let served = platform_grpc::serve(self.listener, self.routes, self.shutdown.clone()).await;
-        tasks.cancel();
-        let _ = relay.await;
-        let _ = pruner.await;
-        // Best effort: whatever is left goes out at the next start anyway.
-        match tokio::time::timeout(Duration::from_secs(5), self.relay.publish_batch()).await {
-            Ok(Err(err)) => tracing::warn!(error = %err, "final outbox flush failed"),
-            Err(_) => tracing::warn!("final outbox flush timed out"),
-            Ok(Ok(_)) => {}
-        }
-        Ok(served?)
-    }
-}
-
-async fn prune_outbox(pool: PgPool, shutdown: CancellationToken) {
-    loop {
-        match outbox::prune(&pool, OUTBOX_KEEP).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::debug!(pruned, "pruned published outbox rows"),
-            Err(err) => tracing::warn!(error = %err, "outbox prune failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(OUTBOX_PRUNE_EVERY) => {}
-        }
+        let mut tasks = vec![Task::pruner(
+            self.pool.clone(),
+            self.config.outbox.keep_published(),
+            None,
+        )];
+        tasks.extend(self.relay.map(Task::outbox_relay));
+        Ok(self.runtime.run(tasks).await?)
     }
 }

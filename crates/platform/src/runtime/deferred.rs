@@ -52,13 +52,15 @@ impl<S: NamedService> NamedService for DeferredService<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> Service<http::Request<Body>> for DeferredService<S>
+impl<S, B> Service<http::Request<Body>> for DeferredService<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+    S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -74,7 +76,7 @@ where
                 let mut service = service.clone();
                 Box::pin(async move {
                     futures::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-                    service.call(request).await
+                    Ok(service.call(request).await?.map(Body::new))
                 })
             }
             None => Box::pin(std::future::ready(Ok(tonic::Status::unavailable(

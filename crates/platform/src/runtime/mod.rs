@@ -179,7 +179,7 @@ impl Runtime {
     /// Binds `grpc.listen_addr` and serves health (`NOT_SERVING`), reflection and `api`
     /// (`UNAVAILABLE` until set) until `shutdown` is cancelled. `service` names the service in
     /// logs.
-    pub async fn start<S>(
+    pub async fn start<S, B>(
         service: &'static str,
         config: &RuntimeConfig,
         grpc: &GrpcConfig,
@@ -187,13 +187,15 @@ impl Runtime {
         shutdown: &CancellationToken,
     ) -> Result<Self, GrpcError>
     where
-        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
             + NamedService
             + Clone
             + Send
             + Sync
             + 'static,
         S::Future: Send + 'static,
+        B: http_body::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
     {
         let (listener, grpc_addr) = grpc::bind(grpc).await?;
         let (routes, reporter) = grpc::base_routes()?;

@@ -202,12 +202,24 @@ async fn each_rpc_needs_its_scope() {
 async fn health_needs_no_token() {
     let app = spawn_app().await;
     let mut health = HealthClient::new(app.channel().await);
-    let answer = health
-        .check(HealthCheckRequest {
-            service: "wmslink.settings.v1.SettingsService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
+    // SERVING once the service's tasks run (a moment after it started).
+    let answer = wmslink_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "the service SERVING",
+        || {
+            let mut health = health.clone();
+            async move {
+                let answer = health
+                    .check(HealthCheckRequest {
+                        service: "wmslink.settings.v1.SettingsService".into(),
+                    })
+                    .await
+                    .expect("health")
+                    .into_inner();
+                (answer.status() == ServingStatus::Serving).then_some(answer)
+            }
+        },
+    )
+    .await;
     assert_eq!(answer.status(), ServingStatus::Serving);
 }
