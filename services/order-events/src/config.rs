@@ -1,13 +1,16 @@
 //! Configuration: compiled-in defaults, then the TOML file named by `WMSLINK_CONFIG`, then
-//! `WMSLINK_<SECTION>__<KEY>` environment variables (see the README for every key).
-
-use std::time::Duration;
+//! `WMSLINK_<SECTION>__<KEY>` environment variables (see the README for every key); validated
+//! when loaded.
 
 use serde::{Deserialize, Serialize};
 use wmslink_platform::auth::AuthConfig;
+use wmslink_platform::config::{InvalidConfig, Validate, key};
+use wmslink_platform::consumer::ConsumersConfig;
 use wmslink_platform::db::DatabaseConfig;
 use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
+use wmslink_platform::outbox::OutboxConfig;
+use wmslink_platform::runtime::RuntimeConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,8 +22,10 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub auth: AuthConfig,
     pub orders: OrdersConfig,
+    /// The durable JetStream consumers (cart orders, settings, shipments).
     pub consumers: ConsumersConfig,
     pub outbox: OutboxConfig,
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -38,15 +43,32 @@ impl Default for Config {
             auth: AuthConfig::default(),
             orders: OrdersConfig::default(),
             consumers: ConsumersConfig::default(),
-            outbox: OutboxConfig::default(),
+            outbox: OutboxConfig {
+                keep_published_ms: 72 * 3600 * 1000,
+                ..OutboxConfig::default()
+            },
+            runtime: RuntimeConfig::default(),
         }
     }
 }
 
 impl Config {
-    /// Loads the layered configuration.
+    /// Loads the layered configuration and validates it.
     pub fn load() -> Result<Self, wmslink_platform::config::ConfigError> {
         wmslink_platform::config::load()
+    }
+}
+
+impl Validate for Config {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        self.telemetry.check(&key(section, "telemetry"), problems);
+        self.database.check(&key(section, "database"), problems);
+        self.nats.check(&key(section, "nats"), problems);
+        self.grpc.check(&key(section, "grpc"), problems);
+        self.orders.check(&key(section, "orders"), problems);
+        self.consumers.check(&key(section, "consumers"), problems);
+        self.outbox.check(&key(section, "outbox"), problems);
+        self.runtime.check(&key(section, "runtime"), problems);
     }
 }
 
@@ -69,58 +91,40 @@ impl Default for OrdersConfig {
     }
 }
 
-/// The durable JetStream consumers (cart orders, settings, shipments).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConsumersConfig {
-    /// How long a delivered message may stay unacknowledged before it is redelivered.
-    pub ack_wait_ms: u64,
-    /// Deliveries of a transiently failing message before it is dead-lettered.
-    pub max_deliver: i64,
-    /// First redelivery delay after a transient failure; doubles up to `retry_max_delay_ms`.
-    pub retry_base_delay_ms: u64,
-    pub retry_max_delay_ms: u64,
-}
-
-impl Default for ConsumersConfig {
-    fn default() -> Self {
-        Self {
-            ack_wait_ms: 30_000,
-            max_deliver: 10,
-            retry_base_delay_ms: 500,
-            retry_max_delay_ms: 60_000,
-        }
+impl Validate for OrdersConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        problems.check(
+            self.max_message_bytes > 0,
+            key(section, "max_message_bytes"),
+            "must be positive",
+        );
+        problems.check(
+            self.processing_wms_status_ids.iter().all(|id| *id > 0),
+            key(section, "processing_wms_status_ids"),
+            "must be positive WMS status ids",
+        );
     }
 }
 
-impl ConsumersConfig {
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_millis(self.ack_wait_ms.max(1))
-    }
-    pub fn retry_base_delay(&self) -> Duration {
-        Duration::from_millis(self.retry_base_delay_ms)
-    }
-    pub fn retry_max_delay(&self) -> Duration {
-        Duration::from_millis(self.retry_max_delay_ms)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The transactional outbox.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct OutboxConfig {
-    /// Run the relay that publishes committed outbox rows. Off only to simulate a crash between
-    /// commit and publish in tests; rows wait in the table until a relay runs.
-    pub relay_enabled: bool,
-    /// Published rows older than this are deleted (hourly).
-    pub keep_published_hours: u64,
-}
-
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        Self {
-            relay_enabled: true,
-            keep_published_hours: 72,
-        }
+    #[test]
+    fn the_defaults_are_valid_and_bad_values_are_refused_by_name() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut config = Config::default();
+        config.orders.max_message_bytes = 0;
+        config.consumers.max_deliver = 0;
+        config.orders.processing_wms_status_ids = vec![20, -1];
+        let problems = config.validate().expect_err("refused");
+        assert_eq!(
+            problems.problems(),
+            [
+                "orders.max_message_bytes: must be positive",
+                "orders.processing_wms_status_ids: must be positive WMS status ids",
+                "consumers.max_deliver: must be at least 1",
+            ]
+        );
     }
 }

@@ -3,10 +3,11 @@
 //! ([`OrderError::to_handle_error`]).
 
 use tonic::Status;
+use wmslink_platform::config::InvalidConfig;
 use wmslink_platform::consumer::{ConsumerError, HandleError};
-use wmslink_platform::db::DbError;
 use wmslink_platform::grpc::GrpcError;
 use wmslink_platform::nats::NatsError;
+use wmslink_platform::runtime::{RuntimeError, Stopped};
 use wmslink_platform::validation::FieldViolations;
 
 use crate::domain::status_lock::StatusLocked;
@@ -14,27 +15,21 @@ use crate::domain::status_lock::StatusLocked;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
-    Database(#[from] DbError),
+    Config(#[from] InvalidConfig),
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error(transparent)]
     Grpc(#[from] GrpcError),
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Grpc(#[from] GrpcError),
-    #[error(transparent)]
-    Consumer(#[from] ConsumerError),
-    #[error("task {0} stopped unexpectedly")]
-    TaskStopped(&'static str),
-    #[error("task panicked: {0}")]
-    TaskPanicked(#[from] tokio::task::JoinError),
+    Runtime(#[from] RuntimeError),
 }
 
 /// Why an order operation did not happen.

@@ -1,7 +1,5 @@
 //! The events order-events publishes (through the outbox), built from a stored change.
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{OutboxMessage, new_event_id};
@@ -16,8 +14,7 @@ pub const ORDER_NO_HEADER: &str = "Wmslink-Order-No";
 pub const EVENT_TYPE_HEADER: &str = "Wmslink-Event-Type";
 
 fn now() -> prost_types::Timestamp {
-    let now = Utc::now();
-    wmslink_proto::timestamp(now.timestamp(), now.timestamp_subsec_nanos())
+    wmslink_proto::to_timestamp(Utc::now())
 }
 
 fn message(
@@ -34,20 +31,7 @@ fn message(
     message
         .headers
         .insert(ORDER_NO_HEADER.to_owned(), order_no.to_owned());
-    add_trace_context(&mut message.headers);
     message
-}
-
-/// Carries the current trace into the event (W3C trace context headers).
-fn add_trace_context(headers: &mut BTreeMap<String, String>) {
-    let mut map = async_nats::HeaderMap::new();
-    wmslink_platform::telemetry::inject_trace_context(&mut map);
-    for (name, values) in map.iter() {
-        if let Some(value) = values.first() {
-            let name: &str = name.as_ref();
-            headers.insert(name.to_owned(), value.as_str().to_owned());
-        }
-    }
 }
 
 /// `orders.{shop}.status_changed`; `previous` is "" for the first snapshot of an order.

@@ -1,17 +1,23 @@
+//! The order-events binary: configuration, telemetry, then the service until SIGTERM.
+
 use anyhow::Context;
-use wmslink_order_events::{Application, Config, SERVICE_NAME};
+use wmslink_order_events::{Application, Config, SERVICE_NAME, StartupError};
+use wmslink_platform::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load().context("loading configuration")?;
-    let _telemetry = wmslink_platform::telemetry::init(SERVICE_NAME, &config.telemetry)
-        .context("starting telemetry")?;
+    let telemetry = telemetry::init(SERVICE_NAME, &config.telemetry).context("starting telemetry")?;
     wmslink_platform::install_crypto_provider();
-    Application::build(config, wmslink_platform::shutdown::on_signal())
-        .await
-        .context("starting order-events")?
-        .run_until_stopped()
-        .await
-        .context("running order-events")?;
-    Ok(())
+    let outcome = run(config).await;
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let app = match Application::build(config, shutdown::on_signal()).await {
+        Err(StartupError::Stopped(_)) => return Ok(()),
+        built => built.context("starting")?,
+    };
+    app.run_until_stopped().await.context("running")
 }

@@ -1,55 +1,11 @@
-//! Decoding of inbound NATS payloads: protobuf by default, proto3 JSON when the `Content-Type`
-//! header says `application/json`.
+//! Checks of inbound NATS payloads beyond the order itself (decoding, size and the subject's
+//! shop are the platform consumer's: `Delivery::decode`, `Delivery::shop`).
 
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::ShippingStatus;
 
 use super::validation::{MAX_TEXT_CHARS, check_order_no, check_shop_id, check_text};
-
-/// How a payload is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Protobuf,
-    Json,
-}
-
-/// The encoding named by a `Content-Type` header value (parameters such as `charset` are
-/// ignored); no header means protobuf.
-pub fn encoding_of(content_type: Option<&str>) -> Result<Encoding, String> {
-    let Some(raw) = content_type else {
-        return Ok(Encoding::Protobuf);
-    };
-    let media = raw.split(';').next().unwrap_or_default().trim();
-    if media.is_empty() {
-        return Ok(Encoding::Protobuf);
-    }
-    match media.to_ascii_lowercase().as_str() {
-        "application/json" => Ok(Encoding::Json),
-        "application/protobuf" | "application/x-protobuf" | "application/octet-stream" => {
-            Ok(Encoding::Protobuf)
-        }
-        _ => Err(format!(
-            "unsupported content type '{}': use application/protobuf (default) or application/json",
-            raw.chars().take(100).collect::<String>()
-        )),
-    }
-}
-
-/// Decodes a payload of the message type `full_name` (e.g. `wmslink.orders.v1.Order`).
-pub fn decode<T: prost::Message + Default>(
-    full_name: &str,
-    payload: &[u8],
-    encoding: Encoding,
-) -> Result<T, String> {
-    match encoding {
-        Encoding::Protobuf => {
-            T::decode(payload).map_err(|err| format!("undecodable protobuf {full_name}: {err}"))
-        }
-        Encoding::Json => wmslink_proto::json::decode::<T>(full_name, payload)
-            .map_err(|err| format!("undecodable JSON {full_name}: {err}")),
-    }
-}
 
 /// Checks a shipment update for the projection; every violation is listed.
 pub fn check_shipment_update(update: &ShipmentUpdated) -> Result<(), FieldViolations> {
@@ -96,59 +52,7 @@ pub fn check_shipment_update(update: &ShipmentUpdated) -> Result<(), FieldViolat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
     use wmslink_proto::dispatch::v1::Shipment;
-    use wmslink_proto::orders::v1::Order;
-
-    #[test]
-    fn content_type_selects_the_decoder() {
-        assert_eq!(encoding_of(None), Ok(Encoding::Protobuf));
-        assert_eq!(encoding_of(Some("application/json")), Ok(Encoding::Json));
-        assert_eq!(
-            encoding_of(Some("Application/JSON; charset=utf-8")),
-            Ok(Encoding::Json)
-        );
-        assert_eq!(
-            encoding_of(Some("application/protobuf")),
-            Ok(Encoding::Protobuf)
-        );
-        assert!(encoding_of(Some("text/xml")).is_err());
-    }
-
-    #[test]
-    fn decodes_both_encodings_and_names_the_failure() {
-        let order = Order {
-            shop_id: "s".into(),
-            order_no: "1".into(),
-            revision: 2,
-            ..Order::default()
-        };
-        let decoded: Order = decode(
-            "wmslink.orders.v1.Order",
-            &order.encode_to_vec(),
-            Encoding::Protobuf,
-        )
-        .expect("protobuf");
-        assert_eq!(decoded, order);
-        let decoded: Order = decode(
-            "wmslink.orders.v1.Order",
-            br#"{"shopId":"s","order_no":"1","revision":"2","orderDate":"2026-05-01T10:15:00+09:00"}"#,
-            Encoding::Json,
-        )
-        .expect("json");
-        assert_eq!(decoded.revision, 2);
-        assert_eq!(decoded.order_date.map(|ts| ts.seconds), Some(1_777_598_100));
-        let err = decode::<Order>(
-            "wmslink.orders.v1.Order",
-            b"\xff\xff\xff",
-            Encoding::Protobuf,
-        )
-        .expect_err("garbage");
-        assert!(err.contains("undecodable protobuf"), "{err}");
-        let err = decode::<Order>("wmslink.orders.v1.Order", b"{\"nope\":1}", Encoding::Json)
-            .expect_err("unknown field");
-        assert!(err.contains("undecodable JSON"), "{err}");
-    }
 
     #[test]
     fn shipment_updates_are_checked() {

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use wmslink_platform::shop::ShopId;
+use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::orders::v1::{Address, Order};
 
-pub const MAX_ORDER_NO_CHARS: usize = 64;
+pub use wmslink_platform::shop::MAX_ORDER_NO_LEN as MAX_ORDER_NO_CHARS;
 pub const MAX_STATUS_CODE_CHARS: usize = 64;
 pub const MAX_TEXT_CHARS: usize = 1_000;
 pub const MAX_NOTE_CHARS: usize = 4_000;
@@ -17,21 +17,9 @@ pub const MAX_MAP_ENTRIES: usize = 50;
 pub const MAX_MAP_KEY_CHARS: usize = 100;
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
-/// Order numbers: 1..=64 of `[A-Za-z0-9._-]` (they reach WMS rows, logs and page tokens).
+/// Order numbers: the platform's one rule ([`OrderNo`]), the same in every service.
 pub fn order_no_problem(value: &str) -> Option<String> {
-    if value.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if value.chars().count() > MAX_ORDER_NO_CHARS {
-        return Some(format!("must be at most {MAX_ORDER_NO_CHARS} characters"));
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Some("may contain only letters, digits, '-', '_' and '.'".into());
-    }
-    None
+    OrderNo::check(value).err().map(|err| err.to_string())
 }
 
 pub fn check_order_no(field: &str, value: &str, violations: &mut FieldViolations) {
@@ -118,14 +106,7 @@ fn check_address(field: &str, address: &Address, violations: &mut FieldViolation
     }
 }
 
-/// Converts a protobuf timestamp into a UTC time, when it is a valid one.
-pub fn to_datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(ts.nanos).ok()?;
-    if nanos >= 1_000_000_000 {
-        return None;
-    }
-    DateTime::from_timestamp(ts.seconds, nanos)
-}
+pub use wmslink_proto::from_timestamp as to_datetime;
 
 /// Earliest and latest accepted order dates (the PostgreSQL and protobuf ranges both hold them).
 fn order_date_in_range(date: &DateTime<Utc>) -> bool {

@@ -13,11 +13,7 @@ pub use orders::{StoredOrder, count_stale, insert_order, load_order, lock_order,
 pub use rejected_changes::{RejectedChange, insert_rejected_change};
 pub use shops::{change_implies_registered, shop_known, upsert_shop};
 
-use chrono::{DateTime, Utc};
-
 /// The migrations of this service (after the platform's own tables).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
-}
+pub(crate) use wmslink_proto::to_timestamp as timestamp;
