@@ -8,6 +8,8 @@ mod list;
 mod nats_inbound;
 mod outbox;
 mod projection;
+mod order_no;
 mod r4;
+mod runtime;
 mod tenancy;
 mod upsert;
