@@ -1,13 +1,17 @@
 //! The service's configuration: defaults, then the TOML file named by `WMSLINK_CONFIG`, then
-//! `WMSLINK_<SECTION>__<KEY>` environment variables (see the README).
+//! `WMSLINK_<SECTION>__<KEY>` environment variables (see the README); validated when loaded.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wmslink_platform::auth::AuthConfig;
+use wmslink_platform::config::{InvalidConfig, Validate, key};
+use wmslink_platform::consumer::ConsumersConfig;
 use wmslink_platform::db::DatabaseConfig;
 use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
+use wmslink_platform::outbox::OutboxConfig;
+use wmslink_platform::runtime::RuntimeConfig;
 use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
 pub use wmslink_settings_client::SettingsClientConfig;
@@ -31,6 +35,10 @@ pub struct Config {
     /// The per-access-key budget, shared through PostgreSQL with status-sync.
     pub rate_limit: SharedRateLimitConfig,
     pub sender: SenderConfig,
+    /// The durable consumers of order events and WMS observations.
+    pub consumers: ConsumersConfig,
+    pub outbox: OutboxConfig,
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -51,13 +59,40 @@ impl Default for Config {
             wms: WmsClientConfig::default(),
             rate_limit: SharedRateLimitConfig::default(),
             sender: SenderConfig::default(),
+            consumers: ConsumersConfig::default(),
+            outbox: OutboxConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// Loads the layered configuration and validates it.
     pub fn load() -> Result<Self, wmslink_platform::config::ConfigError> {
         wmslink_platform::config::load()
+    }
+}
+
+impl Validate for Config {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        self.telemetry.check(&key(section, "telemetry"), problems);
+        self.database.check(&key(section, "database"), problems);
+        self.nats.check(&key(section, "nats"), problems);
+        self.grpc.check(&key(section, "grpc"), problems);
+        self.settings.check(&key(section, "settings"), problems);
+        self.wms.check(&key(section, "wms"), problems);
+        self.rate_limit.check(&key(section, "rate_limit"), problems);
+        self.sender.check(&key(section, "sender"), problems);
+        self.consumers.check(&key(section, "consumers"), problems);
+        self.outbox.check(&key(section, "outbox"), problems);
+        self.runtime.check(&key(section, "runtime"), problems);
+        // A pass in flight at shutdown finishes its WMS call and records the answer.
+        self.runtime.check_drain_outlasts(
+            &key(section, "runtime"),
+            "wms.request_timeout_ms",
+            self.wms.request_timeout_ms,
+            problems,
+        );
     }
 }
 
@@ -76,14 +111,6 @@ pub struct SenderConfig {
     pub max_backoff_ms: u64,
     /// How long `RunDispatch` waits for the orders it queued to be sent before answering.
     pub run_dispatch_wait_ms: u64,
-    /// JetStream ack wait of the dispatcher's consumers.
-    pub consumer_ack_wait_ms: u64,
-    /// Deliveries before a transiently failing event is dead-lettered.
-    pub consumer_max_deliver: i64,
-    /// First redelivery delay after a transient failure.
-    pub consumer_retry_base_ms: u64,
-    /// Durable consumer names start with this (e.g. `shipment-dispatcher-status-changed`).
-    pub consumer_prefix: String,
     /// Sweep a shop at once when its settings change (so enabling a shop sends what is due
     /// without waiting for the next sweep).
     pub sweep_on_settings_change: bool,
@@ -98,35 +125,77 @@ impl Default for SenderConfig {
             base_backoff_ms: 1_000,
             max_backoff_ms: 60_000,
             run_dispatch_wait_ms: 30_000,
-            consumer_ack_wait_ms: 30_000,
-            consumer_max_deliver: 10,
-            consumer_retry_base_ms: 500,
-            consumer_prefix: "shipment-dispatcher".into(),
             sweep_on_settings_change: true,
         }
     }
 }
 
+impl Validate for SenderConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        problems.check(
+            self.batch_size >= 1,
+            key(section, "batch_size"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.sweep_interval_ms >= 100,
+            key(section, "sweep_interval_ms"),
+            "must be at least 100",
+        );
+        problems.check(
+            self.base_backoff_ms >= 10,
+            key(section, "base_backoff_ms"),
+            "must be at least 10",
+        );
+        problems.check(
+            self.max_backoff_ms >= self.base_backoff_ms,
+            key(section, "max_backoff_ms"),
+            "must be at least base_backoff_ms",
+        );
+    }
+}
+
 impl SenderConfig {
-    /// At least 1; a pass also keeps it within the WMS's own batch size (`Wms::limits`).
+    /// A pass also keeps it within the WMS's own batch size (`Wms::limits`).
     pub fn batch_size(&self) -> usize {
-        usize::try_from(self.batch_size)
-            .unwrap_or(usize::MAX)
-            .max(1)
+        usize::try_from(self.batch_size).unwrap_or(usize::MAX)
     }
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
     }
     pub fn sweep_interval(&self) -> Duration {
-        Duration::from_millis(self.sweep_interval_ms.max(100))
+        Duration::from_millis(self.sweep_interval_ms)
     }
     pub fn base_backoff(&self) -> Duration {
-        Duration::from_millis(self.base_backoff_ms.max(10))
+        Duration::from_millis(self.base_backoff_ms)
     }
     pub fn max_backoff(&self) -> Duration {
-        Duration::from_millis(self.max_backoff_ms.max(self.base_backoff_ms).max(10))
+        Duration::from_millis(self.max_backoff_ms)
     }
     pub fn run_dispatch_wait(&self) -> Duration {
         Duration::from_millis(self.run_dispatch_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_values_are_refused_by_name() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut config = Config::default();
+        config.sender.batch_size = 0;
+        config.sender.max_backoff_ms = 5;
+        config.runtime.drain_timeout_ms = 15_000;
+        let problems = config.validate().expect_err("refused");
+        let text = problems.to_string();
+        assert!(text.contains("sender.batch_size: must be at least 1"), "{text}");
+        assert!(text.contains("sender.max_backoff_ms"), "{text}");
+        assert!(
+            text.contains("runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms (20000)"),
+            "{text}"
+        );
+        assert_eq!(problems.problems().len(), 3, "{text}");
     }
 }

@@ -9,11 +9,9 @@
 
 use std::sync::Arc;
 
-use chrono::DateTime;
-use prost::Message;
 use wmslink_platform::consumer::{Delivery, HandleError, Handler};
 use wmslink_platform::db;
-use wmslink_platform::shop::ShopId;
+use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_proto::orders::v1::{Order, OrderStatusChanged, OrderUpdated};
 use wmslink_proto::sync::v1::WmsObserved;
 
@@ -26,94 +24,57 @@ use crate::state_machine::{
 };
 use crate::store::{self, History, ShipmentRow};
 
-/// Longest order number (the WMS's limit).
-pub const MAX_ORDER_NO_LEN: usize = 64;
+/// Durable consumer names (also the `processed_messages.consumer` of each).
+pub const STATUS_CHANGED_CONSUMER: &str = "shipment-dispatcher-status-changed";
+pub const UPDATED_CONSUMER: &str = "shipment-dispatcher-updated";
+pub const OBSERVED_CONSUMER: &str = "shipment-dispatcher-observed";
+
 /// Longest status code accepted.
 pub const MAX_STATUS_CODE_LEN: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderEventKind {
-    StatusChanged,
-    Updated,
+/// The two order events: the snapshot, and the revision the event names.
+pub trait OrderEventPayload: prost::Message + prost::Name + Default + Send + Sync + 'static {
+    fn into_parts(self) -> (Option<Order>, i64);
 }
 
-pub struct OrderEvents {
+impl OrderEventPayload for OrderStatusChanged {
+    fn into_parts(self) -> (Option<Order>, i64) {
+        (self.order, self.revision)
+    }
+}
+
+impl OrderEventPayload for OrderUpdated {
+    fn into_parts(self) -> (Option<Order>, i64) {
+        (self.order, self.revision)
+    }
+}
+
+/// `orders.*.status_changed` (`E` = [`OrderStatusChanged`]) or `orders.*.updated`
+/// (`E` = [`OrderUpdated`]): the consumer is chosen by its payload type.
+pub struct OrderEvents<E> {
     core: Arc<Core>,
-    consumer: String,
-    kind: OrderEventKind,
+    consumer: &'static str,
+    payload: std::marker::PhantomData<fn() -> E>,
 }
 
-impl OrderEvents {
-    pub fn new(core: Arc<Core>, consumer: String, kind: OrderEventKind) -> Self {
+impl OrderEvents<OrderStatusChanged> {
+    pub fn status_changed(core: Arc<Core>) -> Self {
         Self {
             core,
-            consumer,
-            kind,
+            consumer: STATUS_CHANGED_CONSUMER,
+            payload: std::marker::PhantomData,
         }
     }
 }
 
-fn is_json(delivery: &Delivery<'_>) -> bool {
-    delivery
-        .header(wmslink_platform::outbox::CONTENT_TYPE)
-        .or_else(|| delivery.header("content-type"))
-        .is_some_and(|value| value.contains("json"))
-}
-
-fn decode<T: Message + Default>(
-    delivery: &Delivery<'_>,
-    full_name: &str,
-) -> Result<T, HandleError> {
-    if is_json(delivery) {
-        wmslink_proto::json::decode(full_name, delivery.payload).map_err(|err| {
-            HandleError::Permanent(format!("cannot decode {full_name} (JSON): {err}"))
-        })
-    } else {
-        T::decode(delivery.payload)
-            .map_err(|err| HandleError::Permanent(format!("cannot decode {full_name}: {err}")))
+impl OrderEvents<OrderUpdated> {
+    pub fn updated(core: Arc<Core>) -> Self {
+        Self {
+            core,
+            consumer: UPDATED_CONSUMER,
+            payload: std::marker::PhantomData,
+        }
     }
-}
-
-/// The shop of the subject, which the payload must agree with.
-fn subject_shop(
-    core: &Core,
-    delivery: &Delivery<'_>,
-    payload_shop: &str,
-) -> Result<ShopId, HandleError> {
-    let token = core.subjects.shop_of(delivery.subject).ok_or_else(|| {
-        HandleError::Permanent(format!("no shop in subject '{}'", delivery.subject))
-    })?;
-    let shop = ShopId::parse(token).map_err(|err| {
-        HandleError::Permanent(format!("shop id '{token}' in the subject: {err}"))
-    })?;
-    if payload_shop != shop.as_str() {
-        return Err(HandleError::Permanent(format!(
-            "shop_id '{payload_shop}' of the payload differs from shop '{shop}' of the subject"
-        )));
-    }
-    Ok(shop)
-}
-
-fn check_order_no(order_no: &str) -> Result<(), HandleError> {
-    if order_no.is_empty() {
-        return Err(HandleError::Permanent("order_no is empty".to_owned()));
-    }
-    if order_no.chars().count() > MAX_ORDER_NO_LEN {
-        return Err(HandleError::Permanent(format!(
-            "order_no is longer than {MAX_ORDER_NO_LEN} characters"
-        )));
-    }
-    if order_no.chars().any(char::is_control) {
-        return Err(HandleError::Permanent(
-            "order_no contains control characters".to_owned(),
-        ));
-    }
-    if order_no.contains(',') {
-        // The WMS search lists order numbers comma-separated: such an order could never be
-        // found again after a lost answer.
-        return Err(HandleError::Permanent("order_no contains ','".to_owned()));
-    }
-    Ok(())
 }
 
 /// A validated order event.
@@ -124,25 +85,15 @@ pub struct OrderEvent {
     pub revision: i64,
 }
 
-pub fn parse_order_event(
-    core: &Core,
-    kind: OrderEventKind,
+/// Decodes and checks an order event; every refusal is permanent, with the reason.
+pub fn parse_order_event<E: OrderEventPayload>(
     delivery: &Delivery<'_>,
 ) -> Result<OrderEvent, HandleError> {
-    let (order, event_revision) = match kind {
-        OrderEventKind::StatusChanged => {
-            let event: OrderStatusChanged =
-                decode(delivery, "wmslink.orders.v1.OrderStatusChanged")?;
-            (event.order, event.revision)
-        }
-        OrderEventKind::Updated => {
-            let event: OrderUpdated = decode(delivery, "wmslink.orders.v1.OrderUpdated")?;
-            (event.order, event.revision)
-        }
-    };
+    let (order, event_revision) = delivery.decode::<E>()?.into_parts();
     let order = order.ok_or_else(|| HandleError::Permanent("the event has no order".to_owned()))?;
-    let shop = subject_shop(core, delivery, &order.shop_id)?;
-    check_order_no(&order.order_no)?;
+    let shop = delivery.shop(&order.shop_id, "order.shop_id")?;
+    OrderNo::check(&order.order_no)
+        .map_err(|err| HandleError::invalid("order.order_no", err))?;
     if order.status_code.is_empty() {
         return Err(HandleError::Permanent(
             "order.status_code is empty".to_owned(),
@@ -175,9 +126,9 @@ pub fn parse_order_event(
     })
 }
 
-impl Handler for OrderEvents {
+impl<E: OrderEventPayload> Handler for OrderEvents<E> {
     async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let event = parse_order_event(&self.core, self.kind, delivery)?;
+        let event = parse_order_event::<E>(delivery)?;
         let view = self
             .core
             .settings
@@ -186,7 +137,7 @@ impl Handler for OrderEvents {
             .map_err(HandleError::transient)?
             .view();
         let wake =
-            apply_order_event(&self.core, &self.consumer, &delivery.msg_id, &event, &view).await?;
+            apply_order_event(&self.core, self.consumer, &delivery.msg_id, &event, &view).await?;
         if wake {
             self.core.sender.wake(event.shop.as_str());
         }
@@ -279,22 +230,22 @@ pub async fn apply_order_event(
     ))
 }
 
+/// `wms.*.observed`: what status-sync saw in the WMS.
 pub struct Observations {
     core: Arc<Core>,
-    consumer: String,
 }
 
 impl Observations {
-    pub fn new(core: Arc<Core>, consumer: String) -> Self {
-        Self { core, consumer }
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
     }
 }
 
 impl Handler for Observations {
     async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let observed: WmsObserved = decode(delivery, "wmslink.sync.v1.WmsObserved")?;
-        let shop = subject_shop(&self.core, delivery, &observed.shop_id)?;
-        check_order_no(&observed.order_no)?;
+        let observed: WmsObserved = delivery.decode()?;
+        let shop = delivery.shop(&observed.shop_id, "shop_id")?;
+        OrderNo::check(&observed.order_no).map_err(|err| HandleError::invalid("order_no", err))?;
         if observed.wms_order_id <= 0 {
             return Err(HandleError::Permanent(format!(
                 "wms_order_id {} is not a WMS order id",
@@ -309,13 +260,14 @@ impl Handler for Observations {
             shipped: observed.shipped,
             tracking_code: observed.tracking_code.clone(),
             shipping_date: observed.shipping_date.clone(),
-            wms_updated_at: observed.wms_updated_at.as_ref().and_then(|ts| {
-                DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
-            }),
+            wms_updated_at: observed
+                .wms_updated_at
+                .as_ref()
+                .and_then(wmslink_proto::from_timestamp),
         };
         let wake = apply_observation(
             &self.core,
-            &self.consumer,
+            OBSERVED_CONSUMER,
             &delivery.msg_id,
             shop.as_str(),
             &observed.order_no,

@@ -7,23 +7,24 @@
 use std::time::Duration;
 
 use tonic::Status;
+use wmslink_platform::config::InvalidConfig;
 use wmslink_platform::consumer::ConsumerError;
-use wmslink_platform::db::DbError;
 use wmslink_platform::grpc::{GrpcError, internal};
 use wmslink_platform::nats::NatsError;
+use wmslink_platform::runtime::{RuntimeError, Stopped};
 use wmslink_platform::secrets::SecretsError;
 use wmslink_platform::validation::FieldViolations;
-use wmslink_wms_client::{LimiterError, WmsError};
+use wmslink_wms_client::WmsError;
 
 use crate::settings::SettingsError;
 use crate::state_machine::Status as Shipping;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     #[error("master keys: {0}")]
     Secrets(#[from] SecretsError),
-    #[error(transparent)]
-    Db(#[from] DbError),
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error(transparent)]
@@ -32,14 +33,14 @@ pub enum StartupError {
     Grpc(#[from] GrpcError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    #[error("WMS rate limiter: {0}")]
-    Limiter(#[from] LimiterError),
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Grpc(#[from] GrpcError),
+    Runtime(#[from] RuntimeError),
 }
 
 /// Why a sender pass stopped early. Never an order's fault: the shop backs off and the pass is

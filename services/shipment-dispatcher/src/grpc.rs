@@ -12,12 +12,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use wmslink_platform::auth::{require, scopes};
-use wmslink_platform::shop::ShopId;
+use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1 as pb;
 use wmslink_proto::dispatch::v1::dispatch_service_server::DispatchService;
 
-use crate::consumers::MAX_ORDER_NO_LEN;
 use crate::core::Core;
 use crate::errors::DispatchError;
 use crate::events;
@@ -47,15 +46,8 @@ fn validate(shop_id: &str, order_no: Option<&str>) -> Result<ShopId, DispatchErr
             None
         }
     };
-    if let Some(order_no) = order_no {
-        if order_no.is_empty() {
-            violations.add("order_no", "must not be empty");
-        } else if order_no.chars().count() > MAX_ORDER_NO_LEN {
-            violations.add(
-                "order_no",
-                format!("must be at most {MAX_ORDER_NO_LEN} characters"),
-            );
-        }
+    if let Some(Err(err)) = order_no.map(OrderNo::check) {
+        violations.add("order_no", err.to_string());
     }
     match shop {
         Some(shop) if violations.is_empty() => Ok(shop),

@@ -38,27 +38,24 @@ pub mod wms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
+use wmslink_platform::config::Validate;
 use wmslink_platform::consumer::{self, ConsumerSpec};
 use wmslink_platform::db;
-use wmslink_platform::grpc as platform_grpc;
 use wmslink_platform::nats::{self, StreamKind, Subjects};
-use wmslink_platform::outbox::{self, OutboxRelay};
+use wmslink_platform::outbox::OutboxRelay;
+use wmslink_platform::runtime::{DeferredService, Runtime, Starting, Task};
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::dispatch::v1::dispatch_service_server::DispatchServiceServer;
 
 pub use crate::config::Config;
-use crate::consumers::{Observations, OrderEventKind, OrderEvents};
+use crate::consumers::{Observations, OrderEvents};
 use crate::core::Core;
 pub use crate::errors::{RunError, StartupError};
 use crate::grpc::DispatchApi;
@@ -66,227 +63,254 @@ use crate::sender::Sender;
 use crate::settings::SettingsCache;
 use crate::wms::WmsClients;
 
+/// The service's name in logs and telemetry.
+pub const SERVICE_NAME: &str = "wmslink-shipment-dispatcher";
+
+/// The streams the dispatcher publishes to or consumes from.
+pub const STREAMS: &[StreamKind] = &[
+    StreamKind::Orders,
+    StreamKind::Wms,
+    StreamKind::Shipments,
+    StreamKind::DeadLetters,
+];
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
-const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
-const OUTBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// The built service: database migrated, streams and consumers ensured, listener bound.
-/// Nothing runs until [`run_until_stopped`](Self::run_until_stopped); dropping that future
-/// (or the application) stops every task at once, like a killed process.
+type Api = InterceptedService<DispatchServiceServer<DispatchApi>, Authenticator>;
+
+/// The service, ready to run: database migrated, streams and consumers ensured, the settings
+/// service reached, API installed. Nothing but the gRPC server runs until
+/// [`run_until_stopped`](Self::run_until_stopped); dropping that future (or the application)
+/// stops every task at once, like a killed process.
 pub struct Application {
-    grpc_addr: SocketAddr,
-    listener: TcpListener,
-    routes: Routes,
-    relay: OutboxRelay,
+    runtime: Runtime,
     core: Arc<Core>,
+    relay: Option<OutboxRelay>,
     js: jetstream::Context,
     nats: async_nats::Client,
-    consumers: Vec<ConsumerSpec>,
     wake_rx: mpsc::UnboundedReceiver<String>,
-    shutdown: CancellationToken,
+    config: Config,
+}
+
+/// The durable consumers: order status changes, order updates, WMS observations.
+fn consumer_specs(config: &Config, subjects: &Subjects) -> [ConsumerSpec; 3] {
+    let spec = |stream: StreamKind, durable: &str, filter: String| {
+        config
+            .consumers
+            .spec(subjects.stream_name(stream), durable, filter)
+    };
+    [
+        spec(
+            StreamKind::Orders,
+            consumers::STATUS_CHANGED_CONSUMER,
+            subjects.order_status_changed_all(),
+        ),
+        spec(
+            StreamKind::Orders,
+            consumers::UPDATED_CONSUMER,
+            subjects.order_updated_all(),
+        ),
+        spec(
+            StreamKind::Wms,
+            consumers::OBSERVED_CONSUMER,
+            subjects.wms_observed_all(),
+        ),
+    ]
 }
 
 impl Application {
+    /// [`start`](Self::start), then waits until the dependencies are reached.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        Self::start(config, shutdown).await?.ready().await
+    }
+
+    /// Checks the configuration and binds the gRPC port (port 0 picks a free one): health
+    /// answers `NOT_SERVING` from here on. [`Starting::ready`] then waits for PostgreSQL (and the
+    /// rate-limit database), NATS and the settings service.
+    pub async fn start(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<Starting<Self, StartupError>, StartupError> {
+        config.validate()?;
         let keys = KeyRing::from_config(&config.secrets)?;
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool, &MIGRATOR).await?;
+        let settings = Arc::new(SettingsCache::new(&config.settings)?);
+        let api = DeferredService::new();
+        let runtime =
+            Runtime::start(SERVICE_NAME, &config.runtime, &config.grpc, &api, &shutdown).await?;
+        Ok(Starting::new(
+            runtime.grpc_addr(),
+            Self::connect(config, keys, settings, runtime, api),
+        ))
+    }
 
-        let limiter = config.rate_limit.connect(&pool).await?;
-
+    async fn connect(
+        config: Config,
+        keys: KeyRing,
+        settings: Arc<SettingsCache>,
+        runtime: Runtime,
+        api: DeferredService<Api>,
+    ) -> Result<Self, StartupError> {
+        let pool = runtime
+            .wait_for("PostgreSQL", || {
+                db::connect_and_migrate(&config.database, &MIGRATOR)
+            })
+            .await?;
+        let limiter = runtime
+            .wait_for("the rate-limit database", || {
+                config.rate_limit.connect(&pool)
+            })
+            .await?;
         let client = nats::connect(&config.nats).await?;
         let js = jetstream::new(client.clone());
         let subjects = Subjects::new(&config.nats.prefix)?;
-        nats::ensure_streams(
-            &js,
-            &subjects,
-            &[
-                StreamKind::Orders,
-                StreamKind::Wms,
-                StreamKind::Shipments,
-                StreamKind::DeadLetters,
-            ],
-            config.nats.stream_replicas,
-        )
-        .await?;
-        let consumers = consumer_specs(&config, &subjects);
-        for spec in &consumers {
-            consumer::ensure_consumer(&js, spec).await?;
-        }
-        let relay = OutboxRelay::new(pool.clone(), js.clone());
+        runtime
+            .wait_for("NATS JetStream", || async {
+                nats::ensure_streams(&js, &subjects, STREAMS, config.nats.stream_replicas).await?;
+                for spec in &consumer_specs(&config, &subjects) {
+                    consumer::ensure_consumer(&js, spec).await?;
+                }
+                Ok::<_, StartupError>(())
+            })
+            .await?;
+        runtime
+            .wait_for("the settings service", || settings.client().check_serving())
+            .await?;
 
-        let settings = Arc::new(SettingsCache::new(&config.settings)?);
+        let relay = config.outbox.relay(&pool, &js);
         let wms = WmsClients::new(settings.clone(), keys, config.wms.clone(), limiter);
         let (sender, wake_rx) = Sender::new();
         let core = Arc::new(Core {
             pool,
             subjects,
-            relay: relay.waker(),
+            relay: relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
             settings,
             wms,
             config: config.sender.clone(),
             sender,
-            shutdown: shutdown.child_token(),
+            shutdown: runtime.stopping(),
         });
-
-        let (routes, health) = platform_grpc::base_routes()?;
-        health
-            .set_serving::<DispatchServiceServer<DispatchApi>>()
-            .await;
         let server = DispatchServiceServer::new(DispatchApi::new(core.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let routes = routes.add_service(InterceptedService::new(
+        api.set(InterceptedService::new(
             server,
             Authenticator::new(&config.auth),
         ));
-        let (listener, grpc_addr) = platform_grpc::bind(&config.grpc).await?;
         Ok(Self {
-            grpc_addr,
-            listener,
-            routes,
-            relay,
+            runtime,
             core,
+            relay,
             js,
             nats: client,
-            consumers,
             wake_rx,
-            shutdown,
+            config,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.runtime.grpc_addr()
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.core.pool
     }
 
-    /// Runs the consumers, the sender, the sweep, the outbox relay and the gRPC server until
-    /// the shutdown token is cancelled; then stops taking work, lets passes in flight finish
-    /// (for a while) and flushes the outbox.
+    /// Runs the consumers, the sender, the sweep, the settings watch, the outbox relay and the
+    /// pruner until the shutdown token is cancelled; then stops taking work, lets passes in
+    /// flight finish (for `runtime.drain_timeout_ms`) and flushes the outbox (see
+    /// `wmslink_platform::runtime`).
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
-        let core = self.core.clone();
-        let tasks = core.shutdown.clone();
-        let mut background = JoinSet::new();
-
-        background.spawn(self.relay.clone().run(tasks.clone()));
-        background.spawn(prune_outbox(core.pool.clone(), tasks.clone()));
-        background.spawn(sender::scheduler::run_scheduler(
-            core.clone(),
-            self.wake_rx,
-            tasks.clone(),
-        ));
-
+        let Self {
+            runtime,
+            core,
+            relay,
+            js,
+            nats,
+            wake_rx,
+            config,
+        } = self;
+        // A restarted task takes its channel up again.
+        let wake_rx = Arc::new(Mutex::new(wake_rx));
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
-        background.spawn(sender::sweep::run_sweeper(
-            core.clone(),
-            changed_rx,
-            tasks.clone(),
-        ));
-        let on_change = {
-            let core = core.clone();
-            move |shop: String| {
-                core.settings.invalidate(&shop);
-                core.wms.invalidate(&shop);
-                if core.config.sweep_on_settings_change {
-                    let _ = changed_tx.send(shop);
-                }
-                std::future::ready(())
-            }
-        };
-        background.spawn(settings::watch_changes(
-            self.nats.clone(),
-            core.subjects.clone(),
-            on_change,
-            tasks.clone(),
-        ));
+        let changed_rx = Arc::new(Mutex::new(changed_rx));
+        let [status_changed, updated, observed] = consumer_specs(&config, &core.subjects);
 
-        for spec in self.consumers {
-            let js = self.js.clone();
-            let subjects = core.subjects.clone();
-            let token = tasks.clone();
-            let name = spec.durable_name.clone();
-            let kind = if spec.filter_subject == core.subjects.order_status_changed_all() {
-                Some(OrderEventKind::StatusChanged)
-            } else if spec.filter_subject == core.subjects.order_updated_all() {
-                Some(OrderEventKind::Updated)
-            } else {
-                None
-            };
-            let core = core.clone();
-            background.spawn(async move {
-                let result = match kind {
-                    Some(kind) => {
-                        let handler = OrderEvents::new(core, name.clone(), kind);
-                        consumer::run(js, subjects, spec, handler, token).await
+        let mut tasks = vec![
+            Task::consumer(
+                js.clone(),
+                core.subjects.clone(),
+                status_changed,
+                OrderEvents::status_changed(core.clone()),
+            ),
+            Task::consumer(
+                js.clone(),
+                core.subjects.clone(),
+                updated,
+                OrderEvents::updated(core.clone()),
+            ),
+            Task::consumer(
+                js.clone(),
+                core.subjects.clone(),
+                observed,
+                Observations::new(core.clone()),
+            ),
+            Task::required("sender", {
+                let core = core.clone();
+                move |ctx| {
+                    let (core, wake_rx) = (core.clone(), wake_rx.clone());
+                    async move {
+                        let mut wake_rx = wake_rx.lock().await;
+                        sender::scheduler::run_scheduler(core, &mut wake_rx, ctx.stop().clone()).await;
+                        Ok(())
                     }
-                    None => {
-                        let handler = Observations::new(core, name.clone());
-                        consumer::run(js, subjects, spec, handler, token).await
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::error!(consumer = %name, error = %err, "consumer stopped");
                 }
-            });
-        }
-
-        let served = platform_grpc::serve(self.listener, self.routes, self.shutdown.clone()).await;
-        tasks.cancel();
-        let drain = async { while background.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(15), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("background tasks did not stop in time");
-        }
-        match tokio::time::timeout(Duration::from_secs(5), self.relay.publish_batch()).await {
-            Ok(Err(err)) => tracing::warn!(error = %err, "final outbox flush failed"),
-            Err(_) => tracing::warn!("final outbox flush timed out"),
-            Ok(Ok(_)) => {}
-        }
-        Ok(served?)
-    }
-}
-
-fn consumer_specs(config: &Config, subjects: &Subjects) -> Vec<ConsumerSpec> {
-    let prefix = &config.sender.consumer_prefix;
-    let sender = &config.sender;
-    let spec = |stream: StreamKind, name: &str, filter: String| {
-        let mut spec = ConsumerSpec::new(
-            subjects.stream_name(stream),
-            format!("{prefix}-{name}"),
-            filter,
-        );
-        spec.ack_wait = Duration::from_millis(sender.consumer_ack_wait_ms.max(100));
-        spec.max_deliver = sender.consumer_max_deliver.max(1);
-        spec.base_delay = Duration::from_millis(sender.consumer_retry_base_ms.max(1));
-        spec
-    };
-    vec![
-        spec(
-            StreamKind::Orders,
-            "status-changed",
-            subjects.order_status_changed_all(),
-        ),
-        spec(StreamKind::Orders, "updated", subjects.order_updated_all()),
-        spec(StreamKind::Wms, "observed", subjects.wms_observed_all()),
-    ]
-}
-
-async fn prune_outbox(pool: PgPool, shutdown: CancellationToken) {
-    loop {
-        match outbox::prune(&pool, OUTBOX_KEEP).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::debug!(pruned, "pruned published outbox rows"),
-            Err(err) => tracing::warn!(error = %err, "outbox prune failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(OUTBOX_PRUNE_EVERY) => {}
-        }
+            }),
+            Task::required("sweeper", {
+                let core = core.clone();
+                move |ctx| {
+                    let (core, changed_rx) = (core.clone(), changed_rx.clone());
+                    async move {
+                        let mut changed_rx = changed_rx.lock().await;
+                        sender::sweep::run_sweeper(core, &mut changed_rx, ctx.stop().clone()).await;
+                        Ok(())
+                    }
+                }
+            }),
+            Task::required("settings watch", {
+                let core = core.clone();
+                move |ctx| {
+                    let on_change = {
+                        let core = core.clone();
+                        let changed_tx = changed_tx.clone();
+                        move |shop: String| {
+                            core.settings.invalidate(&shop);
+                            core.wms.invalidate(&shop);
+                            if core.config.sweep_on_settings_change {
+                                let _ = changed_tx.send(shop);
+                            }
+                            std::future::ready(())
+                        }
+                    };
+                    let watch = settings::watch_changes(
+                        nats.clone(),
+                        core.subjects.clone(),
+                        on_change,
+                        ctx.stop().clone(),
+                    );
+                    async move {
+                        watch.await;
+                        Ok(())
+                    }
+                }
+            }),
+            Task::pruner(
+                core.pool.clone(),
+                config.outbox.keep_published(),
+                Some(config.consumers.keep_processed()),
+            ),
+        ];
+        tasks.extend(relay.map(Task::outbox_relay));
+        Ok(runtime.run(tasks).await?)
     }
 }

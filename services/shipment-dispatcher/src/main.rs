@@ -1,21 +1,23 @@
-//! The shipment dispatcher binary: configuration, telemetry, then the application until SIGTERM.
+//! The shipment dispatcher binary: configuration, telemetry, then the service until SIGTERM.
 
 use anyhow::Context;
 use wmslink_platform::{shutdown, telemetry};
-use wmslink_shipment_dispatcher::{Application, Config};
+use wmslink_shipment_dispatcher::{Application, Config, SERVICE_NAME, StartupError};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load().context("loading configuration")?;
-    let _telemetry = telemetry::init("wmslink-shipment-dispatcher", &config.telemetry)
-        .context("initialising telemetry")?;
+    let telemetry = telemetry::init(SERVICE_NAME, &config.telemetry).context("starting telemetry")?;
     wmslink_platform::install_crypto_provider();
-    let shutdown = shutdown::on_signal();
-    let app = Application::build(config, shutdown)
-        .await
-        .context("starting the shipment dispatcher")?;
-    tracing::info!(grpc_addr = %app.grpc_addr(), "shipment dispatcher listening");
-    app.run_until_stopped().await?;
-    tracing::info!("shipment dispatcher stopped");
-    Ok(())
+    let outcome = run(config).await;
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let app = match Application::build(config, shutdown::on_signal()).await {
+        Err(StartupError::Stopped(_)) => return Ok(()),
+        built => built.context("starting")?,
+    };
+    app.run_until_stopped().await.context("running")
 }

@@ -101,8 +101,10 @@ impl Canonical {
 
 /// The order date as a UTC time, when the cart gave one.
 pub fn order_date(order: &Order) -> Option<DateTime<Utc>> {
-    let ts = order.order_date.as_ref()?;
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
+    order
+        .order_date
+        .as_ref()
+        .and_then(wmslink_proto::from_timestamp)
 }
 
 pub fn encode(order: &Order) -> Vec<u8> {
@@ -113,10 +115,6 @@ pub fn decode(bytes: &[u8]) -> Result<Order, prost::DecodeError> {
     Order::decode(bytes)
 }
 
-/// A protobuf timestamp of a UTC time.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
-}
 
 #[cfg(test)]
 mod tests {

@@ -128,7 +128,7 @@ impl System {
         dispatch_config.settings.url = settings_url.clone();
         dispatch_config.settings.token = SecretString::from(DISPATCHER_TOKEN.to_owned());
         dispatch_config.sender.sweep_interval_ms = 1_000;
-        dispatch_config.sender.consumer_ack_wait_ms = 2_000;
+        dispatch_config.consumers.ack_wait_ms = 2_000;
         let shutdown = CancellationToken::new();
         let app =
             wmslink_shipment_dispatcher::Application::build(dispatch_config, shutdown.clone())

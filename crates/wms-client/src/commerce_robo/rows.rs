@@ -3,7 +3,7 @@
 //! built gets a [`BuildError`] naming everything that is missing, so it can go to `ERROR`
 //! before any WMS call.
 
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 use wmslink_proto::field_paths;
 use wmslink_proto::orders::v1::{Address, LineItem, Order};
 use wmslink_proto::settings::v1::{DetailSettings, FreeFieldMapping};
@@ -52,7 +52,7 @@ pub fn build_row(
             None
         }
         Some(ts) => {
-            match DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0)) {
+            match wmslink_proto::from_timestamp(ts) {
                 Some(at) => Some(at.with_timezone(&jst())),
                 None => {
                     problems.push("the order date is out of range".to_owned());

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -18,11 +17,12 @@ use crate::core::Core;
 /// Passes of different shops running at once (each holds a pooled connection for its lock).
 pub const MAX_PARALLEL_SHOPS: usize = 4;
 
-/// Runs passes for woken shops until `shutdown`; then lets the passes in flight finish (for a
-/// while) and aborts the rest, which leaves their shipments `SENDING`, resolved next start.
+/// Runs passes for woken shops until `shutdown`; then lets the passes in flight finish (the
+/// runtime aborts what outlasts its drain time, which leaves those shipments `SENDING`,
+/// resolved at the next start).
 pub async fn run_scheduler(
     core: Arc<Core>,
-    mut wake_rx: mpsc::UnboundedReceiver<String>,
+    wake_rx: &mut mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
     let linger = core.config.linger();
@@ -91,15 +91,7 @@ pub async fn run_scheduler(
             _ = sleep_until(next), if next.is_some() => {}
         }
     }
-    let drain = async { while passes.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "sender passes still running at shutdown were aborted; their shipments are resolved at the next start"
-        );
-    }
+    while passes.join_next().await.is_some() {}
 }
 
 async fn sleep_until(at: Option<Instant>) {

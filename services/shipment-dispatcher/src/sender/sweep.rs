@@ -92,7 +92,7 @@ pub async fn sweep_shop(core: &Core, shop_id: &str) {
 /// ([`metrics`]).
 pub async fn run_sweeper(
     core: Arc<Core>,
-    mut changed_rx: mpsc::UnboundedReceiver<String>,
+    changed_rx: &mut mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
     let mut interval = tokio::time::interval(core.config.sweep_interval());

@@ -176,7 +176,12 @@ async fn a_registration_applied_whose_answer_times_out_is_adopted_not_resent() {
 
 #[tokio::test]
 async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
-    let mut app = spawn_app_with(|config| config.wms.request_timeout_ms = 60_000).await;
+    let mut app = spawn_app_with(|config| {
+        config.wms.request_timeout_ms = 60_000;
+        // The drain outlasts a WMS call (checked when the config is validated).
+        config.runtime.drain_timeout_ms = 65_000;
+    })
+    .await;
     let shop = app.shop_with(full_detail(), false).await;
     app.fault(
         &shop,
@@ -226,7 +231,12 @@ async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
 
 #[tokio::test]
 async fn a_crash_in_sending_before_the_wms_applied_sends_once_on_restart() {
-    let mut app = spawn_app_with(|config| config.wms.request_timeout_ms = 60_000).await;
+    let mut app = spawn_app_with(|config| {
+        config.wms.request_timeout_ms = 60_000;
+        // The drain outlasts a WMS call (checked when the config is validated).
+        config.runtime.drain_timeout_ms = 65_000;
+    })
+    .await;
     let shop = app.shop().await;
     app.fault(
         &shop,

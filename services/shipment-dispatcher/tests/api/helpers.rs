@@ -96,9 +96,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.sender.base_backoff_ms = 100;
     config.sender.max_backoff_ms = 1_000;
     config.sender.run_dispatch_wait_ms = 15_000;
-    config.sender.consumer_ack_wait_ms = 2_000;
-    config.sender.consumer_max_deliver = 5;
-    config.sender.consumer_retry_base_ms = 100;
+    config.consumers.ack_wait_ms = 2_000;
+    config.consumers.max_deliver = 5;
+    config.consumers.retry_base_delay_ms = 100;
     configure(&mut config);
 
     let mut app = TestApp {

@@ -14,8 +14,8 @@ async fn an_order_event_arriving_while_settings_are_down_is_sent_once_they_are_b
         // dispatcher has never seen the shop when its order event arrives.
         config.sender.sweep_on_settings_change = false;
         // Quick redeliveries, and enough of them to outlast the outage.
-        config.sender.consumer_retry_base_ms = 50;
-        config.sender.consumer_max_deliver = 100;
+        config.consumers.retry_base_delay_ms = 50;
+        config.consumers.max_deliver = 100;
     })
     .await;
     let shop = app.shop().await;
