@@ -24,7 +24,9 @@ use wmslink_platform::shop::ShopId;
 use wmslink_proto::sync::v1::{AnomalyKind, WmsAnomaly};
 use wmslink_wms_client::port::WmsOrder;
 
-use crate::events::{self, timestamp};
+use wmslink_proto::to_timestamp as timestamp;
+
+use crate::events;
 use crate::model::{Observation, Period, WatchRow};
 use crate::store::Store;
 

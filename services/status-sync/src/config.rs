@@ -1,13 +1,18 @@
 //! Configuration: compiled-in defaults, then the TOML file named by `WMSLINK_CONFIG`, then
-//! `WMSLINK_<SECTION>__<KEY>` environment variables (see `wmslink_platform::config`).
+//! `WMSLINK_<SECTION>__<KEY>` environment variables (see `wmslink_platform::config`); validated
+//! when loaded. Durations are milliseconds.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wmslink_platform::auth::AuthConfig;
+use wmslink_platform::config::{InvalidConfig, Validate, key};
+use wmslink_platform::consumer::ConsumersConfig;
 use wmslink_platform::db::DatabaseConfig;
 use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
+use wmslink_platform::outbox::OutboxConfig;
+use wmslink_platform::runtime::RuntimeConfig;
 use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
 pub use wmslink_settings_client::SettingsClientConfig;
@@ -31,6 +36,10 @@ pub struct Config {
     /// The per-access-key budget shared with the dispatcher through PostgreSQL.
     pub rate_limit: SharedRateLimitConfig,
     pub sync: SyncConfig,
+    /// The durable consumer of `shipments.*.updated`.
+    pub consumers: ConsumersConfig,
+    pub outbox: OutboxConfig,
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -51,7 +60,43 @@ impl Default for Config {
             wms: WmsClientConfig::default(),
             rate_limit: SharedRateLimitConfig::default(),
             sync: SyncConfig::default(),
+            consumers: ConsumersConfig::default(),
+            outbox: OutboxConfig {
+                keep_published_ms: DAY_MS,
+                ..OutboxConfig::default()
+            },
+            runtime: RuntimeConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration and validates it.
+    pub fn load() -> Result<Self, wmslink_platform::config::ConfigError> {
+        wmslink_platform::config::load()
+    }
+}
+
+impl Validate for Config {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        self.telemetry.check(&key(section, "telemetry"), problems);
+        self.database.check(&key(section, "database"), problems);
+        self.nats.check(&key(section, "nats"), problems);
+        self.grpc.check(&key(section, "grpc"), problems);
+        self.settings.check(&key(section, "settings"), problems);
+        self.wms.check(&key(section, "wms"), problems);
+        self.rate_limit.check(&key(section, "rate_limit"), problems);
+        self.sync.check(&key(section, "sync"), problems);
+        self.consumers.check(&key(section, "consumers"), problems);
+        self.outbox.check(&key(section, "outbox"), problems);
+        self.runtime.check(&key(section, "runtime"), problems);
+        // A pass in flight at shutdown finishes its WMS call and records itself.
+        self.runtime.check_drain_outlasts(
+            &key(section, "runtime"),
+            "wms.request_timeout_ms",
+            self.wms.request_timeout_ms,
+            problems,
+        );
     }
 }
 
@@ -60,107 +105,137 @@ impl Default for Config {
 pub struct SyncConfig {
     /// Run passes by themselves (E1). Off: only `RunSync` runs them.
     pub scheduled: bool,
-    /// Time between two passes of one shop. Default 300 s.
-    pub interval_secs: u64,
-    /// How often the scheduler looks for due shops.
+    /// Time between two passes of one shop (at least 1,000). Default 300,000 (5 min).
+    pub interval_ms: u64,
+    /// How often the scheduler looks for due shops (at least 10).
     pub tick_ms: u64,
     /// How often the scheduler asks the settings service for every enabled shop
     /// (`ListShops`, first at start) and adds the ones it does not know yet, so that a shop
-    /// enabled while status-sync was down, or whose settings event was lost, is synced too.
-    /// Default 60 s.
-    pub discover_secs: u64,
+    /// enabled while status-sync was down, or whose settings event was lost, is synced too
+    /// (at least 1,000). Default 60,000.
+    pub discover_ms: u64,
     /// The `update_date` search starts this much before the start of the last successful
-    /// pass, against clock skew and orders updated while it ran. Default 120 s.
-    pub overlap_secs: u64,
+    /// pass, against clock skew and orders updated while it ran. Default 120,000.
+    pub overlap_ms: u64,
     /// Every Nth scheduled pass is full: after the `update_date` search, every watched order
     /// in the sync period that it did not return is asked for with `order_no-in`. 1: every
     /// pass is full. Default 12 (once an hour at the default interval).
     pub full_pass_every: u32,
     /// A suspected anomaly is reported only when it still holds this long after it was seen
-    /// (so an event of the dispatcher still on its way does not raise a false one). Default 120 s.
-    pub anomaly_grace_secs: u64,
+    /// (so an event of the dispatcher still on its way does not raise a false one). Default
+    /// 120,000.
+    pub anomaly_grace_ms: u64,
     /// A shipped order stays watched until its carrier status is final (delivered, returned,
-    /// cancelled) or this many days after shipping. Default 14.
-    pub shipped_watch_days: u32,
+    /// cancelled) or this long after shipping. Default 1,209,600,000 (14 days).
+    pub shipped_watch_ms: u64,
     /// Attempts of one WMS call in a pass (a rate-limited call waits its `Retry-After`).
     pub call_attempts: u32,
     /// First wait between two attempts of a failed call; doubles per attempt.
     pub call_retry_base_ms: u64,
     /// A pass that failed is tried again after this (doubling per failure, at most
-    /// `interval_secs`, at least what the WMS asked for in `Retry-After`). Default 10 s.
-    pub retry_base_secs: u64,
-    /// How long one replica holds a shop's lease without renewing it. Default 60 s.
-    pub lease_ttl_secs: u64,
-    /// How long `RunSync` waits for a pass of the shop that is already running.
-    pub manual_wait_secs: u64,
+    /// `interval_ms`, at least what the WMS asked for in `Retry-After`; at least 1,000).
+    /// Default 10,000.
+    pub retry_base_ms: u64,
+    /// How long one replica holds a shop's lease without renewing it (at least 3,000).
+    /// Default 60,000.
+    pub lease_ttl_ms: u64,
+    /// How long `RunSync` waits for a pass of the shop that is already running. Default 30,000.
+    pub manual_wait_ms: u64,
     /// Passes of different shops running at once in this replica.
     pub max_concurrent_shops: usize,
-    /// Sync runs are kept this many days.
-    pub keep_runs_days: u32,
-    /// The durable consumer of `shipments.*.updated`.
-    pub consumer_ack_wait_secs: u64,
-    pub consumer_max_deliver: i64,
+    /// Sync runs are kept this long (at least one day). Default 2,592,000,000 (30 days).
+    pub keep_runs_ms: u64,
 }
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             scheduled: true,
-            interval_secs: 300,
+            interval_ms: 300_000,
             tick_ms: 1_000,
-            discover_secs: 60,
-            overlap_secs: 120,
+            discover_ms: 60_000,
+            overlap_ms: 120_000,
             full_pass_every: 12,
-            anomaly_grace_secs: 120,
-            shipped_watch_days: 14,
+            anomaly_grace_ms: 120_000,
+            shipped_watch_ms: 14 * DAY_MS,
             call_attempts: 3,
             call_retry_base_ms: 1_000,
-            retry_base_secs: 10,
-            lease_ttl_secs: 60,
-            manual_wait_secs: 30,
+            retry_base_ms: 10_000,
+            lease_ttl_ms: 60_000,
+            manual_wait_ms: 30_000,
             max_concurrent_shops: 32,
-            keep_runs_days: 30,
-            consumer_ack_wait_secs: 30,
-            consumer_max_deliver: 10,
+            keep_runs_ms: 30 * DAY_MS,
         }
+    }
+}
+
+impl Validate for SyncConfig {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        let at_least = |problems: &mut InvalidConfig, value: u64, min: u64, name: &str| {
+            problems.check(
+                value >= min,
+                key(section, name),
+                format!("must be at least {min}"),
+            );
+        };
+        at_least(problems, self.interval_ms, 1_000, "interval_ms");
+        at_least(problems, self.tick_ms, 10, "tick_ms");
+        at_least(problems, self.discover_ms, 1_000, "discover_ms");
+        at_least(problems, self.retry_base_ms, 1_000, "retry_base_ms");
+        at_least(problems, self.lease_ttl_ms, 3_000, "lease_ttl_ms");
+        at_least(problems, self.keep_runs_ms, DAY_MS, "keep_runs_ms");
+        at_least(problems, u64::from(self.full_pass_every), 1, "full_pass_every");
+        at_least(problems, u64::from(self.call_attempts), 1, "call_attempts");
+        at_least(
+            problems,
+            u64::try_from(self.max_concurrent_shops).unwrap_or(u64::MAX),
+            1,
+            "max_concurrent_shops",
+        );
     }
 }
 
 impl SyncConfig {
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.interval_secs.max(1))
+        Duration::from_millis(self.interval_ms)
     }
     pub fn discover(&self) -> Duration {
-        Duration::from_secs(self.discover_secs.max(1))
+        Duration::from_millis(self.discover_ms)
     }
     pub fn tick(&self) -> Duration {
-        Duration::from_millis(self.tick_ms.max(10))
+        Duration::from_millis(self.tick_ms)
     }
     pub fn overlap(&self) -> Duration {
-        Duration::from_secs(self.overlap_secs)
+        Duration::from_millis(self.overlap_ms)
     }
     pub fn anomaly_grace(&self) -> Duration {
-        Duration::from_secs(self.anomaly_grace_secs)
+        Duration::from_millis(self.anomaly_grace_ms)
     }
     pub fn shipped_watch(&self) -> Duration {
-        Duration::from_secs(u64::from(self.shipped_watch_days) * 24 * 3600)
+        Duration::from_millis(self.shipped_watch_ms)
     }
     pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.lease_ttl_secs.max(3))
+        Duration::from_millis(self.lease_ttl_ms)
     }
     pub fn manual_wait(&self) -> Duration {
-        Duration::from_secs(self.manual_wait_secs)
+        Duration::from_millis(self.manual_wait_ms)
     }
     pub fn call_retry_base(&self) -> Duration {
         Duration::from_millis(self.call_retry_base_ms)
     }
+    pub fn keep_runs(&self) -> Duration {
+        Duration::from_millis(self.keep_runs_ms)
+    }
 
     /// Wait before the next pass after `failures` failed passes in a row.
     pub fn retry_delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let exponent = failures.saturating_sub(1).min(16);
-        let backoff = Duration::from_secs(self.retry_base_secs.max(1))
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.interval());
+        let backoff = wmslink_platform::backoff::delay(
+            Duration::from_millis(self.retry_base_ms),
+            self.interval(),
+            failures,
+        );
         retry_after.map_or(backoff, |asked| backoff.max(asked))
     }
 }
@@ -174,8 +249,8 @@ mod tests {
     #[test]
     fn retry_delay_doubles_is_capped_and_honours_retry_after() {
         let sync = SyncConfig {
-            retry_base_secs: 10,
-            interval_secs: 60,
+            retry_base_ms: 10_000,
+            interval_ms: 60_000,
             ..SyncConfig::default()
         };
         assert_eq!(sync.retry_delay(1, None), Duration::from_secs(10));
@@ -194,5 +269,26 @@ mod tests {
         assert!(config.database.url.ends_with("/wmslink_sync"));
         assert_eq!(config.sync.interval(), Duration::from_secs(300));
         assert_eq!(config.rate_limit.limits(), RateLimitConfig::default());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name_not_clamped() {
+        let mut config = Config::default();
+        config.sync.interval_ms = 999;
+        config.sync.call_attempts = 0;
+        config.consumers.ack_wait_ms = 10;
+        config.runtime.drain_timeout_ms = config.wms.request_timeout_ms;
+        let problems = config.validate().expect_err("refused");
+        let text = problems.to_string();
+        for expected in [
+            "sync.interval_ms: must be at least 1000",
+            "sync.call_attempts: must be at least 1",
+            "consumers.ack_wait_ms: must be at least 100",
+            "runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms",
+        ] {
+            assert!(text.contains(expected), "{text}");
+        }
+        assert_eq!(problems.problems().len(), 4, "{text}");
     }
 }

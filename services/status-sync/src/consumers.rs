@@ -3,33 +3,27 @@
 //! id, newer `sequence` only.
 
 use chrono::{DateTime, Utc};
-use prost::Message;
 use sqlx::PgPool;
 use wmslink_platform::consumer::{Delivery, HandleError, Handler};
 use wmslink_platform::db;
-use wmslink_platform::nats::Subjects;
-use wmslink_platform::shop::ShopId;
+use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
+use wmslink_proto::from_timestamp;
 use wmslink_proto::orders::v1::ShippingStatus;
 
-use crate::events::from_timestamp;
 use crate::model::status_key;
 use crate::store::{ShipmentChange, Store};
 
 /// The durable consumer's name (also the `processed_messages.consumer`).
 pub const CONSUMER: &str = "status-sync-shipments";
 
-/// Longest order number accepted (the WMS's `order_no` is short; this only bounds input).
-const MAX_ORDER_NO_LEN: usize = 100;
-
 pub struct WatchListHandler {
     pool: PgPool,
-    subjects: Subjects,
 }
 
 impl WatchListHandler {
-    pub fn new(pool: PgPool, subjects: Subjects) -> Self {
-        Self { pool, subjects }
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
     }
 }
 
@@ -37,7 +31,7 @@ impl WatchListHandler {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedUpdate {
     pub shop_id: ShopId,
-    pub order_no: String,
+    pub order_no: OrderNo,
     pub wms_order_id: i64,
     pub order_date: DateTime<Utc>,
     pub shipping_status: &'static str,
@@ -45,45 +39,33 @@ pub struct CheckedUpdate {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// Decodes and checks one message; every refusal is permanent (dead-lettered with the reason).
+/// Decodes (protobuf or proto3 JSON) and checks one message; every refusal is permanent
+/// (dead-lettered with the reason).
 pub fn check(
-    subjects: &Subjects,
-    subject: &str,
-    payload: &[u8],
+    delivery: &Delivery<'_>,
     received_at: DateTime<Utc>,
-) -> Result<CheckedUpdate, String> {
-    let event =
-        ShipmentUpdated::decode(payload).map_err(|err| format!("not a ShipmentUpdated: {err}"))?;
+) -> Result<CheckedUpdate, HandleError> {
+    let event: ShipmentUpdated = delivery.decode()?;
     let shipment = event
         .shipment
-        .ok_or_else(|| "shipment: missing".to_owned())?;
-    let shop_id =
-        ShopId::parse(&shipment.shop_id).map_err(|err| format!("shipment.shop_id: {err}"))?;
-    let subject_shop = subjects.shop_of(subject);
-    if subject_shop != Some(shop_id.as_str()) {
-        return Err(format!(
-            "shipment.shop_id '{shop_id}' does not match the subject '{subject}'"
-        ));
-    }
-    if shipment.order_no.is_empty() || shipment.order_no.len() > MAX_ORDER_NO_LEN {
-        return Err(format!(
-            "shipment.order_no: must be 1..={MAX_ORDER_NO_LEN} bytes"
-        ));
-    }
-    if shipment.order_no.contains(',') {
-        return Err("shipment.order_no: must not contain ',' (the WMS's in-list separator)".into());
-    }
+        .ok_or_else(|| HandleError::invalid("shipment", "missing"))?;
+    let shop_id = delivery.shop(&shipment.shop_id, "shipment.shop_id")?;
+    let order_no = OrderNo::parse(&shipment.order_no)
+        .map_err(|err| HandleError::invalid("shipment.order_no", err))?;
     let status = ShippingStatus::try_from(shipment.shipping_status).map_err(|_| {
-        format!(
-            "shipment.shipping_status: unknown value {}",
-            shipment.shipping_status
+        HandleError::invalid(
+            "shipment.shipping_status",
+            format!("unknown value {}", shipment.shipping_status),
         )
     })?;
     if status == ShippingStatus::Unspecified {
-        return Err("shipment.shipping_status: must be set".into());
+        return Err(HandleError::invalid(
+            "shipment.shipping_status",
+            "must be set",
+        ));
     }
     if event.sequence <= 0 {
-        return Err("sequence: must be positive".into());
+        return Err(HandleError::invalid("sequence", "must be positive"));
     }
     let occurred_at = event
         .occurred_at
@@ -99,7 +81,7 @@ pub fn check(
         .unwrap_or(occurred_at);
     Ok(CheckedUpdate {
         shop_id,
-        order_no: shipment.order_no,
+        order_no,
         wms_order_id: shipment.wms_order_id.max(0),
         order_date,
         shipping_status: status_key(status),
@@ -110,13 +92,7 @@ pub fn check(
 
 impl Handler for WatchListHandler {
     async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let update = check(
-            &self.subjects,
-            delivery.subject,
-            delivery.payload,
-            Utc::now(),
-        )
-        .map_err(HandleError::permanent)?;
+        let update = check(delivery, Utc::now())?;
         let mut tx = self.pool.begin().await?;
         if !db::mark_processed(&mut tx, CONSUMER, &delivery.msg_id).await? {
             return Ok(());
@@ -126,7 +102,7 @@ impl Handler for WatchListHandler {
             &mut tx,
             &ShipmentChange {
                 shop_id: update.shop_id.as_str(),
-                order_no: &update.order_no,
+                order_no: update.order_no.as_str(),
                 wms_order_id: update.wms_order_id,
                 order_date: update.order_date,
                 shipping_status: update.shipping_status,
@@ -152,6 +128,8 @@ impl Handler for WatchListHandler {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use prost::Message;
+    use wmslink_platform::nats::Subjects;
     use wmslink_proto::dispatch::v1::Shipment;
 
     fn event(shop: &str, order_no: &str, status: ShippingStatus, sequence: i64) -> Vec<u8> {
@@ -171,14 +149,17 @@ mod tests {
         .encode_to_vec()
     }
 
+    fn checked(subject: &str, payload: &[u8]) -> Result<CheckedUpdate, String> {
+        let subjects = Subjects::new("p").unwrap();
+        let delivery = Delivery::new(&subjects, subject, payload, None, "m1".into());
+        check(&delivery, Utc::now()).map_err(|err| err.to_string())
+    }
+
     #[test]
     fn accepts_a_well_formed_update() {
-        let subjects = Subjects::new("p").unwrap();
-        let update = check(
-            &subjects,
+        let update = checked(
             "p.shipments.s1.updated",
             &event("s1", "A-1", ShippingStatus::Sent, 3),
-            Utc::now(),
         )
         .unwrap();
         assert_eq!(update.shipping_status, "SENT");
@@ -189,33 +170,31 @@ mod tests {
 
     #[test]
     fn refuses_other_tenants_garbage_and_bad_fields() {
-        let subjects = Subjects::new("p").unwrap();
-        let refused = |subject: &str, payload: Vec<u8>| {
-            check(&subjects, subject, &payload, Utc::now()).unwrap_err()
-        };
+        let refused = |subject: &str, payload: Vec<u8>| checked(subject, &payload).unwrap_err();
         assert!(
             refused(
                 "p.shipments.s2.updated",
                 event("s1", "A", ShippingStatus::Sent, 1)
             )
-            .contains("does not match")
+            .contains("tenancy")
         );
         assert!(
-            refused("p.shipments.s1.updated", vec![0xff, 0xff]).contains("not a ShipmentUpdated")
+            refused("p.shipments.s1.updated", vec![0xff, 0xff])
+                .contains("undecodable protobuf wmslink.dispatch.v1.ShipmentUpdated")
         );
         assert!(
             refused(
                 "p.shipments.s1.updated",
                 event("s1", "", ShippingStatus::Sent, 1)
             )
-            .contains("order_no")
+            .contains("shipment.order_no")
         );
         assert!(
             refused(
                 "p.shipments.s1.updated",
                 event("s1", "A,B", ShippingStatus::Sent, 1)
             )
-            .contains("order_no")
+            .contains("shipment.order_no")
         );
         assert!(
             refused(

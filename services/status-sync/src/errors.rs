@@ -3,39 +3,40 @@
 //! with a generic message; nothing here holds an access key.
 
 use tonic::Status;
+use wmslink_platform::config::InvalidConfig;
 use wmslink_platform::consumer::ConsumerError;
-use wmslink_platform::db::DbError;
 use wmslink_platform::grpc::GrpcError;
 use wmslink_platform::nats::NatsError;
+use wmslink_platform::runtime::{RuntimeError, Stopped};
 use wmslink_platform::secrets::SecretsError;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_settings_client::SettingsClientError;
-use wmslink_wms_client::LimiterError;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("database")]
-    Db(#[from] DbError),
-    #[error("rate-limit database")]
-    RateLimit(#[from] LimiterError),
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     #[error("NATS")]
     Nats(#[from] NatsError),
+    #[error("consumer")]
+    Consumer(#[from] ConsumerError),
     #[error("gRPC")]
     Grpc(#[from] GrpcError),
     #[error("master keys")]
     Secrets(#[from] SecretsError),
     #[error("settings client")]
     Settings(#[from] SettingsClientError),
+    /// Asked to stop while waiting for a dependency.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 /// Why the running service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("gRPC")]
-    Grpc(#[from] GrpcError),
-    #[error("watch-list consumer")]
-    Consumer(#[from] ConsumerError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 /// What status-sync cannot learn of a shop from the settings service.

@@ -6,17 +6,11 @@ use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{self, OutboxMessage};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::sync::v1::WmsObserved;
+use wmslink_proto::to_timestamp;
 
 use crate::anomalies::AnomalyRecord;
 use crate::model::Observation;
 
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
-}
-
-pub fn from_timestamp(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
-}
 
 pub fn observed(
     shop: &ShopId,
@@ -36,8 +30,8 @@ pub fn observed(
         shipping_status_id: observation.shipping_status_id,
         tracking_code: observation.tracking_code.clone(),
         shipping_date: observation.shipping_date.clone(),
-        wms_updated_at: Some(timestamp(observation.wms_updated_at)),
-        observed_at: Some(timestamp(observed_at)),
+        wms_updated_at: Some(to_timestamp(observation.wms_updated_at)),
+        observed_at: Some(to_timestamp(observed_at)),
         shipping_status_name: observation.shipping_status_name.clone(),
     }
 }
@@ -88,6 +82,6 @@ mod tests {
         let decoded = WmsObserved::decode(message.payload.as_slice()).unwrap();
         assert_eq!(decoded.shipping_status_name, "配達完了");
         assert_eq!(decoded.tracking_code, "T-1");
-        assert_eq!(from_timestamp(&decoded.wms_updated_at.unwrap()), Some(at));
+        assert_eq!(wmslink_proto::from_timestamp(&decoded.wms_updated_at.unwrap()), Some(at));
     }
 }

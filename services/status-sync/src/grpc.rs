@@ -16,8 +16,9 @@ use wmslink_proto::sync::v1::{
 
 use chrono::SubsecRound;
 
+use wmslink_proto::{from_timestamp, to_timestamp as timestamp};
+
 use crate::errors::SyncError;
-use crate::events::{from_timestamp, timestamp};
 use crate::model::Period;
 use crate::runner::Runner;
 use crate::store::RunRecord;

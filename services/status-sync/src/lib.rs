@@ -31,17 +31,17 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use wmslink_platform::auth::Authenticator;
+use wmslink_platform::config::Validate;
 use wmslink_platform::consumer::{self, ConsumerSpec};
 use wmslink_platform::db;
 use wmslink_platform::nats::{self, StreamKind, Subjects};
 use wmslink_platform::outbox::OutboxRelay;
+use wmslink_platform::runtime::{DeferredService, Runtime, Starting, Task};
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::sync::v1::sync_service_server::SyncServiceServer;
 
@@ -53,74 +53,118 @@ use crate::runner::Runner;
 use crate::shops::ShopDirectory;
 use crate::store::Store;
 
+/// The service's name in logs and telemetry.
+pub const SERVICE_NAME: &str = "wmslink-status-sync";
+
+/// The streams status-sync publishes to or consumes from.
+pub const STREAMS: &[StreamKind] = &[
+    StreamKind::Shipments,
+    StreamKind::Wms,
+    StreamKind::DeadLetters,
+];
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+type Api = InterceptedService<SyncServiceServer<grpc::SyncApi>, Authenticator>;
+
+/// The service, ready to run: database migrated, streams and consumer ensured, the settings
+/// service reached, API installed.
 pub struct Application {
+    runtime: Runtime,
     config: Config,
     pool: PgPool,
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     subjects: Subjects,
-    relay: OutboxRelay,
+    relay: Option<OutboxRelay>,
     runner: Arc<Runner>,
-    listener: TcpListener,
-    grpc_addr: SocketAddr,
-    routes: Routes,
-    shutdown: CancellationToken,
+}
+
+/// The durable consumer of `shipments.*.updated`.
+fn consumer_spec(config: &Config, subjects: &Subjects) -> ConsumerSpec {
+    config.consumers.spec(
+        subjects.stream_name(StreamKind::Shipments),
+        CONSUMER,
+        subjects.shipments_updated_all(),
+    )
 }
 
 impl Application {
-    /// Connects to PostgreSQL (migrating), the rate-limit database, NATS (ensuring the
-    /// streams) and binds the gRPC port. Nothing runs until [`Self::run_until_stopped`].
+    /// [`start`](Self::start), then waits until the dependencies are reached.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
-        // Configuration mistakes first, before anything is touched.
+        Self::start(config, shutdown).await?.ready().await
+    }
+
+    /// Checks the configuration and binds the gRPC port (port 0 picks a free one): health
+    /// answers `NOT_SERVING` from here on. [`Starting::ready`] then waits for PostgreSQL (and the
+    /// rate-limit database), NATS and the settings service. Nothing runs until
+    /// [`Self::run_until_stopped`].
+    pub async fn start(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<Starting<Self, StartupError>, StartupError> {
+        config.validate()?;
         let keys = KeyRing::from_config(&config.secrets)?;
-        let subjects = Subjects::new(&config.nats.prefix)?;
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool, &MIGRATOR).await?;
+        let api = DeferredService::new();
+        let runtime =
+            Runtime::start(SERVICE_NAME, &config.runtime, &config.grpc, &api, &shutdown).await?;
+        Ok(Starting::new(
+            runtime.grpc_addr(),
+            Self::connect(config, keys, runtime, api),
+        ))
+    }
 
-        let limiter = config.rate_limit.connect(&pool).await?;
-
+    async fn connect(
+        config: Config,
+        keys: KeyRing,
+        runtime: Runtime,
+        api: DeferredService<Api>,
+    ) -> Result<Self, StartupError> {
+        let pool = runtime
+            .wait_for("PostgreSQL", || {
+                db::connect_and_migrate(&config.database, &MIGRATOR)
+            })
+            .await?;
+        let limiter = runtime
+            .wait_for("the rate-limit database", || {
+                config.rate_limit.connect(&pool)
+            })
+            .await?;
         let shops = Arc::new(ShopDirectory::new(
             &config.settings,
             keys,
             config.wms.clone(),
             limiter,
         )?);
-
         let nats = nats::connect(&config.nats).await?;
         let js = async_nats::jetstream::new(nats.clone());
-        nats::ensure_streams(
-            &js,
-            &subjects,
-            &[
-                StreamKind::Shipments,
-                StreamKind::Wms,
-                StreamKind::DeadLetters,
-            ],
-            config.nats.stream_replicas,
-        )
-        .await?;
-        let relay = OutboxRelay::new(pool.clone(), js.clone());
+        let subjects = Subjects::new(&config.nats.prefix)?;
+        runtime
+            .wait_for("NATS JetStream", || async {
+                nats::ensure_streams(&js, &subjects, STREAMS, config.nats.stream_replicas).await?;
+                consumer::ensure_consumer(&js, &consumer_spec(&config, &subjects)).await?;
+                Ok::<_, StartupError>(())
+            })
+            .await?;
+        runtime
+            .wait_for("the settings service", || shops.settings().check_serving())
+            .await?;
 
+        let relay = config.outbox.relay(&pool, &js);
         let runner = Arc::new(Runner::new(
             Store::new(pool.clone()),
             shops,
             subjects.clone(),
             config.sync.clone(),
-            relay.waker(),
+            relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
         ));
-
-        let (listener, grpc_addr) = wmslink_platform::grpc::bind(&config.grpc).await?;
-        let (routes, reporter) = wmslink_platform::grpc::base_routes()?;
-        let api = grpc::SyncApi::new(runner.clone(), shutdown.clone());
-        let service = SyncServiceServer::with_interceptor(api, Authenticator::new(&config.auth));
-        reporter
-            .set_serving::<SyncServiceServer<grpc::SyncApi>>()
-            .await;
-        let routes = routes.add_service(service);
-
+        let api_impl = grpc::SyncApi::new(runner.clone(), runtime.stopping());
+        api.set(InterceptedService::new(
+            SyncServiceServer::new(api_impl),
+            Authenticator::new(&config.auth),
+        ));
         Ok(Self {
+            runtime,
             config,
             pool,
             nats,
@@ -128,15 +172,11 @@ impl Application {
             subjects,
             relay,
             runner,
-            listener,
-            grpc_addr,
-            routes,
-            shutdown,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.runtime.grpc_addr()
     }
 
     /// The service's database (for tests and tools).
@@ -144,10 +184,12 @@ impl Application {
         &self.pool
     }
 
-    /// Serves gRPC and runs the consumer, the relay, the scheduler and the settings listener
-    /// until the shutdown token is cancelled; then lets in-flight passes record themselves.
+    /// Runs the watch-list consumer, the scheduler, the settings watch, housekeeping, the
+    /// outbox relay and the pruner until the shutdown token is cancelled; then lets in-flight
+    /// passes record themselves and flushes the outbox (see `wmslink_platform::runtime`).
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
         let Self {
+            runtime,
             config,
             pool,
             nats,
@@ -155,77 +197,56 @@ impl Application {
             subjects,
             relay,
             runner,
-            listener,
-            grpc_addr,
-            routes,
-            shutdown,
         } = self;
-        tracing::info!(%grpc_addr, "status-sync listening");
-
-        let final_flush = relay.clone();
-        let mut background = tokio::task::JoinSet::new();
-        background.spawn(relay.run(shutdown.clone()));
-        if config.sync.scheduled {
-            background.spawn(scheduler::run(runner.clone(), shutdown.clone()));
-        }
-        background.spawn(wmslink_settings_client::watch_changes(
-            nats.clone(),
-            subjects.clone(),
-            {
+        let mut tasks = vec![
+            Task::consumer(
+                js,
+                subjects.clone(),
+                consumer_spec(&config, &subjects),
+                WatchListHandler::new(pool.clone()),
+            ),
+            Task::required("settings watch", {
                 let runner = runner.clone();
-                move |shop| scheduler::settings_changed(runner.clone(), shop)
-            },
-            shutdown.clone(),
-        ));
-        background.spawn(scheduler::housekeeping(runner.clone(), shutdown.clone()));
-
-        let mut spec = ConsumerSpec::new(
-            subjects.stream_name(StreamKind::Shipments),
-            CONSUMER.to_owned(),
-            subjects.shipments_updated_all(),
-        );
-        spec.ack_wait = Duration::from_secs(config.sync.consumer_ack_wait_secs.max(1));
-        spec.max_deliver = config.sync.consumer_max_deliver.max(2);
-        let consumer = consumer::run(
-            js,
-            subjects.clone(),
-            spec,
-            WatchListHandler::new(pool, subjects),
-            shutdown.clone(),
-        );
-        // A consumer that cannot start stops the service (and so does a gRPC failure).
-        let consumer_shutdown = shutdown.clone();
-        let consumer = tokio::spawn(async move {
-            let result = consumer.await;
-            if let Err(err) = &result {
-                tracing::error!(error = %err, "watch-list consumer failed");
-                consumer_shutdown.cancel();
-            }
-            result
-        });
-        let served = wmslink_platform::grpc::serve(listener, routes, shutdown.clone()).await;
-        shutdown.cancel();
-        let consumed = match consumer.await {
-            Ok(result) => result,
-            Err(err) => {
-                tracing::warn!(error = %err, "watch-list consumer ended abnormally");
-                Ok(())
-            }
-        };
-        while let Some(joined) = background.join_next().await {
-            if let Err(err) = joined {
-                tracing::warn!(error = %err, "background task ended abnormally");
-            }
+                move |ctx| {
+                    let runner = runner.clone();
+                    let watch = wmslink_settings_client::watch_changes(
+                        nats.clone(),
+                        subjects.clone(),
+                        move |shop| scheduler::settings_changed(runner.clone(), shop),
+                        ctx.stop().clone(),
+                    );
+                    async move {
+                        watch.await;
+                        Ok(())
+                    }
+                }
+            }),
+            Task::background("housekeeping", {
+                let runner = runner.clone();
+                move |ctx| {
+                    let housekeeping = scheduler::housekeeping(runner.clone(), ctx.stop().clone());
+                    async move {
+                        housekeeping.await;
+                        Ok(())
+                    }
+                }
+            }),
+            Task::pruner(
+                pool,
+                config.outbox.keep_published(),
+                Some(config.consumers.keep_processed()),
+            ),
+        ];
+        if config.sync.scheduled {
+            tasks.push(Task::required("scheduler", move |ctx| {
+                let scheduler = scheduler::run(runner.clone(), ctx.stop().clone());
+                async move {
+                    scheduler.await;
+                    Ok(())
+                }
+            }));
         }
-        // Publish what the last passes enqueued; what cannot go now goes at the next start.
-        match tokio::time::timeout(Duration::from_secs(5), final_flush.publish_batch()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "final outbox flush failed"),
-            Err(_) => tracing::warn!("final outbox flush timed out"),
-        }
-        tracing::info!("status-sync stopped");
-        served?;
-        consumed?;
-        Ok(())
+        tasks.extend(relay.map(Task::outbox_relay));
+        Ok(runtime.run(tasks).await?)
     }
 }

@@ -322,7 +322,7 @@ impl Runner {
             (_, Some(_)) => PassKind::Period,
             (Trigger::Manual, None) => PassKind::Full,
             (Trigger::Scheduled, None) => {
-                let every = i32::try_from(self.sync.full_pass_every.max(1)).unwrap_or(i32::MAX);
+                let every = i32::try_from(self.sync.full_pass_every).unwrap_or(i32::MAX);
                 if cursor.last_full_at.is_none()
                     || cursor.passes_since_full.saturating_add(1) >= every
                 {
@@ -583,7 +583,7 @@ impl Runner {
         ask: Ask<'_>,
         cursor: PageCursor,
     ) -> Result<Page, PassFailure> {
-        let attempts = self.sync.call_attempts.max(1);
+        let attempts = self.sync.call_attempts;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;

@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wmslink_platform::shop::ShopId;
 
-use crate::consumers::CONSUMER;
 use crate::runner::Runner;
 
 /// Every tick, starts a pass for each due shop that has none running in this replica. Each
@@ -19,7 +18,7 @@ use crate::runner::Runner;
 /// the lease makes it one runner per shop across replicas.
 pub async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     let sync = runner.sync_config().clone();
-    let permits = Arc::new(Semaphore::new(sync.max_concurrent_shops.max(1)));
+    let permits = Arc::new(Semaphore::new(sync.max_concurrent_shops));
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(sync.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,13 +119,10 @@ pub async fn settings_changed(runner: Arc<Runner>, shop: String) {
     tracing::debug!(%shop, "settings changed");
 }
 
-/// Hourly pruning of old runs, stale suspects and processed-message ids, and published
-/// outbox rows.
+/// Hourly pruning of the service's own tables: old runs, stale suspects, long-closed watched
+/// orders (the platform's tables are pruned by the runtime's pruner).
 pub async fn housekeeping(runner: Arc<Runner>, shutdown: CancellationToken) {
-    let keep_runs =
-        Duration::from_secs(u64::from(runner.sync_config().keep_runs_days.max(1)) * 86_400);
-    // The shipments stream keeps messages 7 days: an id older than that cannot come back.
-    let keep_processed = Duration::from_secs(8 * 86_400);
+    let keep_runs = runner.sync_config().keep_runs();
     let mut pause = Duration::from_secs(60);
     loop {
         tokio::select! {
@@ -134,19 +130,9 @@ pub async fn housekeeping(runner: Arc<Runner>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(pause) => {}
         }
         pause = Duration::from_secs(3600);
-        match runner
-            .store()
-            .prune(keep_runs, CONSUMER, keep_processed)
-            .await
-        {
+        match runner.store().prune(keep_runs).await {
             Ok(deleted) => tracing::debug!(deleted, "housekeeping"),
             Err(err) => tracing::warn!(error = %err, "housekeeping failed"),
-        }
-        if let Err(err) =
-            wmslink_platform::outbox::prune(runner.store().pool(), Duration::from_secs(86_400))
-                .await
-        {
-            tracing::warn!(error = %err, "outbox pruning failed");
         }
     }
 }

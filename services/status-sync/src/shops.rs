@@ -79,6 +79,11 @@ impl ShopDirectory {
         })
     }
 
+    /// The settings service client (e.g. to wait for the service at start).
+    pub fn settings(&self) -> &SettingsClient {
+        &self.settings
+    }
+
     /// Forgets what is cached of `shop_id` (its settings changed).
     pub fn invalidate(&self, shop_id: &str) {
         self.settings.invalidate(shop_id);

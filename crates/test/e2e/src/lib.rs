@@ -154,10 +154,10 @@ impl System {
         sync_config.settings.url = settings_url;
         sync_config.settings.token = SecretString::from(SYNC_TOKEN.to_owned());
         sync_config.sync.scheduled = options.scheduled_sync;
-        sync_config.sync.interval_secs = 1;
+        sync_config.sync.interval_ms = 1_000;
         sync_config.sync.tick_ms = 200;
         sync_config.sync.full_pass_every = 1;
-        sync_config.sync.consumer_ack_wait_secs = 2;
+        sync_config.consumers.ack_wait_ms = 2_000;
         let shutdown = CancellationToken::new();
         let app = wmslink_status_sync::Application::build(sync_config, shutdown.clone()).await?;
         let sync = RunningService::spawn(

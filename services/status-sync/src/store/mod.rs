@@ -35,14 +35,9 @@ impl Store {
         &self.pool
     }
 
-    /// Drops old runs, suspects nobody settled, shipments long out of every sync period, and
-    /// this consumer's old processed-message ids. Returns the rows deleted.
-    pub async fn prune(
-        &self,
-        keep_runs: Duration,
-        consumer: &str,
-        keep_processed: Duration,
-    ) -> Result<u64, sqlx::Error> {
+    /// Drops old runs, suspects nobody settled and shipments long out of every sync period (the
+    /// platform's tables are pruned by the runtime's pruner). Returns the rows deleted.
+    pub async fn prune(&self, keep_runs: Duration) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
         deleted += sqlx::query(
             "DELETE FROM sync_runs WHERE started_at < now() - make_interval(secs => $1)",
@@ -63,15 +58,6 @@ impl Store {
             "DELETE FROM watch_list WHERE order_date < now() - interval '800 days'
                 AND updated_at < now() - interval '30 days'",
         )
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        deleted += sqlx::query(
-            "DELETE FROM processed_messages
-              WHERE consumer = $1 AND processed_at < now() - make_interval(secs => $2)",
-        )
-        .bind(consumer)
-        .bind(seconds(keep_processed))
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -149,7 +149,7 @@ async fn a_shipment_the_wms_no_longer_knows_is_reported() {
 #[tokio::test]
 async fn a_suspect_explained_within_the_grace_time_is_not_reported() {
     let app = spawn_app_with(wmslink_wms_simulator::SimConfig::for_tests(), |config| {
-        config.sync.anomaly_grace_secs = 1;
+        config.sync.anomaly_grace_ms = 1_000;
     })
     .await;
     let shop = app.add_shop().await;

@@ -64,8 +64,8 @@ async fn a_shop_enabled_while_status_sync_was_down_is_synced_by_the_scheduler() 
         &rate_limit_db.url,
     );
     config.sync.scheduled = true;
-    config.sync.interval_secs = 1;
-    config.sync.anomaly_grace_secs = 1;
+    config.sync.interval_ms = 1_000;
+    config.sync.anomaly_grace_ms = 1_000;
     let sync = start_sync(config, db).await;
     let reader = sync_client(sync.addr, READER_TOKEN);
 

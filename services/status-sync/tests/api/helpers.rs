@@ -122,15 +122,15 @@ pub fn sync_config(
     config.rate_limit.requests_per_second = 10_000.0;
     config.rate_limit.burst = 10_000;
     config.sync.scheduled = false;
-    config.sync.overlap_secs = 0;
-    config.sync.anomaly_grace_secs = 0;
+    config.sync.overlap_ms = 0;
+    config.sync.anomaly_grace_ms = 0;
     config.sync.call_attempts = 2;
     config.sync.call_retry_base_ms = 50;
-    config.sync.retry_base_secs = 1;
-    config.sync.lease_ttl_secs = 10;
-    config.sync.manual_wait_secs = 10;
+    config.sync.retry_base_ms = 1_000;
+    config.sync.lease_ttl_ms = 10_000;
+    config.sync.manual_wait_ms = 10_000;
     config.sync.tick_ms = 50;
-    config.sync.consumer_ack_wait_secs = 5;
+    config.consumers.ack_wait_ms = 5_000;
     config
 }
 

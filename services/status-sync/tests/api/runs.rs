@@ -226,7 +226,7 @@ async fn a_failing_wms_is_recorded_and_a_later_run_succeeds() {
 async fn scheduled_passes_keep_one_failing_shop_from_holding_up_another() {
     let app = spawn_app_with(SimConfig::for_tests(), |config| {
         config.sync.scheduled = true;
-        config.sync.interval_secs = 1;
+        config.sync.interval_ms = 1_000;
         config.sync.full_pass_every = 1;
     })
     .await;
@@ -357,7 +357,7 @@ async fn a_pass_interrupted_by_a_shutdown_is_simply_done_again() {
 #[tokio::test]
 async fn one_runner_per_shop_and_a_crashed_runner_is_recovered_from() {
     let app = spawn_app_with(SimConfig::for_tests(), |config| {
-        config.sync.manual_wait_secs = 1;
+        config.sync.manual_wait_ms = 1_000;
     })
     .await;
     let shop = app.add_shop().await;
