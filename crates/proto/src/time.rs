@@ -12,7 +12,9 @@ pub fn to_timestamp(at: DateTime<Utc>) -> Timestamp {
 /// A protobuf timestamp as a UTC time; `None` when it is not a valid one (nanos outside
 /// `0..1_000_000_000`, or seconds outside what `chrono` represents).
 pub fn from_timestamp(ts: &Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
     DateTime::from_timestamp(ts.seconds, nanos)
 }
 
@@ -30,10 +32,7 @@ mod tests {
         assert_eq!((ts.seconds, ts.nanos), (1_795_828_500, 500_000_000));
         assert_eq!(from_timestamp(&ts), Some(at));
         for nanos in [-1, 1_000_000_000, 1_500_000_000] {
-            let bad = Timestamp {
-                seconds: 0,
-                nanos,
-            };
+            let bad = Timestamp { seconds: 0, nanos };
             assert_eq!(from_timestamp(&bad), None, "nanos {nanos}");
         }
         let far = Timestamp {

@@ -91,7 +91,11 @@ mod tests {
         };
         let problems = tiny.validate().expect_err("refused, not clamped");
         assert_eq!(problems.problems().len(), 2, "{problems}");
-        assert!(problems.to_string().contains("timeout_ms: must be at least 100"));
+        assert!(
+            problems
+                .to_string()
+                .contains("timeout_ms: must be at least 100")
+        );
     }
 
     #[test]

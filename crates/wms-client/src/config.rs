@@ -200,8 +200,9 @@ impl Validate for SharedRateLimitConfig {
             "must be at least 1",
         );
         if !self.database_url.is_empty()
-            && let Err(err) =
-                <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&self.database_url)
+            && let Err(err) = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(
+                &self.database_url,
+            )
         {
             problems.add(
                 key(section, "database_url"),

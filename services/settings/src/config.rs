@@ -95,7 +95,10 @@ mod tests {
         config.nats.stream_replicas = 0;
         let problems = config.validate().expect_err("refused");
         let text = problems.to_string();
-        assert!(text.contains("runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms"), "{text}");
+        assert!(
+            text.contains("runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms"),
+            "{text}"
+        );
         assert!(text.contains("nats.stream_replicas"), "{text}");
     }
 }

@@ -38,16 +38,12 @@ pub async fn enqueue_changed(
     change: Change,
 ) -> Result<(), sqlx::Error> {
     let event_id = outbox::new_event_id();
-    let now = chrono::Utc::now();
     let event = SettingsChanged {
         shop_id: shop.to_string(),
         version,
         enabled,
         change: change.as_str().to_owned(),
-        changed_at: Some(wmslink_proto::timestamp(
-            now.timestamp(),
-            now.timestamp_subsec_nanos(),
-        )),
+        changed_at: Some(wmslink_proto::to_timestamp(chrono::Utc::now())),
         event_id: event_id.clone(),
     };
     let message = OutboxMessage::protobuf(subjects.settings_changed(shop), event_id, &event);

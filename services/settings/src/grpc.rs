@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use wmslink_platform::auth::{require, scopes};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
+use wmslink_proto::to_timestamp as timestamp;
 
 use crate::errors::SettingsError;
 use crate::service::{CheckResult, SettingsService, SettingsView};
@@ -34,10 +34,6 @@ impl SettingsApi {
 
 fn shop_id(raw: &str) -> Result<ShopId, SettingsError> {
     ShopId::parse(raw).map_err(|err| SettingsError::invalid("shop_id", err.to_string()))
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
 }
 
 fn settings_to_proto(view: &SettingsView) -> pb::ShopSettings {

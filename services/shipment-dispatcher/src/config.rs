@@ -193,7 +193,9 @@ mod tests {
         assert!(text.contains("sender.batch_size: must be at least 1"), "{text}");
         assert!(text.contains("sender.max_backoff_ms"), "{text}");
         assert!(
-            text.contains("runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms (20000)"),
+            text.contains(
+                "runtime.drain_timeout_ms: must be longer than wms.request_timeout_ms (20000)"
+            ),
             "{text}"
         );
         assert_eq!(problems.problems().len(), 3, "{text}");

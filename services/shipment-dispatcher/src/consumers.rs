@@ -33,7 +33,9 @@ pub const OBSERVED_CONSUMER: &str = "shipment-dispatcher-observed";
 pub const MAX_STATUS_CODE_LEN: usize = 64;
 
 /// The two order events: the snapshot, and the revision the event names.
-pub trait OrderEventPayload: prost::Message + prost::Name + Default + Send + Sync + 'static {
+pub trait OrderEventPayload:
+    prost::Message + prost::Name + Default + Send + Sync + 'static
+{
     fn into_parts(self) -> (Option<Order>, i64);
 }
 
@@ -92,8 +94,7 @@ pub fn parse_order_event<E: OrderEventPayload>(
     let (order, event_revision) = delivery.decode::<E>()?.into_parts();
     let order = order.ok_or_else(|| HandleError::Permanent("the event has no order".to_owned()))?;
     let shop = delivery.shop(&order.shop_id, "order.shop_id")?;
-    OrderNo::check(&order.order_no)
-        .map_err(|err| HandleError::invalid("order.order_no", err))?;
+    OrderNo::check(&order.order_no).map_err(|err| HandleError::invalid("order.order_no", err))?;
     if order.status_code.is_empty() {
         return Err(HandleError::Permanent(
             "order.status_code is empty".to_owned(),

@@ -1,11 +1,11 @@
 //! What the dispatcher publishes: `ShipmentUpdated` on `shipments.{shop}.updated`.
 
 use chrono::Utc;
-use wmslink_proto::to_timestamp as timestamp;
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{self, OutboxMessage};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1::{HistoryEntry, Shipment, ShipmentUpdated};
+use wmslink_proto::to_timestamp as timestamp;
 
 use crate::store::{HistoryRow, ShipmentRow};
 

@@ -7,7 +7,8 @@ use wmslink_shipment_dispatcher::{Application, Config, SERVICE_NAME, StartupErro
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load().context("loading configuration")?;
-    let telemetry = telemetry::init(SERVICE_NAME, &config.telemetry).context("starting telemetry")?;
+    let telemetry =
+        telemetry::init(SERVICE_NAME, &config.telemetry).context("starting telemetry")?;
     wmslink_platform::install_crypto_provider();
     let outcome = run(config).await;
     telemetry.shutdown();

@@ -115,7 +115,6 @@ pub fn decode(bytes: &[u8]) -> Result<Order, prost::DecodeError> {
     Order::decode(bytes)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,7 +186,12 @@ impl Validate for SyncConfig {
         at_least(problems, self.retry_base_ms, 1_000, "retry_base_ms");
         at_least(problems, self.lease_ttl_ms, 3_000, "lease_ttl_ms");
         at_least(problems, self.keep_runs_ms, DAY_MS, "keep_runs_ms");
-        at_least(problems, u64::from(self.full_pass_every), 1, "full_pass_every");
+        at_least(
+            problems,
+            u64::from(self.full_pass_every),
+            1,
+            "full_pass_every",
+        );
         at_least(problems, u64::from(self.call_attempts), 1, "call_attempts");
         at_least(
             problems,

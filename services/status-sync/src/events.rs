@@ -11,7 +11,6 @@ use wmslink_proto::to_timestamp;
 use crate::anomalies::AnomalyRecord;
 use crate::model::Observation;
 
-
 pub fn observed(
     shop: &ShopId,
     order_no: &str,
@@ -82,6 +81,9 @@ mod tests {
         let decoded = WmsObserved::decode(message.payload.as_slice()).unwrap();
         assert_eq!(decoded.shipping_status_name, "配達完了");
         assert_eq!(decoded.tracking_code, "T-1");
-        assert_eq!(wmslink_proto::from_timestamp(&decoded.wms_updated_at.unwrap()), Some(at));
+        assert_eq!(
+            wmslink_proto::from_timestamp(&decoded.wms_updated_at.unwrap()),
+            Some(at)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! logging under `telemetry` (see README.md), e.g. `WMSLINK_SIM__LISTEN_ADDR=0.0.0.0:8090`.
 
 use serde::{Deserialize, Serialize};
+use wmslink_platform::config::{InvalidConfig, Validate, key};
 use wmslink_platform::telemetry::TelemetryConfig;
 use wmslink_wms_simulator::{SimConfig, Simulator};
 
@@ -10,6 +11,12 @@ use wmslink_wms_simulator::{SimConfig, Simulator};
 struct Settings {
     sim: SimConfig,
     telemetry: TelemetryConfig,
+}
+
+impl Validate for Settings {
+    fn check(&self, section: &str, problems: &mut InvalidConfig) {
+        self.telemetry.check(&key(section, "telemetry"), problems);
+    }
 }
 
 #[tokio::main]

@@ -51,15 +51,13 @@ pub fn build_row(
             problems.push("the order has no order date".to_owned());
             None
         }
-        Some(ts) => {
-            match wmslink_proto::from_timestamp(ts) {
-                Some(at) => Some(at.with_timezone(&jst())),
-                None => {
-                    problems.push("the order date is out of range".to_owned());
-                    None
-                }
+        Some(ts) => match wmslink_proto::from_timestamp(ts) {
+            Some(at) => Some(at.with_timezone(&jst())),
+            None => {
+                problems.push("the order date is out of range".to_owned());
+                None
             }
-        }
+        },
     };
 
     let orderer = match &order.orderer {

@@ -165,10 +165,6 @@ impl Lcg {
     }
 }
 
-fn ts(at: DateTime<Utc>) -> prost_types::Timestamp {
-    wmslink_proto::timestamp(at.timestamp(), at.timestamp_subsec_nanos())
-}
-
 fn combinations(start: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(&'static str, ListOrdersFilter)> {
     let shipping = |statuses: &[ShippingStatus]| ListOrdersFilter {
         shipping_statuses: statuses.iter().map(|s| *s as i32).collect(),
@@ -187,12 +183,18 @@ fn combinations(start: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(&'static str, 
         ..ListOrdersFilter::default()
     };
     let month_a_year_ago = ListOrdersFilter {
-        order_date_from: Some(ts(now - chrono::Duration::days(395))),
-        order_date_to: Some(ts(now - chrono::Duration::days(365))),
+        order_date_from: Some(wmslink_proto::to_timestamp(
+            now - chrono::Duration::days(395),
+        )),
+        order_date_to: Some(wmslink_proto::to_timestamp(
+            now - chrono::Duration::days(365),
+        )),
         ..ListOrdersFilter::default()
     };
     let last_year = ListOrdersFilter {
-        order_date_from: Some(ts(now - chrono::Duration::days(365))),
+        order_date_from: Some(wmslink_proto::to_timestamp(
+            now - chrono::Duration::days(365),
+        )),
         ..ListOrdersFilter::default()
     };
     use ShippingStatus::*;
@@ -263,8 +265,8 @@ fn combinations(start: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(&'static str, 
                 shipping_statuses: vec![Shipped as i32, Cancelled as i32],
                 wms_status_ids: vec![40, 90],
                 status_codes: vec!["shipped".into(), "cancelled".into()],
-                order_date_from: Some(ts(start)),
-                order_date_to: Some(ts(now)),
+                order_date_from: Some(wmslink_proto::to_timestamp(start)),
+                order_date_to: Some(wmslink_proto::to_timestamp(now)),
                 order_no_prefix: "B0".into(),
             },
         ),

@@ -14,7 +14,7 @@ fn order_no(len: usize) -> String {
 
 #[tokio::test]
 async fn the_longest_order_number_passes_grpc_and_nats_and_a_longer_one_is_refused_with_the_reason()
- {
+{
     let app = spawn_app().await;
     app.make_shop_known("shop-a").await;
     let longest = order_no(MAX_ORDER_NO_LEN);
@@ -50,23 +50,50 @@ async fn the_longest_order_number_passes_grpc_and_nats_and_a_longer_one_is_refus
 
     // NATS: the order snapshots, then the projection's shipment updates.
     let nats_longest = format!("N{}", &longest[1..]);
-    app.publish_order(&order("shop-a", &too_long, 1, "new")).await;
+    app.publish_order(&order("shop-a", &too_long, 1, "new"))
+        .await;
     app.publish_order(&order("shop-a", &nats_longest, 1, "new"))
         .await;
     app.wait_for_revision("shop-a", &nats_longest, 1).await;
-    app.publish_shipment(&shipment("shop-a", &too_long, 1, ShippingStatus::Sent, 20, "処理中"))
-        .await;
-    app.publish_shipment(&shipment("shop-a", &longest, 1, ShippingStatus::Sent, 20, "処理中"))
-        .await;
-    app.wait_for_integration("shop-a", &longest, "the projection of the longest", |status| {
-        status.wms_status_id == 20
-    })
+    app.publish_shipment(&shipment(
+        "shop-a",
+        &too_long,
+        1,
+        ShippingStatus::Sent,
+        20,
+        "処理中",
+    ))
+    .await;
+    app.publish_shipment(&shipment(
+        "shop-a",
+        &longest,
+        1,
+        ShippingStatus::Sent,
+        20,
+        "処理中",
+    ))
+    .await;
+    app.wait_for_integration(
+        "shop-a",
+        &longest,
+        "the projection of the longest",
+        |status| status.wms_status_id == 20,
+    )
     .await;
 
     let letters = app.wait_for_dead_letters(2).await;
-    let reasons: Vec<&str> = letters.iter().map(|letter| letter.reason.as_str()).collect();
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|letter| letter.reason.as_str())
+        .collect();
     let expected = format!("order_no: must be at most {MAX_ORDER_NO_LEN} characters");
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons[0].contains(&format!("order.{expected}")), "{reasons:?}");
-    assert!(reasons[1].contains(&format!("shipment.{expected}")), "{reasons:?}");
+    assert!(
+        reasons[0].contains(&format!("order.{expected}")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains(&format!("shipment.{expected}")),
+        "{reasons:?}"
+    );
 }

@@ -32,7 +32,11 @@ async fn the_outbox_is_flushed_at_shutdown() {
     .await
     .expect("an unpublished row");
     assert_eq!(
-        app.outbox().await.iter().filter(|(_, published)| !published).count(),
+        app.outbox()
+            .await
+            .iter()
+            .filter(|(_, published)| !published)
+            .count(),
         1,
         "the relay sleeps"
     );
@@ -88,8 +92,7 @@ async fn old_published_rows_and_old_processed_ids_are_pruned() {
         .fetch_all(&app.db.pool)
         .await
         .expect("processed");
-        (outbox == ["new-published"] && processed == ["order-events-cart-orders:new"])
-            .then_some(())
+        (outbox == ["new-published"] && processed == ["order-events-cart-orders:new"]).then_some(())
     })
     .await;
 }

@@ -201,7 +201,7 @@ async fn each_rpc_needs_its_scope() {
 #[tokio::test]
 async fn health_needs_no_token() {
     let app = spawn_app().await;
-    let mut health = HealthClient::new(app.channel().await);
+    let health = HealthClient::new(app.channel().await);
     // SERVING once the service's tasks run (a moment after it started).
     let answer = wmslink_testkit::eventually(
         std::time::Duration::from_secs(10),

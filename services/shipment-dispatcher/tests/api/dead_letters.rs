@@ -67,11 +67,14 @@ async fn bad_events_are_dead_lettered_with_the_reason_and_do_not_block_the_next(
         "{reasons:?}"
     );
     assert!(
-        reasons.iter().any(|r| r.contains("tenancy: the subject") && r.contains("order.shop_id is 'some-other-shop'")),
+        reasons.iter().any(|r| r.contains("tenancy: the subject")
+            && r.contains("order.shop_id is 'some-other-shop'")),
         "{reasons:?}"
     );
     assert!(
-        reasons.iter().any(|r| r.contains("invalid order.order_no: must not be empty")),
+        reasons
+            .iter()
+            .any(|r| r.contains("invalid order.order_no: must not be empty")),
         "{reasons:?}"
     );
     assert!(

@@ -24,7 +24,8 @@ async fn the_longest_order_number_is_sent_and_a_longer_one_is_refused_with_the_r
     let longest = order_no(MAX_ORDER_NO_LEN);
     let too_long = order_no(MAX_ORDER_NO_LEN + 1);
 
-    app.status_changed(&order(&shop, &too_long, "paid", 1)).await;
+    app.status_changed(&order(&shop, &too_long, "paid", 1))
+        .await;
     app.observed(&WmsObserved {
         event_id: uuid::Uuid::now_v7().to_string(),
         shop_id: shop.id.clone(),
@@ -43,7 +44,10 @@ async fn the_longest_order_number_is_sent_and_a_longer_one_is_refused_with_the_r
         (letters.len() >= 2).then_some(letters)
     })
     .await;
-    let reasons: Vec<&str> = letters.iter().map(|(_, reason, _)| reason.as_str()).collect();
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|(_, reason, _)| reason.as_str())
+        .collect();
     let limit = format!("must be at most {MAX_ORDER_NO_LEN} characters");
     assert!(
         reasons.contains(&format!("invalid order.order_no: {limit}").as_str()),

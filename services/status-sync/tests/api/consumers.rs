@@ -86,8 +86,8 @@ async fn a_shipment_update_in_proto3_json_is_applied() {
         sequence: 3,
         occurred_at: None,
     };
-    let json = wmslink_proto::json::encode("wmslink.dispatch.v1.ShipmentUpdated", &event)
-        .expect("JSON");
+    let json =
+        wmslink_proto::json::encode("wmslink.dispatch.v1.ShipmentUpdated", &event).expect("JSON");
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
     headers.insert("Content-Type", "application/json; charset=utf-8");
