@@ -190,7 +190,10 @@ mod tests {
         config.runtime.drain_timeout_ms = 15_000;
         let problems = config.validate().expect_err("refused");
         let text = problems.to_string();
-        assert!(text.contains("sender.batch_size: must be at least 1"), "{text}");
+        assert!(
+            text.contains("sender.batch_size: must be at least 1"),
+            "{text}"
+        );
         assert!(text.contains("sender.max_backoff_ms"), "{text}");
         assert!(
             text.contains(

@@ -261,7 +261,8 @@ impl Application {
                     let (core, wake_rx) = (core.clone(), wake_rx.clone());
                     async move {
                         let mut wake_rx = wake_rx.lock().await;
-                        sender::scheduler::run_scheduler(core, &mut wake_rx, ctx.stop().clone()).await;
+                        sender::scheduler::run_scheduler(core, &mut wake_rx, ctx.stop().clone())
+                            .await;
                         Ok(())
                     }
                 }
