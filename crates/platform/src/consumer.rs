@@ -355,7 +355,17 @@ pub enum ConsumerError {
         durable: String,
         reason: String,
     },
+    /// The consumer went away (deleted, or pulls keep failing): set it up again.
+    #[error("consumer {durable} on {stream} lost: {reason}")]
+    Lost {
+        stream: String,
+        durable: String,
+        reason: String,
+    },
 }
+
+/// Pull requests that may fail in a row before the consumer is set up again.
+const MAX_PULL_FAILURES: u32 = 3;
 
 /// Creates the durable consumer or brings its config up to date (never keeps a stale config).
 pub async fn ensure_consumer(
@@ -382,7 +392,8 @@ pub async fn ensure_consumer(
 }
 
 /// Ensures the consumer, calls `on_ready`, then consumes until `shutdown`. Never stops on one
-/// message's error; returns an error only when the consumer cannot be set up.
+/// message's error; returns an error when the consumer cannot be set up, or is lost (deleted,
+/// or pulls keep failing), so that its task is restarted and sets it up again.
 pub async fn run<H: Handler>(
     js: &jetstream::Context,
     subjects: &Subjects,
@@ -393,10 +404,23 @@ pub async fn run<H: Handler>(
 ) -> Result<(), ConsumerError> {
     let consumer = ensure_consumer(js, spec).await?;
     on_ready.await;
+    let lost = |reason: String| ConsumerError::Lost {
+        stream: spec.stream.clone(),
+        durable: spec.durable_name.clone(),
+        reason,
+    };
+    let mut pull_failures: u32 = 0;
     while !shutdown.is_cancelled() {
         let mut messages = match consumer.messages().await {
-            Ok(messages) => messages,
+            Ok(messages) => {
+                pull_failures = 0;
+                messages
+            }
             Err(err) => {
+                pull_failures += 1;
+                if pull_failures >= MAX_PULL_FAILURES {
+                    return Err(lost(format!("cannot pull: {err}")));
+                }
                 tracing::warn!(error = %err, consumer = %spec.durable_name, "cannot pull; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -411,6 +435,9 @@ pub async fn run<H: Handler>(
             };
             match next {
                 None => break,
+                Some(Err(err)) if err.kind() == pull::MessagesErrorKind::ConsumerDeleted => {
+                    return Err(lost(err.to_string()));
+                }
                 // Missing heartbeats and similar: not fatal, keep consuming.
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, consumer = %spec.durable_name, "consume stream");
@@ -804,6 +831,39 @@ mod tests {
         assert_eq!(spec.retry_delay(2), Duration::from_secs(1));
         assert_eq!(spec.retry_delay(3), Duration::from_secs(2));
         assert_eq!(spec.retry_delay(30), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_consumers_section_is_validated_and_makes_the_specs() {
+        let config = ConsumersConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        let spec = config.spec("S".into(), "d", "x".into());
+        assert_eq!(spec.ack_wait, Duration::from_secs(30));
+        assert_eq!(spec.max_deliver, 10);
+        assert_eq!(spec.retry_delay(30), Duration::from_secs(60));
+        let bad = ConsumersConfig {
+            ack_wait_ms: 99,
+            max_deliver: 0,
+            retry_base_delay_ms: 10,
+            retry_max_delay_ms: 5,
+            keep_processed_ms: 3_600_000,
+        };
+        let mut problems = InvalidConfig::new();
+        bad.check("consumers", &mut problems);
+        let keys: Vec<&str> = problems
+            .problems()
+            .iter()
+            .filter_map(|problem| problem.split(':').next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "consumers.ack_wait_ms",
+                "consumers.max_deliver",
+                "consumers.retry_max_delay_ms",
+                "consumers.keep_processed_ms"
+            ]
+        );
     }
 
     #[test]

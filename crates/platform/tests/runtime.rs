@@ -347,11 +347,6 @@ async fn the_final_flush_publishes_what_the_outbox_holds_at_shutdown() {
         .expect("stream");
     let relay = OutboxRelay::new(db.pool.clone(), nats.js.clone())
         .with_poll_interval(Duration::from_secs(3600));
-    let waker = relay.waker();
-
-    let shutdown = CancellationToken::new();
-    let (runtime, _api) = start(&config(), &shutdown).await;
-    let run = tokio::spawn(runtime.run(vec![Task::outbox_relay(relay)]));
 
     let shop = wmslink_platform::shop::ShopId::parse("s1").expect("shop");
     let subject = nats.subjects.order_updated(&shop);
@@ -383,10 +378,13 @@ async fn the_final_flush_publishes_what_the_outbox_holds_at_shutdown() {
             .expect("row")
         }
     };
-    enqueue("woken").await;
-    waker.wake();
-    eventually(WAIT, "the woken row published", || async {
-        published("woken").await.then_some(())
+    // Published by the relay's first pass, after which it sleeps its poll interval.
+    enqueue("first").await;
+    let shutdown = CancellationToken::new();
+    let (runtime, _api) = start(&config(), &shutdown).await;
+    let run = tokio::spawn(runtime.run(vec![Task::outbox_relay(relay)]));
+    eventually(WAIT, "the first row published", || async {
+        published("first").await.then_some(())
     })
     .await;
     enqueue("left-behind").await;
@@ -462,4 +460,88 @@ async fn pruning_deletes_old_published_rows_and_old_processed_ids_only() {
         .await
         .expect("count");
     assert_eq!(left, 2);
+}
+
+/// Records the payloads it handles.
+struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl wmslink_platform::consumer::Handler for Recorder {
+    async fn handle(
+        &self,
+        delivery: &wmslink_platform::consumer::Delivery<'_>,
+    ) -> Result<(), wmslink_platform::consumer::HandleError> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(String::from_utf8_lossy(delivery.payload).into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A consumer deleted under a running service (an operator, a lost NATS store) is set up again
+/// by its task's restart, and the messages published after that are consumed.
+#[tokio::test]
+async fn a_deleted_consumer_is_set_up_again_by_its_task() {
+    let nats = TestNats::create().await.expect("nats");
+    nats::ensure_streams(&nats.js, &nats.subjects, &[StreamKind::Orders], 1)
+        .await
+        .expect("stream");
+    let stream_name = nats.subjects.stream_name(StreamKind::Orders);
+    let spec = wmslink_platform::consumer::ConsumerSpec::new(
+        stream_name.clone(),
+        "runtime-test".into(),
+        nats.subjects.order_updated_all(),
+    );
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let (runtime, _api) = start(&config(), &shutdown).await;
+    let mut client = health(runtime.grpc_addr()).await;
+    let run = tokio::spawn(runtime.run(vec![Task::consumer(
+        nats.js.clone(),
+        nats.subjects.clone(),
+        spec,
+        Recorder(seen.clone()),
+    )]));
+    wait_status(&mut client, ServingStatus::Serving, "SERVING").await;
+
+    let shop = wmslink_platform::shop::ShopId::parse("s1").expect("shop");
+    let publish = |payload: &'static str| {
+        let js = nats.js.clone();
+        let subject = nats.subjects.order_updated(&shop);
+        async move {
+            js.publish(subject, payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+    };
+    let has = |payload: &'static str| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .map(|seen| seen.iter().any(|p| p == payload))
+                .unwrap_or(false)
+                .then_some(())
+        }
+    };
+    publish("before").await;
+    eventually(WAIT, "the first message", || has("before")).await;
+
+    nats.js
+        .get_stream(&stream_name)
+        .await
+        .expect("stream")
+        .delete_consumer("runtime-test")
+        .await
+        .expect("consumer deleted");
+    publish("after").await;
+    eventually(WAIT, "the message after the deletion", || has("after")).await;
+    wait_status(&mut client, ServingStatus::Serving, "SERVING again").await;
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("stops cleanly");
 }
