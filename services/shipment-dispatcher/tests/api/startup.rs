@@ -182,3 +182,40 @@ async fn a_consumer_that_cannot_start_is_restarted_and_not_serving_meanwhile() {
         .expect("joins")
         .expect("stops cleanly");
 }
+
+/// Published outbox rows older than `outbox.keep_published_ms` and processed message ids older
+/// than `consumers.keep_processed_ms` are pruned (at start, then hourly); recent ones stay.
+#[tokio::test]
+async fn old_published_rows_and_old_processed_ids_are_pruned() {
+    let mut app = spawn_app().await;
+    app.stop().await;
+    sqlx::raw_sql(
+        "INSERT INTO outbox (msg_id, subject, payload, published_at) VALUES
+            ('old-published', 'x', '', now() - interval '8 days'),
+            ('new-published', 'x', '', now() - interval '1 day');
+         INSERT INTO processed_messages (consumer, msg_id, processed_at) VALUES
+            ('shipment-dispatcher-status-changed', 'old', now() - interval '9 days'),
+            ('shipment-dispatcher-observed', 'old', now() - interval '9 days'),
+            ('shipment-dispatcher-updated', 'new', now() - interval '1 day');",
+    )
+    .execute(&app.db.pool)
+    .await
+    .expect("old rows");
+
+    app.start().await;
+    eventually(WAIT, "old rows pruned", || async {
+        let outbox: Vec<String> = sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY msg_id")
+            .fetch_all(&app.db.pool)
+            .await
+            .expect("outbox");
+        let processed: Vec<String> = sqlx::query_scalar(
+            "SELECT consumer || ':' || msg_id FROM processed_messages ORDER BY 1",
+        )
+        .fetch_all(&app.db.pool)
+        .await
+        .expect("processed");
+        (outbox == ["new-published"] && processed == ["shipment-dispatcher-updated:new"])
+            .then_some(())
+    })
+    .await;
+}
