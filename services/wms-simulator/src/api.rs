@@ -53,14 +53,17 @@ fn ok(data: Value) -> Response {
     envelope(StatusCode::OK, true, data, json!([]))
 }
 
-/// Key check, rate limit, then the faults that come before handling.
-async fn admit(
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+/// Key check and rate limit (401, 429); the request is counted and its faults drawn.
+fn admit_key(
     app: &SimState,
     headers: &HeaderMap,
     endpoint: Endpoint,
 ) -> Result<(Arc<Account>, FaultPlan), Response> {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    match app.admit(key, endpoint) {
+    match app.admit(api_key(headers), endpoint) {
         Err(Refusal::Unauthorized) => Err(ng(
             StatusCode::UNAUTHORIZED,
             "E_UNAUTHORIZED",
@@ -77,31 +80,84 @@ async fn admit(
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             Err(resp)
         }
-        Ok((account, plan)) => {
-            if !plan.latency.is_zero() {
-                tokio::time::sleep(plan.latency).await;
-            }
-            if plan.fail_500 {
-                return Err(ng(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "E_SIM_INTERNAL",
-                    "simulated server error",
-                ));
-            }
-            if plan.ng {
-                return Err(ng(StatusCode::OK, "E_SIM_FAULT", "simulated NG answer"));
-            }
-            Ok((account, plan))
-        }
+        Ok(admitted) => Ok(admitted),
     }
 }
 
-/// Apply-then-timeout: the work is done; hold the answer back.
-async fn finish(plan: FaultPlan, response: Response) -> Response {
+/// The faults that come before handling: the added latency, then a 500 or an `NG` answer
+/// (nothing applied).
+async fn faults_before(plan: &FaultPlan) -> Result<(), Response> {
+    if !plan.latency.is_zero() {
+        tokio::time::sleep(plan.latency).await;
+    }
+    if plan.fail_500 {
+        return Err(ng(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E_SIM_INTERNAL",
+            "simulated server error",
+        ));
+    }
+    if let Some(code) = &plan.ng {
+        return Err(ng(StatusCode::OK, code, "simulated NG answer"));
+    }
+    Ok(())
+}
+
+/// Key check, rate limit, then the faults that come before handling.
+async fn admit(
+    app: &SimState,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Result<(Arc<Account>, FaultPlan), Response> {
+    let (account, plan) = admit_key(app, headers, endpoint)?;
+    faults_before(&plan).await?;
+    Ok((account, plan))
+}
+
+/// Does the request's work (`work` applies it and builds the answer) with the faults that
+/// come with or after applying: apply-late (the work runs in the background after a delay,
+/// so a client that hung up does not stop it), apply-then-500, apply-then-timeout.
+async fn apply(plan: FaultPlan, work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    let response = match plan.apply_late {
+        Some(delay) => {
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                work()
+            });
+            match task.await {
+                Ok(response) => response,
+                Err(_) => ng(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "E_SIM_INTERNAL",
+                    "the late application failed",
+                ),
+            }
+        }
+        None => work(),
+    };
+    if plan.fail_500_after_apply {
+        return ng(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E_SIM_INTERNAL",
+            "simulated server error after the request was applied",
+        );
+    }
     if let Some(delay) = plan.delay_after_apply {
         tokio::time::sleep(delay).await;
     }
     response
+}
+
+/// What a proxy in front of the WMS answers to a body over its limit: no envelope.
+fn proxy_413() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n\
+         <center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n\
+         </body>\r\n</html>\r\n",
+    )
+        .into_response()
 }
 
 fn parse_id(raw: &str) -> Result<i64, Response> {
@@ -186,7 +242,8 @@ async fn search_orders(
         total,
         error: [],
     };
-    finish(plan, (StatusCode::OK, axum::Json(body)).into_response()).await
+    let response = (StatusCode::OK, axum::Json(body)).into_response();
+    apply(plan, move || response).await
 }
 
 async fn get_order(
@@ -211,7 +268,7 @@ async fn get_order(
         Some(order) => ok(serde_json::to_value(order).unwrap_or(Value::Null)),
         None => not_found(order_id),
     };
-    finish(plan, resp).await
+    apply(plan, move || resp).await
 }
 
 fn data_rows(body: &[u8]) -> Result<Vec<Value>, Response> {
@@ -247,7 +304,10 @@ fn row_errors_json(errors: &[RowError], order_no: Option<&str>) -> Value {
 }
 
 async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (account, plan) = match admit(&app, &headers, Endpoint::Register).await {
+    if app.body_too_large(api_key(&headers), body.len()) {
+        return proxy_413();
+    }
+    let (account, plan) = match admit_key(&app, &headers, Endpoint::Register) {
         Ok(a) => a,
         Err(resp) => return resp,
     };
@@ -255,6 +315,18 @@ async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: By
         Ok(rows) => rows,
         Err(resp) => return resp,
     };
+    {
+        // What was sent, whatever happens next.
+        let mut data = account.lock();
+        for row in &rows {
+            if let Some(no) = validate::order_no_of(row) {
+                data.order_no_counters(no).received += 1;
+            }
+        }
+    }
+    if let Err(resp) = faults_before(&plan).await {
+        return resp;
+    }
     // Validate outside the lock.
     let checked: Vec<(Option<String>, Vec<RowError>, Value)> = rows
         .into_iter()
@@ -264,6 +336,15 @@ async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: By
             (no, errors, row)
         })
         .collect();
+    apply(plan, move || register_rows(&app, &account, checked)).await
+}
+
+/// Registers validated rows (the duplicate check under the account's lock) and answers.
+fn register_rows(
+    app: &SimState,
+    account: &Account,
+    checked: Vec<(Option<String>, Vec<RowError>, Value)>,
+) -> Response {
     let mut results = Vec::with_capacity(checked.len());
     let mut all_errors = Vec::new();
     {
@@ -280,6 +361,7 @@ async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: By
             let order_no = order_no.unwrap_or_default();
             if let Some(existing) = data.live_order_id(&order_no) {
                 data.counters.duplicates_refused += 1;
+                data.order_no_counters(&order_no).duplicates_refused += 1;
                 let err = json!({
                     "code": "E_DUPLICATE",
                     "message": format!("order_no {order_no} is already registered (order_id {existing}); 重複チェックにより登録できません"),
@@ -291,23 +373,23 @@ async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: By
             }
             let order_id = app.insert_order(&mut data, &order_no, row);
             data.counters.registrations_accepted += 1;
+            data.order_no_counters(&order_no).accepted += 1;
             results.push(json!({ "order_no": order_no, "result": "OK", "order_id": order_id }));
         }
     }
     let all_ok = all_errors.is_empty();
-    finish(
-        plan,
-        envelope(
-            StatusCode::OK,
-            all_ok,
-            Value::Array(results),
-            Value::Array(all_errors),
-        ),
+    envelope(
+        StatusCode::OK,
+        all_ok,
+        Value::Array(results),
+        Value::Array(all_errors),
     )
-    .await
 }
 
 async fn update(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if app.body_too_large(api_key(&headers), body.len()) {
+        return proxy_413();
+    }
     let (account, plan) = match admit(&app, &headers, Endpoint::Update).await {
         Ok(a) => a,
         Err(resp) => return resp,
@@ -316,6 +398,11 @@ async fn update(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Byte
         Ok(rows) => rows,
         Err(resp) => return resp,
     };
+    apply(plan, move || update_rows(&account, rows)).await
+}
+
+/// Applies the changes of `PUT /order/` and answers.
+fn update_rows(account: &Account, rows: Vec<Value>) -> Response {
     let mut results = Vec::with_capacity(rows.len());
     let mut all_errors = Vec::new();
     {
@@ -400,16 +487,12 @@ async fn update(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Byte
         }
     }
     let all_ok = all_errors.is_empty();
-    finish(
-        plan,
-        envelope(
-            StatusCode::OK,
-            all_ok,
-            Value::Array(results),
-            Value::Array(all_errors),
-        ),
+    envelope(
+        StatusCode::OK,
+        all_ok,
+        Value::Array(results),
+        Value::Array(all_errors),
     )
-    .await
 }
 
 async fn cancel(
@@ -425,11 +508,16 @@ async fn cancel(
         Ok(id) => id,
         Err(resp) => return resp,
     };
+    apply(plan, move || cancel_order(&app, &account, order_id)).await
+}
+
+/// Cancels one order (the rules of `wms-api.md`) and answers.
+fn cancel_order(app: &SimState, account: &Account, order_id: i64) -> Response {
     let outcome = {
         let mut data = account.lock();
         app.cancel(&mut data, order_id)
     };
-    let resp = match outcome {
+    match outcome {
         Ok(order) => ok(serde_json::to_value(order).unwrap_or(Value::Null)),
         Err(CancelRefusal::NotFound) => not_found(order_id),
         Err(CancelRefusal::NotCancellable(status, shipped)) => {
@@ -448,6 +536,5 @@ async fn cancel(
                 json!([{ "code": "E_NOT_CANCELLABLE", "message": format!("キャンセルできません: {why}") }]),
             )
         }
-    };
-    finish(plan, resp).await
+    }
 }

@@ -26,6 +26,8 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
             get(get_faults).put(put_faults).delete(clear_faults),
         )
         .route("/_sim/keys/{key}/counters", get(counters))
+        .route("/_sim/keys/{key}/order_nos", get(order_nos))
+        .route("/_sim/keys/{key}/order_nos/{order_no}", get(order_no))
         .route("/_sim/keys/{key}/orders", get(orders))
         .route(
             "/_sim/keys/{key}/orders/{order_id}",
@@ -117,6 +119,20 @@ async fn clear_faults(State(app): State<Arc<SimState>>, Path(key): Path<String>)
 
 async fn counters(State(app): State<Arc<SimState>>, Path(key): Path<String>) -> Response {
     reply(app.counters(&key))
+}
+
+async fn order_nos(State(app): State<Arc<SimState>>, Path(key): Path<String>) -> Response {
+    reply(
+        app.order_no_counters(&key)
+            .map(|order_nos| json!({ "order_nos": order_nos })),
+    )
+}
+
+async fn order_no(
+    State(app): State<Arc<SimState>>,
+    Path((key, order_no)): Path<(String, String)>,
+) -> Response {
+    reply(app.order_no_counter(&key, &order_no))
 }
 
 async fn orders(State(app): State<Arc<SimState>>, Path(key): Path<String>) -> Response {

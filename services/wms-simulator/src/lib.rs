@@ -39,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{SimConfig, SimRateLimit, WarehouseConfig};
 pub use state::{
-    ControlError, Counters, Endpoint, Faults, KeyOptions, KeySummary, OrderPatch, SimOrder,
-    SimState, is_late_status, now_jst, status_name,
+    ControlError, Counters, DEFAULT_NG_CODE, Endpoint, Faults, KeyOptions, KeySummary,
+    OrderNoCounters, OrderPatch, SimOrder, SimState, is_late_status, now_jst, status_name,
 };
 
 /// A simulator bound to its address, not yet serving.

@@ -93,33 +93,61 @@ impl Endpoint {
 
 /// Faults injected for one key. Ratios are applied deterministically: with ratio `r`, the
 /// n-th matching request (n = 1, 2, …) is hit when `floor(n·r) > floor((n-1)·r)`, so 0.5 hits
-/// every second request and 1.0 every request.
+/// every second request and 1.0 every request. Each request gets at most one fault, tried in
+/// the order of the fields below (after `latency_ms`, which is always added).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Share of requests answered `500` with an `NG` envelope, not applied.
     pub error_500_ratio: f64,
-    /// Share of requests answered `200` with `result: "NG"` (`E_SIM_FAULT`), not applied.
+    /// Share of requests answered `200` with `result: "NG"` for the whole call, not applied
+    /// (a transient refusal: maintenance, busy).
     pub ng_ratio: f64,
+    /// The error code of those `NG` answers. Default `E_SIM_FAULT`.
+    pub ng_code: String,
     /// Latency added before handling, milliseconds.
     pub latency_ms: u64,
+    /// Apply-then-500: share of requests that are applied, then answered `500` with an `NG`
+    /// envelope (`E_SIM_INTERNAL`), as a server failing after its work was done.
+    pub apply_then_500_ratio: f64,
     /// Apply-then-timeout: the request is applied, then the answer is held back this many
     /// milliseconds (set it above the client's timeout). 0 = off.
     pub apply_then_delay_ms: u64,
     /// Share of requests that get `apply_then_delay_ms`. Default 1.0.
     pub apply_then_delay_ratio: f64,
+    /// Apply after the client gave up: the request is applied this many milliseconds after it
+    /// arrived, in the background, whether or not the client is still waiting; the answer
+    /// (if anyone still listens) comes after. Set it above the client's timeout: the client
+    /// times out, a search right after finds nothing, and the request takes effect later.
+    /// 0 = off.
+    pub apply_late_ms: u64,
+    /// Share of requests that get `apply_late_ms`. Default 1.0.
+    pub apply_late_ratio: f64,
+    /// A proxy's body limit in front of the WMS: a registration or update whose body is
+    /// larger than this many bytes is refused with `413` and an HTML page (no `NG`
+    /// envelope), before the WMS sees it (no rate-limit token, no request counted,
+    /// `faults_413` counted). Applies whatever `endpoints` says. 0 = off.
+    pub body_limit_bytes: u64,
     /// Endpoints the faults apply to; empty = all.
     pub endpoints: Vec<Endpoint>,
 }
+
+/// The error code of injected `NG` answers unless [`Faults::ng_code`] says otherwise.
+pub const DEFAULT_NG_CODE: &str = "E_SIM_FAULT";
 
 impl Default for Faults {
     fn default() -> Self {
         Self {
             error_500_ratio: 0.0,
             ng_ratio: 0.0,
+            ng_code: DEFAULT_NG_CODE.to_owned(),
             latency_ms: 0,
+            apply_then_500_ratio: 0.0,
             apply_then_delay_ms: 0,
             apply_then_delay_ratio: 1.0,
+            apply_late_ms: 0,
+            apply_late_ratio: 1.0,
+            body_limit_bytes: 0,
             endpoints: Vec::new(),
         }
     }
@@ -153,9 +181,31 @@ pub struct Counters {
     pub faults_ng: u64,
     /// Answers held back by apply-then-timeout.
     pub faults_delayed: u64,
+    /// Requests applied, then answered 500 (apply-then-500).
+    pub faults_applied_500: u64,
+    /// Requests applied late, after the client may have given up (apply-late).
+    pub faults_applied_late: u64,
+    /// Bodies refused with 413 by the simulated proxy.
+    pub faults_413: u64,
     /// Requests received with this key, by endpoint (`search`, `get`, `register`, `update`,
     /// `cancel`), 429s included.
     pub requests: BTreeMap<String, u64>,
+}
+
+/// What the WMS received for one `order_no` in registrations (`POST /order/`), so tests can
+/// count what was **sent**, not only what was accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderNoCounters {
+    /// Registration rows carrying this `order_no` that reached the WMS: every row of every
+    /// registration request past the key check and the rate limit, whatever happened next
+    /// (accepted, refused, a 500 or `NG` fault, applied late). A 429 or a proxy's 413 is
+    /// refused before the WMS reads the body: not counted.
+    pub received: u64,
+    /// Rows registered (an `order_id` handed out).
+    pub accepted: u64,
+    /// Rows refused by the duplicate check (`E_DUPLICATE`).
+    pub duplicates_refused: u64,
 }
 
 /// An order as the WMS returns it.
@@ -268,11 +318,16 @@ pub(crate) struct AccountData {
     pub(crate) by_no: HashMap<String, Vec<i64>>,
     schedule: BinaryHeap<Reverse<(Instant, i64)>>,
     faults: Faults,
-    fault_seq: [u64; 3],
+    fault_seq: [u64; FAULT_KINDS],
     pub(crate) counters: Counters,
+    pub(crate) by_order_no: HashMap<String, OrderNoCounters>,
     limiter: Option<DefaultDirectRateLimiter>,
     rate_limit: SimRateLimit,
 }
+
+/// Faults drawn per request, each with its own sequence: 500, NG, apply-then-500,
+/// apply-then-timeout, apply-late.
+const FAULT_KINDS: usize = 5;
 
 fn make_limiter(rl: &SimRateLimit) -> Result<Option<DefaultDirectRateLimiter>, ControlError> {
     if !rl.enabled {
@@ -300,8 +355,9 @@ impl AccountData {
             by_no: HashMap::new(),
             schedule: BinaryHeap::new(),
             faults: Faults::default(),
-            fault_seq: [0; 3],
+            fault_seq: [0; FAULT_KINDS],
             counters: Counters::default(),
+            by_order_no: HashMap::new(),
             limiter: make_limiter(&rate_limit)?,
             rate_limit,
         })
@@ -312,10 +368,16 @@ impl AccountData {
         self.by_no.clear();
         self.schedule.clear();
         self.faults = Faults::default();
-        self.fault_seq = [0; 3];
+        self.fault_seq = [0; FAULT_KINDS];
         self.counters = Counters::default();
+        self.by_order_no.clear();
         // A fresh bucket too.
         self.limiter = make_limiter(&self.rate_limit).unwrap_or(None);
+    }
+
+    /// The counters of one `order_no`.
+    pub(crate) fn order_no_counters(&mut self, order_no: &str) -> &mut OrderNoCounters {
+        self.by_order_no.entry(order_no.to_owned()).or_default()
     }
 
     /// The open (not cancelled) order with this `order_no`, if any.
@@ -337,12 +399,15 @@ impl Account {
 }
 
 /// What the fault settings decided for one request.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct FaultPlan {
     pub(crate) latency: Duration,
     pub(crate) fail_500: bool,
-    pub(crate) ng: bool,
+    /// An `NG` answer with this code, nothing applied.
+    pub(crate) ng: Option<String>,
+    pub(crate) fail_500_after_apply: bool,
     pub(crate) delay_after_apply: Option<Duration>,
+    pub(crate) apply_late: Option<Duration>,
 }
 
 /// Why a request was not admitted.
@@ -451,7 +516,9 @@ impl SimState {
         for (name, r) in [
             ("error_500_ratio", faults.error_500_ratio),
             ("ng_ratio", faults.ng_ratio),
+            ("apply_then_500_ratio", faults.apply_then_500_ratio),
             ("apply_then_delay_ratio", faults.apply_then_delay_ratio),
+            ("apply_late_ratio", faults.apply_late_ratio),
         ] {
             if !(0.0..=1.0).contains(&r) {
                 return Err(ControlError::Invalid(format!(
@@ -459,10 +526,15 @@ impl SimState {
                 )));
             }
         }
+        if faults.ng_code.trim().is_empty() {
+            return Err(ControlError::Invalid(
+                "ng_code must not be empty".to_owned(),
+            ));
+        }
         let account = self.account_or_err(key)?;
         let mut data = account.lock();
         data.faults = faults;
-        data.fault_seq = [0; 3];
+        data.fault_seq = [0; FAULT_KINDS];
         Ok(())
     }
 
@@ -474,6 +546,36 @@ impl SimState {
     /// The counters of a key.
     pub fn counters(&self, key: &str) -> Result<Counters, ControlError> {
         Ok(self.account_or_err(key)?.lock().counters.clone())
+    }
+
+    /// What the WMS received, accepted and refused as duplicates per `order_no` in
+    /// registrations (only order numbers it received).
+    pub fn order_no_counters(
+        &self,
+        key: &str,
+    ) -> Result<BTreeMap<String, OrderNoCounters>, ControlError> {
+        Ok(self
+            .account_or_err(key)?
+            .lock()
+            .by_order_no
+            .iter()
+            .map(|(no, c)| (no.clone(), c.clone()))
+            .collect())
+    }
+
+    /// The counters of one `order_no` (all zero when it was never received).
+    pub fn order_no_counter(
+        &self,
+        key: &str,
+        order_no: &str,
+    ) -> Result<OrderNoCounters, ControlError> {
+        Ok(self
+            .account_or_err(key)?
+            .lock()
+            .by_order_no
+            .get(order_no)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Requests refused with 401 (any key).
@@ -705,27 +807,29 @@ impl SimState {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 return Err(Refusal::RateLimited(wait));
             }
-            let f = &data.faults;
+            let f = data.faults.clone();
             if f.endpoints.is_empty() || f.endpoints.contains(&endpoint) {
                 let mut plan = FaultPlan {
                     latency: Duration::from_millis(f.latency_ms),
                     ..FaultPlan::default()
                 };
-                let (r500, rng, rdelay, delay_ms) = (
-                    f.error_500_ratio,
-                    f.ng_ratio,
-                    f.apply_then_delay_ratio,
-                    f.apply_then_delay_ms,
-                );
-                if hit(&mut data.fault_seq[0], r500) {
+                let seq = &mut data.fault_seq;
+                let counters = &mut data.counters;
+                if hit(&mut seq[0], f.error_500_ratio) {
                     plan.fail_500 = true;
-                    data.counters.faults_500 += 1;
-                } else if hit(&mut data.fault_seq[1], rng) {
-                    plan.ng = true;
-                    data.counters.faults_ng += 1;
-                } else if delay_ms > 0 && hit(&mut data.fault_seq[2], rdelay) {
-                    plan.delay_after_apply = Some(Duration::from_millis(delay_ms));
-                    data.counters.faults_delayed += 1;
+                    counters.faults_500 += 1;
+                } else if hit(&mut seq[1], f.ng_ratio) {
+                    plan.ng = Some(f.ng_code.clone());
+                    counters.faults_ng += 1;
+                } else if hit(&mut seq[2], f.apply_then_500_ratio) {
+                    plan.fail_500_after_apply = true;
+                    counters.faults_applied_500 += 1;
+                } else if f.apply_then_delay_ms > 0 && hit(&mut seq[3], f.apply_then_delay_ratio) {
+                    plan.delay_after_apply = Some(Duration::from_millis(f.apply_then_delay_ms));
+                    counters.faults_delayed += 1;
+                } else if f.apply_late_ms > 0 && hit(&mut seq[4], f.apply_late_ratio) {
+                    plan.apply_late = Some(Duration::from_millis(f.apply_late_ms));
+                    counters.faults_applied_late += 1;
                 }
                 plan
             } else {
@@ -733,6 +837,21 @@ impl SimState {
             }
         };
         Ok((account, plan))
+    }
+
+    /// The simulated proxy's body limit: `true` (and `faults_413` counted) when a body of
+    /// `len` bytes sent with `key` is too large. Unknown keys pass (the WMS answers 401).
+    pub(crate) fn body_too_large(&self, key: Option<&str>, len: usize) -> bool {
+        let Some(account) = key.and_then(|k| self.account(k)) else {
+            return false;
+        };
+        let mut data = account.lock();
+        let limit = data.faults.body_limit_bytes;
+        if limit > 0 && u64::try_from(len).unwrap_or(u64::MAX) > limit {
+            data.counters.faults_413 += 1;
+            return true;
+        }
+        false
     }
 
     pub(crate) fn next_order_id(&self) -> i64 {

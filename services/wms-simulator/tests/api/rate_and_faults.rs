@@ -221,3 +221,276 @@ async fn faults_can_target_endpoints_and_are_validated() {
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+fn impatient_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn apply_late_applies_the_request_after_the_client_gave_up() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    let a = sim
+        .ctl(
+            Method::PUT,
+            &format!("/_sim/keys/{key}/faults"),
+            Some(json!({"apply_late_ms": 1500, "endpoints": ["register", "cancel"]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let impatient = impatient_client();
+    let sent = impatient
+        .post(sim.url("/order/"))
+        .header("X-API-KEY", &key)
+        .json(&json!({"data": [row("AL-1")]}))
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    // The client gave up and a search right after finds nothing ...
+    let a = sim.get(&key, "/order/search?order_no-eq=AL-1").await;
+    assert_eq!(a.body["total"], 0, "not applied yet: {:?}", a.body);
+    // ... but the WMS goes on and registers it.
+    let id = wait_for_order(&sim, &key, "AL-1").await;
+    let c = sim.counters(&key).await;
+    assert_eq!(c["faults_applied_late"], 1);
+    assert_eq!(c["registrations_accepted"], 1);
+
+    // The same for a cancel.
+    let sent = impatient
+        .get(sim.url(&format!("/order_cancel/{id}")))
+        .header("X-API-KEY", &key)
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    assert_eq!(
+        sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"],
+        0,
+        "not cancelled yet"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"] != 1 {
+        assert!(Instant::now() < deadline, "the late cancel never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sim.counters(&key).await["faults_applied_late"], 2);
+
+    // A patient client gets the answer once the request is applied.
+    let start = Instant::now();
+    let a = sim.register(&key, vec![row("AL-2")]).await;
+    assert_eq!((a.status, a.result()), (StatusCode::OK, "OK"));
+    assert!(start.elapsed() >= Duration::from_millis(1_500));
+}
+
+/// Waits until the WMS holds `order_no` and returns its `order_id`.
+async fn wait_for_order(sim: &Sim, key: &str, order_no: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = sim
+            .get(key, &format!("/order/search?order_no-eq={order_no}"))
+            .await;
+        if a.body["total"] == 1 {
+            return a.body["data"][0]["order_id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "{order_no} never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn apply_then_500_applies_and_answers_500() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    sim.ctl(
+        Method::PUT,
+        &format!("/_sim/keys/{key}/faults"),
+        Some(json!({"apply_then_500_ratio": 1.0, "endpoints": ["register", "cancel"]})),
+    )
+    .await;
+    let a = sim.register(&key, vec![row("A5-1")]).await;
+    assert_eq!(
+        (a.status, a.result(), a.first_error_code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "NG", "E_SIM_INTERNAL")
+    );
+    let found = sim.get(&key, "/order/search?order_no-eq=A5-1").await;
+    assert_eq!(found.body["total"], 1, "applied all the same");
+    let id = found.body["data"][0]["order_id"].as_i64().unwrap();
+    let a = sim.get(&key, &format!("/order_cancel/{id}")).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"],
+        1
+    );
+    let c = sim.counters(&key).await;
+    assert_eq!(c["faults_applied_500"], 2);
+    assert_eq!(c["faults_500"], 0);
+}
+
+#[tokio::test]
+async fn a_transient_whole_call_ng_on_cancels_has_the_chosen_code_and_cancels_nothing() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    let ids = sim.register_ok(&key, &["NC-1", "NC-2"]).await;
+    let a = sim
+        .ctl(
+            Method::PUT,
+            &format!("/_sim/keys/{key}/faults"),
+            Some(json!({"ng_ratio": 0.5, "ng_code": "E_MAINTENANCE", "endpoints": ["cancel"]})),
+        )
+        .await;
+    assert_eq!(a.body["ng_code"], "E_MAINTENANCE");
+    let first = sim.get(&key, &format!("/order_cancel/{}", ids[0])).await;
+    assert_eq!((first.status, first.result()), (StatusCode::OK, "OK"));
+    let second = sim.get(&key, &format!("/order_cancel/{}", ids[1])).await;
+    assert_eq!(
+        (second.status, second.result(), second.first_error_code()),
+        (StatusCode::OK, "NG", "E_MAINTENANCE")
+    );
+    assert!(second.body["data"].is_null(), "NG for the whole call");
+    assert_eq!(
+        sim.get(&key, &format!("/order/{}", ids[1])).await.body["data"]["cancel_flag"],
+        0,
+        "nothing cancelled"
+    );
+    // Transient: the next attempt goes through.
+    let third = sim.get(&key, &format!("/order_cancel/{}", ids[1])).await;
+    assert_eq!(third.result(), "OK");
+    assert_eq!(sim.counters(&key).await["faults_ng"], 1);
+    // Registrations are not touched by a cancel-only fault.
+    sim.register_ok(&key, &["NC-3"]).await;
+    let empty = sim
+        .ctl(
+            Method::PUT,
+            &format!("/_sim/keys/{key}/faults"),
+            Some(json!({"ng_ratio": 1.0, "ng_code": " "})),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_body_over_the_proxy_limit_is_413_without_an_envelope() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    let one = serde_json::to_vec(&json!({"data": [row("PX-1")]}))
+        .unwrap()
+        .len();
+    sim.ctl(
+        Method::PUT,
+        &format!("/_sim/keys/{key}/faults"),
+        Some(json!({"body_limit_bytes": one * 2, "endpoints": ["search"]})),
+    )
+    .await;
+    // Small enough: the WMS handles it.
+    sim.register_ok(&key, &["PX-1"]).await;
+    // Too large: the proxy refuses it with an HTML page.
+    let resp = sim
+        .http
+        .post(sim.url("/order/"))
+        .header("X-API-KEY", &key)
+        .json(&json!({"data": [row("PX-2"), row("PX-3"), row("PX-4")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("413 Request Entity Too Large"), "{text}");
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
+    let c = sim.counters(&key).await;
+    assert_eq!(c["faults_413"], 1);
+    assert_eq!(c["requests"]["register"], 1, "the WMS never saw it");
+    assert_eq!(c["registrations_accepted"], 1);
+    let nos = sim
+        .ctl(Method::GET, &format!("/_sim/keys/{key}/order_nos"), None)
+        .await;
+    assert!(
+        nos.body["order_nos"].get("PX-2").is_none(),
+        "{:?}",
+        nos.body
+    );
+}
+
+#[tokio::test]
+async fn order_no_counters_count_what_was_received_accepted_and_refused() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    sim.register_ok(&key, &["ON-1"]).await;
+    let dup = sim.register(&key, vec![row("ON-1"), row("ON-2")]).await;
+    assert_eq!(dup.result(), "NG");
+    sim.ctl(
+        Method::PUT,
+        &format!("/_sim/keys/{key}/faults"),
+        Some(json!({"error_500_ratio": 1.0})),
+    )
+    .await;
+    let lost = sim.register(&key, vec![row("ON-3")]).await;
+    assert_eq!(lost.status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let all = sim
+        .ctl(Method::GET, &format!("/_sim/keys/{key}/order_nos"), None)
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    let counts = |no: &str| {
+        let c = &all.body["order_nos"][no];
+        (
+            c["received"].as_u64().unwrap(),
+            c["accepted"].as_u64().unwrap(),
+            c["duplicates_refused"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(counts("ON-1"), (2, 1, 1), "sent twice, refused once");
+    assert_eq!(counts("ON-2"), (1, 1, 0));
+    assert_eq!(counts("ON-3"), (1, 0, 0), "received although not applied");
+    let one = sim
+        .ctl(
+            Method::GET,
+            &format!("/_sim/keys/{key}/order_nos/ON-1"),
+            None,
+        )
+        .await;
+    assert_eq!(one.body["received"], 2);
+    let never = sim
+        .ctl(
+            Method::GET,
+            &format!("/_sim/keys/{key}/order_nos/NOPE"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (never.status, never.body["received"].as_u64()),
+        (StatusCode::OK, Some(0))
+    );
+    assert_eq!(
+        sim.running
+            .state()
+            .order_no_counter(&key, "ON-1")
+            .unwrap()
+            .received,
+        2
+    );
+    sim.ctl(Method::POST, &format!("/_sim/keys/{key}/reset"), None)
+        .await;
+    assert!(
+        sim.running
+            .state()
+            .order_no_counters(&key)
+            .unwrap()
+            .is_empty(),
+        "reset clears them"
+    );
+    assert_eq!(
+        sim.ctl(Method::GET, "/_sim/keys/unknown/order_nos", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
