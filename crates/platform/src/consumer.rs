@@ -37,7 +37,14 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Why a message could not be processed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HandleError {
-    /// Worth retrying later (database or network trouble).
+    /// Something this service depends on is down or unreachable (PostgreSQL, the settings
+    /// service, NATS, a token the dependency refuses): the message itself is fine and waits out
+    /// the outage, redelivered with capped back-off for as long as it takes. Never
+    /// dead-lettered, so an outage never loses an order or a cancellation.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Worth retrying a few times (a conflict, a failure that may be this message's own); after
+    /// `max_deliver` deliveries it is dead-lettered.
     #[error("transient: {0}")]
     Transient(String),
     /// Retrying cannot help (undecodable, invalid, unknown shop): dead-letter it at once.
@@ -46,6 +53,9 @@ pub enum HandleError {
 }
 
 impl HandleError {
+    pub fn unavailable(err: impl std::fmt::Display) -> Self {
+        Self::Unavailable(err.to_string())
+    }
     pub fn transient(err: impl std::fmt::Display) -> Self {
         Self::Transient(err.to_string())
     }
@@ -59,8 +69,14 @@ impl HandleError {
 }
 
 impl From<sqlx::Error> for HandleError {
+    /// The database being down or out of reach is an outage ([`HandleError::Unavailable`]);
+    /// an error the database answered about this message's work is [`HandleError::Transient`].
     fn from(err: sqlx::Error) -> Self {
-        Self::Transient(format!("database: {err}"))
+        if crate::db::is_unavailable(&err) {
+            Self::Unavailable(format!("database: {err}"))
+        } else {
+            Self::Transient(format!("database: {err}"))
+        }
     }
 }
 
@@ -217,7 +233,8 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ConsumersConfig {
     /// How long a delivered message may stay unacknowledged before it is redelivered.
     pub ack_wait_ms: u64,
-    /// Deliveries of a transiently failing message before it is dead-lettered.
+    /// Deliveries of a transiently failing message before it is dead-lettered. A message
+    /// waiting for a dependency that is down ([`HandleError::Unavailable`]) has no limit.
     pub max_deliver: i64,
     /// First redelivery delay after a transient failure; doubles per delivery up to
     /// `retry_max_delay_ms`.
@@ -226,6 +243,10 @@ pub struct ConsumersConfig {
     /// Processed message ids (`processed_messages`) are pruned after this; at least the
     /// streams' retention (7 days), as long as a message can still be delivered.
     pub keep_processed_ms: u64,
+    /// A message still waiting for an unavailable dependency this long after it was
+    /// published is logged as a warning and counted (`wmslink.consumer.long_waits`) at each
+    /// further delivery.
+    pub long_wait_warn_ms: u64,
 }
 
 impl Default for ConsumersConfig {
@@ -236,6 +257,7 @@ impl Default for ConsumersConfig {
             retry_base_delay_ms: 500,
             retry_max_delay_ms: 60_000,
             keep_processed_ms: 8 * 24 * 3600 * 1000,
+            long_wait_warn_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -282,6 +304,7 @@ impl ConsumersConfig {
             max_deliver: self.max_deliver,
             base_delay: Duration::from_millis(self.retry_base_delay_ms),
             max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            long_wait_warn: Duration::from_millis(self.long_wait_warn_ms),
             ..ConsumerSpec::new(stream, durable_name.to_owned(), filter_subject)
         }
     }
@@ -304,6 +327,8 @@ pub struct ConsumerSpec {
     pub max_delay: Duration,
     /// Larger payloads are dead-lettered by [`Delivery::decode`] without being decoded.
     pub max_message_bytes: usize,
+    /// See [`ConsumersConfig::long_wait_warn_ms`].
+    pub long_wait_warn: Duration,
 }
 
 impl ConsumerSpec {
@@ -318,6 +343,7 @@ impl ConsumerSpec {
             base_delay: Duration::from_millis(defaults.retry_base_delay_ms),
             max_delay: Duration::from_millis(defaults.retry_max_delay_ms),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            long_wait_warn: Duration::from_millis(defaults.long_wait_warn_ms),
         }
     }
 
@@ -334,7 +360,10 @@ impl ConsumerSpec {
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             ack_wait: self.ack_wait,
-            max_deliver: self.max_deliver,
+            // Unlimited on the server: the consumer decides ([`Decision::of`]). A message
+            // waiting out an outage is redelivered for as long as it takes; one failing
+            // transiently on its own is dead-lettered at `max_deliver`.
+            max_deliver: -1,
             max_ack_pending: 1000,
             ..Default::default()
         }
@@ -456,9 +485,9 @@ async fn process<H: Handler>(
     handler: &H,
     message: Message,
 ) {
-    let (delivered, stream_sequence) = match message.info() {
-        Ok(info) => (info.delivered, info.stream_sequence),
-        Err(_) => (1, 0),
+    let (delivered, stream_sequence, published) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence, Some(info.published)),
+        Err(_) => (1, 0, None),
     };
     let msg_id = message
         .headers
@@ -496,6 +525,17 @@ async fn process<H: Handler>(
             metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
+        Decision::Wait { reason, delay } => {
+            let waited = published.map(waited_since).unwrap_or_default();
+            if waited >= spec.long_wait_warn {
+                tracing::warn!(%reason, ?delay, waited_s = waited.as_secs(), "still waiting for a dependency; will redeliver");
+                metrics.long_wait(&spec.durable_name, &spec.stream);
+            } else {
+                tracing::info!(%reason, ?delay, "a dependency is unavailable; will redeliver");
+            }
+            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Waiting);
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
         Decision::DeadLetter { reason, why } => {
             match dead_letter(js, subjects, spec, &message, delivered, &reason).await {
                 Ok(()) => {
@@ -523,11 +563,22 @@ async fn process<H: Handler>(
     }
 }
 
+/// How long ago a message was first published (zero if its clock is ahead of ours).
+fn waited_since(published: time::OffsetDateTime) -> Duration {
+    let waited = time::OffsetDateTime::now_utc() - published;
+    waited.try_into().unwrap_or_default()
+}
+
 /// What to do with a delivery once its handler returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Decision {
     Ack,
     Retry {
+        reason: String,
+        delay: Duration,
+    },
+    /// A dependency is down: redeliver later, whatever the delivery count.
+    Wait {
         reason: String,
         delay: Duration,
     },
@@ -541,6 +592,10 @@ impl Decision {
     fn of(outcome: Result<(), HandleError>, delivered: i64, spec: &ConsumerSpec) -> Self {
         match outcome {
             Ok(()) => Self::Ack,
+            Err(HandleError::Unavailable(reason)) => Self::Wait {
+                reason,
+                delay: spec.retry_delay(delivered),
+            },
             Err(HandleError::Transient(reason)) if delivered < spec.max_deliver => Self::Retry {
                 reason,
                 delay: spec.retry_delay(delivered),
@@ -564,16 +619,19 @@ pub enum ConsumeOutcome {
     Ok,
     /// Failed transiently (or its dead letter could not be published): redelivered later.
     Retried,
+    /// A dependency was unavailable: redelivered later, without a delivery limit.
+    Waiting,
     /// Copied to the dead-letter stream and terminated.
     DeadLettered(DeadLetterReason),
 }
 
 impl ConsumeOutcome {
-    /// `ok`, `retried`, `dead_lettered`.
+    /// `ok`, `retried`, `waiting`, `dead_lettered`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Retried => "retried",
+            Self::Waiting => "waiting",
             Self::DeadLettered(_) => "dead_lettered",
         }
     }
@@ -601,7 +659,10 @@ impl DeadLetterReason {
 /// The consumers' instruments:
 ///
 /// - `wmslink.consumer.messages` (counter, `{message}`): deliveries handled, by `consumer`
-///   (durable name), `stream` and `outcome` (`ok`, `retried`, `dead_lettered`);
+///   (durable name), `stream` and `outcome` (`ok`, `retried`, `waiting`, `dead_lettered`);
+/// - `wmslink.consumer.long_waits` (counter, `{delivery}`): deliveries of a message that has
+///   been waiting for an unavailable dependency longer than `long_wait_warn_ms`, by
+///   `consumer` and `stream` (alert when it grows);
 /// - `wmslink.consumer.dead_letters` (counter, `{message}`): messages copied to the
 ///   dead-letter stream, by `consumer`, `stream` and `reason` (`permanent`,
 ///   `retries_exhausted`).
@@ -611,6 +672,7 @@ impl DeadLetterReason {
 pub struct ConsumerMetrics {
     messages: Counter<u64>,
     dead_letters: Counter<u64>,
+    long_waits: Counter<u64>,
 }
 
 impl ConsumerMetrics {
@@ -629,7 +691,25 @@ impl ConsumerMetrics {
                 .with_description("Messages copied to the dead-letter stream")
                 .with_unit("{message}")
                 .build(),
+            long_waits: meter
+                .u64_counter("wmslink.consumer.long_waits")
+                .with_description(
+                    "Deliveries of a message that has waited long for an unavailable dependency",
+                )
+                .with_unit("{delivery}")
+                .build(),
         }
+    }
+
+    /// Counts one delivery of a message that has waited long for a dependency.
+    pub fn long_wait(&self, consumer: &str, stream: &str) {
+        self.long_waits.add(
+            1,
+            &[
+                KeyValue::new("consumer", consumer.to_owned()),
+                KeyValue::new("stream", stream.to_owned()),
+            ],
+        );
     }
 
     /// The process-wide instruments, created on first use from the global meter provider
@@ -754,6 +834,23 @@ mod tests {
                 why: DeadLetterReason::Permanent
             }
         );
+        // An outage never spends the delivery budget: far past max_deliver it still waits,
+        // at the capped delay.
+        for delivered in [1, 3, 50, 10_000] {
+            assert_eq!(
+                Decision::of(Err(HandleError::unavailable("db down")), delivered, &spec),
+                Decision::Wait {
+                    reason: "db down".into(),
+                    delay: spec.retry_delay(delivered)
+                }
+            );
+        }
+        assert_eq!(spec.retry_delay(10_000), spec.max_delay);
+    }
+
+    #[test]
+    fn the_server_never_stops_redelivering_the_consumer_decides() {
+        assert_eq!(spec().config().max_deliver, -1);
     }
 
     #[test]
@@ -847,6 +944,7 @@ mod tests {
             retry_base_delay_ms: 10,
             retry_max_delay_ms: 5,
             keep_processed_ms: 3_600_000,
+            long_wait_warn_ms: 1_000,
         };
         let mut problems = InvalidConfig::new();
         bad.check("consumers", &mut problems);

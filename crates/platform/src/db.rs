@@ -147,6 +147,26 @@ pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> Result<(), DbError> 
     Ok(())
 }
 
+/// Whether `err` means the database is down or out of reach (no connection, pool exhausted,
+/// the server shutting down or refusing connections), as opposed to an error it answered about
+/// the work itself. Callers wait out the first kind without giving up on their input.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
+        // (operator intervention: admin shutdown, crash shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }),
+        _ => false,
+    }
+}
+
 /// Deletes the processed-message ids older than `keep` (of every consumer of the database).
 /// `keep` must outlast the time a message can still be delivered (the stream's retention), or a
 /// redelivery would be processed twice.
