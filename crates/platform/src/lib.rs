@@ -1,14 +1,15 @@
 //! Plumbing every wmslink service shares: configuration (validated at load), telemetry,
-//! PostgreSQL, NATS JetStream (streams, outbox relay, consumers with dead letters), gRPC serving
-//! with auth, secrets, shop ids and order numbers, and the service runtime (named tasks under one
-//! failure policy, health, dependency waits at start, graceful shutdown). Services keep their
-//! business logic; this crate keeps the wiring identical.
+//! PostgreSQL, NATS JetStream (streams, outbox relay, consumers with dead letters, the
+//! dead-letter service), gRPC serving with auth, secrets, shop ids and order numbers, and the
+//! service runtime (named tasks under one failure policy, health, dependency waits at start,
+//! graceful shutdown). Services keep their business logic; this crate keeps the wiring identical.
 
 pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod grpc;
 pub mod nats;
 pub mod outbox;

@@ -24,6 +24,12 @@ pub mod sync {
     }
 }
 
+pub mod ops {
+    pub mod v1 {
+        tonic::include_proto!("wmslink.ops.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every wmslink proto, for gRPC reflection and proto3 JSON.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wmslink_descriptor.bin"));
