@@ -25,11 +25,14 @@ const READER: &str = "dlq-test-reader-token";
 
 type Client = DeadLetterServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// What the handler accepted: msg id, payload, `Wmslink-Replay-Of`.
+type Accepted = (String, Vec<u8>, Option<String>);
+
 /// Refuses payloads starting with `bad` until `fixed`; records what it accepted.
 #[derive(Clone, Default)]
 struct PickyHandler {
     fixed: Arc<Mutex<bool>>,
-    accepted: Arc<Mutex<Vec<(String, Vec<u8>, Option<String>)>>>,
+    accepted: Arc<Mutex<Vec<Accepted>>>,
 }
 
 impl Handler for PickyHandler {
