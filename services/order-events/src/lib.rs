@@ -160,6 +160,7 @@ impl Application {
                 .max_message_bytes
                 .saturating_add(GRPC_DECODING_SLACK),
         );
+        runtime.serve_dead_letters(js.clone(), subjects.clone(), &config.auth);
         api.set(InterceptedService::new(
             server,
             Authenticator::new(&config.auth),

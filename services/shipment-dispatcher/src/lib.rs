@@ -193,6 +193,7 @@ impl Application {
         });
         let server = DispatchServiceServer::new(DispatchApi::new(core.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+        runtime.serve_dead_letters(js.clone(), core.subjects.clone(), &config.auth);
         api.set(InterceptedService::new(
             server,
             Authenticator::new(&config.auth),

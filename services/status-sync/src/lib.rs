@@ -159,6 +159,7 @@ impl Application {
             relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
         ));
         let api_impl = grpc::SyncApi::new(runner.clone(), runtime.stopping());
+        runtime.serve_dead_letters(js.clone(), subjects.clone(), &config.auth);
         api.set(InterceptedService::new(
             SyncServiceServer::new(api_impl),
             Authenticator::new(&config.auth),

@@ -2,7 +2,8 @@
 //! shutdown groups):
 //!
 //! 1. [`Runtime::start`] binds the gRPC port and serves health (`NOT_SERVING`), reflection and
-//!    the service's API ([`DeferredService`], `UNAVAILABLE` until it is installed) at once;
+//!    the service's API ([`DeferredService`], `UNAVAILABLE` until it is installed) at once, and
+//!    the dead-letter service for a service that consumes ([`Runtime::serve_dead_letters`]);
 //! 2. [`Runtime::wait_for`] reaches each dependency (PostgreSQL, NATS, the settings service)
 //!    with back-off, the service staying up and `NOT_SERVING` meanwhile, instead of exiting;
 //! 3. [`Runtime::run`] runs the service's named [`Task`]s under one failure policy (restart with
@@ -35,7 +36,9 @@ pub use deferred::DeferredService;
 pub use health::Health;
 pub use task::{FINAL_FLUSH_TIMEOUT, PRUNE_EVERY, Task, TaskContext, TaskError, prune};
 
+use crate::auth::AuthConfig;
 use crate::config::{InvalidConfig, Validate, key};
+use crate::dead_letters::{self, DeadLetterServer};
 use crate::grpc::{self, GrpcConfig, GrpcError};
 
 /// Health key while the service starts (until its tasks run).
@@ -173,6 +176,8 @@ pub struct Runtime {
     /// Cancelled when the process is asked to stop, or when the runtime stops on its own.
     stop: CancellationToken,
     server: AbortOnDropHandle<Result<(), GrpcError>>,
+    /// `wmslink.ops.v1.DeadLetterService`: `UNAVAILABLE` until [`Self::serve_dead_letters`].
+    dead_letters: DeferredService<DeadLetterServer>,
 }
 
 impl Runtime {
@@ -199,7 +204,10 @@ impl Runtime {
     {
         let (listener, grpc_addr) = grpc::bind(grpc).await?;
         let (routes, reporter) = grpc::base_routes()?;
-        let routes = routes.add_service(api.clone());
+        let dead_letters = DeferredService::new();
+        let routes = routes
+            .add_service(api.clone())
+            .add_service(dead_letters.clone());
         let health = Health::new(
             reporter,
             &[<DeferredService<S> as NamedService>::NAME],
@@ -217,7 +225,20 @@ impl Runtime {
             health,
             stop,
             server,
+            dead_letters,
         })
+    }
+
+    /// Answers `wmslink.ops.v1.DeadLetterService` (scope `operate`) over the dead-letter stream
+    /// of `subjects`' prefix: the services that consume call it once NATS is reached.
+    pub fn serve_dead_letters(
+        &self,
+        js: async_nats::jetstream::Context,
+        subjects: crate::nats::Subjects,
+        auth: &AuthConfig,
+    ) {
+        self.dead_letters
+            .set(dead_letters::service(js, subjects, auth));
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
