@@ -31,6 +31,8 @@ pub struct SystemOptions {
     pub wms_rate_limit: SimRateLimit,
     /// Run status-sync on its own schedule; off, only `RunSync` syncs.
     pub scheduled_sync: bool,
+    /// How long status-sync lets a suspected anomaly stand before it reports it.
+    pub anomaly_grace_ms: u64,
 }
 
 impl Default for SystemOptions {
@@ -38,6 +40,7 @@ impl Default for SystemOptions {
         Self {
             wms_rate_limit: SimRateLimit::new(1.0, 60),
             scheduled_sync: false,
+            anomaly_grace_ms: 120_000,
         }
     }
 }
@@ -158,6 +161,7 @@ impl System {
         sync_config.sync.tick_ms = 200;
         sync_config.sync.full_pass_every = 1;
         sync_config.consumers.ack_wait_ms = 2_000;
+        sync_config.sync.anomaly_grace_ms = options.anomaly_grace_ms;
         let shutdown = CancellationToken::new();
         let app = wmslink_status_sync::Application::build(sync_config, shutdown.clone()).await?;
         let sync = RunningService::spawn(
