@@ -11,6 +11,8 @@ use crate::shop::ShopId;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NatsConfig {
+    /// One server, or several comma-separated (the seeds of a cluster; the client learns the
+    /// other members from them and fails over), e.g. `nats://nats-0:4222,nats://nats-1:4222`.
     pub url: String,
     /// Prepended to every subject (`<prefix>.orders.…`) and stream name (`<PREFIX>_ORDERS`).
     /// Empty: none. Letters, digits, `-` and `_` only.
@@ -65,12 +67,20 @@ pub enum NatsError {
     Stream { stream: String, reason: String },
 }
 
+/// The servers of `url`: comma-separated, blanks ignored.
+pub fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .collect()
+}
+
 pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsError> {
     async_nats::ConnectOptions::new()
         .name("wmslink")
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(&config.url)
+        .connect(server_urls(&config.url))
         .await
         .map_err(|err| NatsError::Connect {
             url: config.url.clone(),
@@ -293,6 +303,10 @@ mod tests {
         assert_eq!(
             subjects.dead_letter("t-1.cart.orders.shop1.upserted"),
             "t-1.deadletter.cart.orders.shop1.upserted"
+        );
+        assert_eq!(
+            server_urls("nats://a:4222, nats://b:4222,,"),
+            ["nats://a:4222", "nats://b:4222"]
         );
         let plain = Subjects::new("").expect("no prefix");
         assert_eq!(plain.settings_changed(&shop), "settings.shop1.changed");
