@@ -486,3 +486,56 @@ async fn a_dead_letter_is_listed_with_its_reason_and_replayed_once_the_cause_is_
     assert_eq!(unknown.code, 3, "{unknown:?}");
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_their_progress_on_stderr_while_they_go() {
+    let system = System::start(SystemOptions::default()).await.unwrap();
+    let ctl = Ctl::for_system(&system);
+    let shop = unique("shop-");
+    let key = system.enable_shop(&shop).await.unwrap();
+    // A slow WMS: every registration and search takes 2.5 s, so the runs last a while.
+    system
+        .simulator
+        .state()
+        .set_faults(
+            &key,
+            wmslink_wms_simulator::Faults {
+                latency_ms: 2_500,
+                endpoints: vec![
+                    wmslink_wms_simulator::Endpoint::Register,
+                    wmslink_wms_simulator::Endpoint::Search,
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    system
+        .orders()
+        .unwrap()
+        .upsert_order(orders::UpsertOrderRequest {
+            order: Some(order(&shop, "P-1", 1, STATUS_READY)),
+        })
+        .await
+        .unwrap();
+
+    let dispatched = ctl.run(&["dispatch", "run", &shop, "--wait"]).await.ok();
+    assert!(
+        dispatched
+            .stderr
+            .contains(&format!("dispatch run of {shop}:"))
+            || dispatched.stderr.contains(&format!("waiting for {shop}:")),
+        "{dispatched:?}"
+    );
+    assert!(dispatched.stdout.contains("pending"), "{dispatched:?}");
+
+    let synced = ctl.run(&["sync", "run", &shop]).await.ok();
+    assert!(
+        synced.stderr.contains(&format!("of {shop} (manual")),
+        "{synced:?}"
+    );
+    // Scripts get the answer only.
+    let quiet = ctl.run(&["--json", "sync", "run", &shop]).await.ok();
+    assert!(quiet.stderr.is_empty(), "{quiet:?}");
+    assert_eq!(quiet.json()["run"]["outcome"], "succeeded");
+    system.stop().await;
+}
