@@ -27,7 +27,7 @@ struct Seen {
 }
 
 async fn seen(system: &System, shop: &str) -> Seen {
-    let mut client = system.orders().unwrap();
+    let mut client = system.orders();
     let mut seen = Seen::default();
     let mut page_token = String::new();
     loop {
@@ -53,7 +53,6 @@ async fn seen(system: &System, shop: &str) -> Seen {
     }
     let anomalies = system
         .sync()
-        .unwrap()
         .list_anomalies(sync::ListAnomaliesRequest {
             shop_id: shop.into(),
             limit: 500,
@@ -98,7 +97,7 @@ async fn the_cart_keeps_every_shipping_status_refusals_and_anomalies_in_the_orde
     let sim = CartSim::connect(CartSimConfig {
         shop_id: shop.clone(),
         nats: system.nats.config(),
-        orders_url: format!("http://{}", system.orders_addr),
+        orders_url: format!("http://{}", system.orders_addr()),
         token: SecretString::from(OPERATOR_TOKEN),
         wms: Some(WmsAccess {
             endpoint_url: format!("{}/v1", system.simulator.base_url()),

@@ -182,6 +182,23 @@ impl System {
         })
     }
 
+    /// Where each service listens (for clients of their own, e.g. `wmsctl` in its tests).
+    pub fn settings_addr(&self) -> std::net::SocketAddr {
+        self.settings.addr()
+    }
+
+    pub fn orders_addr(&self) -> std::net::SocketAddr {
+        self.orders.addr
+    }
+
+    pub fn dispatch_addr(&self) -> std::net::SocketAddr {
+        self.dispatch.addr
+    }
+
+    pub fn sync_addr(&self) -> std::net::SocketAddr {
+        self.sync.addr
+    }
+
     pub fn settings(&self) -> SettingsClient {
         self.settings.client(OPERATOR_TOKEN)
     }

@@ -169,7 +169,7 @@ async fn a_cart_message_trace_continues_through_order_events_into_the_dispatcher
         },
     )
     .await;
-    let client = system.orders().unwrap();
+    let client = system.orders();
     eventually(
         Duration::from_secs(30),
         "T-1 SENT in the order list",

@@ -195,7 +195,7 @@ async fn orders_are_listed_with_both_levels_paged_and_shown_with_their_history()
     let ctl = Ctl::for_system(&system);
     let shop = unique("shop-");
     system.enable_shop(&shop).await.unwrap();
-    let mut client = system.orders().unwrap();
+    let mut client = system.orders();
     for n in 1..=3 {
         client
             .upsert_order(orders::UpsertOrderRequest {
@@ -352,7 +352,6 @@ async fn dispatch_and_sync_runs_answer_when_over_and_refusals_exit_4() {
     system.enable_shop(&shop).await.unwrap();
     system
         .orders()
-        .unwrap()
         .upsert_order(orders::UpsertOrderRequest {
             order: Some(order(&shop, "D-1", 1, STATUS_READY)),
         })
@@ -511,7 +510,6 @@ async fn runs_show_their_progress_on_stderr_while_they_go() {
         .unwrap();
     system
         .orders()
-        .unwrap()
         .upsert_order(orders::UpsertOrderRequest {
             order: Some(order(&shop, "P-1", 1, STATUS_READY)),
         })

@@ -89,7 +89,7 @@ async fn failures_exit_with_documented_codes_and_say_what_failed() {
         "wmsctl.toml",
         &format!(
             "settings_url = \"http://{}\"\ntoken_file = \"{token_file}\"\n",
-            system.settings_addr
+            system.settings_addr()
         ),
     );
     let mut from_file = Ctl::for_system(&system).with_token(None);

@@ -58,12 +58,12 @@ impl Ctl {
         let url = |addr: std::net::SocketAddr| format!("http://{addr}");
         Self {
             urls: vec![
-                ("WMSCTL_SETTINGS_URL", url(system.settings_addr)),
-                ("WMSCTL_ORDERS_URL", url(system.orders_addr)),
-                ("WMSCTL_DISPATCH_URL", url(system.dispatch_addr)),
-                ("WMSCTL_SYNC_URL", url(system.sync_addr)),
+                ("WMSCTL_SETTINGS_URL", url(system.settings_addr())),
+                ("WMSCTL_ORDERS_URL", url(system.orders_addr())),
+                ("WMSCTL_DISPATCH_URL", url(system.dispatch_addr())),
+                ("WMSCTL_SYNC_URL", url(system.sync_addr())),
                 // Any consuming service answers for the shared dead letters.
-                ("WMSCTL_DEAD_LETTERS_URL", url(system.dispatch_addr)),
+                ("WMSCTL_DEAD_LETTERS_URL", url(system.dispatch_addr())),
             ],
             token: Some(OPERATOR_TOKEN.to_owned()),
             home: tempfile::tempdir().unwrap(),
