@@ -96,13 +96,11 @@ async fn setup() -> Setup {
         ),
     ] {
         let spec = ConsumerSpec::new(subjects.stream_name(kind), durable.into(), filter);
-        tokio::spawn(consumer::run(
-            js.clone(),
-            subjects.clone(),
-            spec,
-            handler.clone(),
-            stop.clone(),
-        ));
+        let (js, subjects, handler, stop) =
+            (js.clone(), subjects.clone(), handler.clone(), stop.clone());
+        tokio::spawn(async move {
+            consumer::run(&js, &subjects, &spec, &handler, &stop, async {}).await
+        });
     }
 
     let auth = AuthConfig {
