@@ -421,10 +421,15 @@ async fn dispatch_and_sync_runs_answer_when_over_and_refusals_exit_4() {
         .run(&["sync", "run", &shop, "--from", "2020-01-01"])
         .await;
     assert_eq!(usage.code, 2, "{usage:?}");
-    let disabled = ctl.run(&["settings", "disable", &shop]).await.ok();
-    drop(disabled);
-    let refused = ctl.run(&["sync", "run", &shop]).await;
+    ctl.run(&["settings", "disable", &shop]).await.ok();
+    // status-sync hears of the switch through `settings.{shop}.changed`: refused from then on.
+    let refused = eventually(WAIT, "sync runs of a disabled shop refused", || async {
+        let run = ctl.run(&["sync", "run", &shop]).await;
+        (run.code != 0).then_some(run)
+    })
+    .await;
     assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("FailedPrecondition"), "{refused:?}");
     system.stop().await;
 }
 
