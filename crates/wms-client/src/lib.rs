@@ -107,7 +107,7 @@
 //! | variant | when | what the caller does |
 //! | --- | --- | --- |
 //! | `Unauthorized` | HTTP 401 (wrong key or IP not allowed) | stop; a person fixes the settings |
-//! | `RateLimited { retry_after }` | HTTP 429 (`Retry-After` honoured; the bucket is pushed back too) | retry after the wait |
+//! | `RateLimited { retry_after }` | HTTP 429 (`Retry-After` honoured up to [`MAX_RETRY_AFTER`], 60 s; the bucket is pushed back too) | retry after the wait |
 //! | `Transient { status, .. }` | 500/503 etc.; broken connection on a GET | retry later |
 //! | `Unreachable` | host not found, connection refused (nothing sent) | retry later |
 //! | `Tls` | TLS handshake or certificate failure | settings/operations problem |
@@ -195,10 +195,11 @@ use wmslink_proto::settings::v1::WmsKind;
 // connection check, tests against the simulator).
 pub use commerce_robo::{
     ConnectionReport, ConnectionStatus, DEFAULT_SEARCH_LIMIT, Detail, FailedBatch, FreeFields,
-    MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, Orderer, RegisterReport,
-    RowOutcome, RowResult, SHIPPING_STATUSES, STATUSES, SearchColumn, SearchFilter, SearchOp,
-    SearchPage, SearchQuery, ShipmentInstruction, Shipping, WmsClient, WmsOrder, check_connection,
-    is_cancel_refused_status, jst, normalize_text, shipping_status_name, status_name,
+    MAX_IN_VALUES, MAX_RETRY_AFTER, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, Orderer,
+    RegisterReport, RowOutcome, RowResult, SHIPPING_STATUSES, STATUSES, SearchColumn, SearchFilter,
+    SearchOp, SearchPage, SearchQuery, ShipmentInstruction, Shipping, WmsClient, WmsOrder,
+    check_connection, is_cancel_refused_status, jst, normalize_text, shipping_status_name,
+    status_name,
 };
 pub use config::{
     DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig, WmsClientConfig,

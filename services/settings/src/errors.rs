@@ -24,6 +24,8 @@ pub enum StartupError {
     Nats(#[from] NatsError),
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    #[error("rate limiter: {0}")]
+    Limiter(#[from] wmslink_wms_client::LimiterError),
     /// Asked to stop while waiting for a dependency.
     #[error(transparent)]
     Stopped(#[from] Stopped),

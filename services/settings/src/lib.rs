@@ -29,6 +29,7 @@ use wmslink_platform::outbox::OutboxRelay;
 use wmslink_platform::runtime::{DeferredService, Runtime, Starting, Task};
 use wmslink_platform::secrets::KeyRing;
 use wmslink_proto::settings::v1::settings_service_server::SettingsServiceServer;
+use wmslink_wms_client::InProcessRateLimiter;
 
 pub use config::Config;
 pub use errors::{RunError, StartupError};
@@ -105,6 +106,7 @@ impl Application {
             })
             .await?;
         let relay = config.outbox.relay(&pool, &js);
+        let probe_limiter = Arc::new(InProcessRateLimiter::new(config.rate_limit.limits())?);
 
         let service = Arc::new(SettingsService::new(
             pool.clone(),
@@ -113,6 +115,7 @@ impl Application {
             relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
             config.wms.clone(),
             limiter,
+            probe_limiter,
         ));
         let server = SettingsServiceServer::new(SettingsApi::new(service))
             .max_decoding_message_size(MAX_REQUEST_BYTES);

@@ -60,6 +60,8 @@ pub struct SettingsService {
     relay: RelayWaker,
     wms: WmsClientConfig,
     limiter: Arc<dyn RateLimiter>,
+    /// The budget of connection checks against URLs other than the registered one.
+    probe_limiter: Arc<dyn RateLimiter>,
 }
 
 fn not_found(shop: &ShopId) -> SettingsError {
@@ -82,6 +84,7 @@ impl SettingsService {
         relay: RelayWaker,
         wms: WmsClientConfig,
         limiter: Arc<dyn RateLimiter>,
+        probe_limiter: Arc<dyn RateLimiter>,
     ) -> Self {
         Self {
             pool,
@@ -90,6 +93,7 @@ impl SettingsService {
             relay,
             wms,
             limiter,
+            probe_limiter,
         }
     }
 
@@ -147,7 +151,7 @@ impl SettingsService {
             &RegisterContext {
                 catalog: &catalog,
                 wms: &self.wms,
-                key_stored: existing.is_some(),
+                stored_endpoint_url: existing.as_ref().map(|e| e.detail.endpoint_url.as_str()),
             },
         )
         .map_err(SettingsError::Invalid)?;
@@ -277,11 +281,18 @@ impl SettingsService {
         let (key, url, credentials_rev) = match (&stored, given_key, given_url) {
             (_, Some(key), Some(url)) => (key, url, None),
             (Some(stored), key, url) => {
+                let url = url.unwrap_or_else(|| stored.detail.endpoint_url.clone());
                 let key = match key {
                     Some(key) => key,
+                    // I7: the stored key never goes to an endpoint it was not registered with.
+                    None if url != stored.detail.endpoint_url => {
+                        return Err(SettingsError::invalid(
+                            "access_key",
+                            validation::KEY_REQUIRED_FOR_NEW_URL,
+                        ));
+                    }
                     None => self.open_key(shop, &stored.access_key)?,
                 };
-                let url = url.unwrap_or_else(|| stored.detail.endpoint_url.clone());
                 (key, url, (!trying).then_some(stored.credentials_rev))
             }
             (None, _, _) => {
@@ -293,9 +304,20 @@ impl SettingsService {
 
         let span = tracing::info_span!("connection_check", shop_id = %shop, recorded = credentials_rev.is_some());
         let deadline = self.wms.request_timeout() + self.wms.connect_timeout() + MAX_LIMITER_WAIT;
+        // Only a check against the registered endpoint may draw from (or, with a 429, push
+        // back) the key's shared budget; a check of any other URL gets a bucket of its own,
+        // so a hostile endpoint cannot freeze the shop's real calls.
+        let registered_endpoint = stored
+            .as_ref()
+            .is_some_and(|stored| stored.detail.endpoint_url == url);
+        let limiter = if registered_endpoint {
+            self.limiter.clone()
+        } else {
+            self.probe_limiter.clone()
+        };
         let checked = tokio::time::timeout(
             deadline,
-            wmslink_wms_client::check_connection(&url, key, &self.wms, self.limiter.clone()),
+            wmslink_wms_client::check_connection(&url, key, &self.wms, limiter),
         )
         .instrument(span.clone())
         .await;

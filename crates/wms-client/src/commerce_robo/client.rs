@@ -792,9 +792,14 @@ fn row_results(rows: &[&ShipmentInstruction], env: Envelope) -> Result<Vec<RowRe
     Ok(out)
 }
 
+/// The longest wait a `Retry-After` can impose on a key's bucket: the time the WMS's documented
+/// budget (1 request/s, burst 60) takes to refill. The endpoint is the tenant's choice, so a
+/// hostile one must not freeze the shop's budget for an hour.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
-    let cap = Duration::from_secs(3600);
+    let cap = MAX_RETRY_AFTER;
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(cap));
     }

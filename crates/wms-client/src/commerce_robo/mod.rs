@@ -9,7 +9,8 @@ mod rows;
 mod types;
 
 pub use client::{
-    ConnectionReport, ConnectionStatus, FailedBatch, RegisterReport, WmsClient, check_connection,
+    ConnectionReport, ConnectionStatus, FailedBatch, MAX_RETRY_AFTER, RegisterReport, WmsClient,
+    check_connection,
 };
 pub use rows::{build_row, summarize};
 pub use types::{

@@ -8,8 +8,8 @@ use tokio::io::AsyncReadExt;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use wmslink_wms_client::{
-    InProcessRateLimiter, RateLimitConfig, RowOutcome, SearchQuery, Unlimited, WmsClientConfig,
-    WmsError,
+    InProcessRateLimiter, MAX_RETRY_AFTER, RateLimitConfig, RowOutcome, SearchQuery, Unlimited,
+    WmsClientConfig, WmsError,
 };
 
 use crate::helpers::*;
@@ -328,6 +328,28 @@ async fn too_many_requests_honours_retry_after_and_pushes_the_bucket_back() {
         .await
         .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+}
+
+#[tokio::test]
+async fn a_hostile_retry_after_is_capped() {
+    for header in [
+        "3600".to_owned(),
+        (chrono::Utc::now() + chrono::Duration::hours(2))
+            .to_rfc2822()
+            .replace("+0000", "GMT"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", header.as_str()))
+            .mount(&server)
+            .await;
+        let err = client(&server.uri(), KEY)
+            .search(&SearchQuery::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(MAX_RETRY_AFTER), "{header}");
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(60));
+    }
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ pub fn validate(
     let ctx = RegisterContext {
         catalog: &catalog,
         wms: &wms,
-        key_stored: false,
+        stored_endpoint_url: None,
     };
     validate_registration(Some(detail), key, &ctx)
         .map_err(|v| v.iter().map(|(field, _)| field.to_owned()).collect())

@@ -106,9 +106,14 @@ pub(super) fn check_code(raw: &str) -> Result<(), String> {
 pub struct RegisterContext<'a> {
     pub catalog: &'a [OrderStatus],
     pub wms: &'a WmsClientConfig,
-    /// A key is stored already (the request may leave it out).
-    pub key_stored: bool,
+    /// The endpoint URL the stored key was registered with, if a key is stored. The request
+    /// may leave the key out only while it keeps this URL (I7: the stored key is only ever
+    /// sent to the endpoint it was registered with).
+    pub stored_endpoint_url: Option<&'a str>,
 }
+
+/// Why a request that names a new endpoint must bring the key again.
+pub const KEY_REQUIRED_FOR_NEW_URL: &str = "required when endpoint_url differs from the registered endpoint: the stored key is only ever sent to the URL it was registered with";
 
 /// A valid registration.
 #[derive(Debug)]
@@ -125,6 +130,7 @@ pub fn validate_registration(
     ctx: &RegisterContext<'_>,
 ) -> Result<Registration, FieldViolations> {
     let mut violations = FieldViolations::new();
+    let access_key_raw_missing = access_key.is_none();
     let access_key = match access_key {
         Some(raw) => match check_access_key(raw) {
             Ok(key) => Some(key),
@@ -134,7 +140,7 @@ pub fn validate_registration(
             }
         },
         None => {
-            if !ctx.key_stored {
+            if ctx.stored_endpoint_url.is_none() {
                 violations.add("access_key", "required on the first registration");
             }
             None
@@ -145,6 +151,12 @@ pub fn validate_registration(
         return Err(violations);
     };
     let detail = validate_detail(detail, ctx, &mut violations);
+    if let (None, Some(stored_url), Some(detail)) = (&access_key, ctx.stored_endpoint_url, &detail)
+        && access_key_raw_missing
+        && detail.endpoint_url != stored_url
+    {
+        violations.add("access_key", KEY_REQUIRED_FOR_NEW_URL);
+    }
     match detail {
         Some(detail) if violations.is_empty() => Ok(Registration { detail, access_key }),
         _ => Err(violations),

@@ -343,7 +343,12 @@ async fn changing_the_key_or_the_url_voids_the_check() {
     // A new URL (same simulator, other spelling).
     let other_url = format!("{}/v1", sim.base_url().replace("127.0.0.1", "localhost"));
     let changed = app
-        .register(&shop, rechecked.version, full_detail(&other_url), None)
+        .register(
+            &shop,
+            rechecked.version,
+            full_detail(&other_url),
+            Some(&new_key),
+        )
         .await
         .expect("registered");
     assert!(

@@ -228,7 +228,7 @@ async fn while_enabled_the_settings_stay_complete_and_checked() {
     let app = spawn_app().await;
     let sim = start_simulator().await;
     let shop = unique_shop();
-    let (_key, version) = app.registered_and_checked(&sim, &shop).await;
+    let (key, version) = app.registered_and_checked(&sim, &shop).await;
     let enabled = app
         .set_enabled(&shop, true, version)
         .await
@@ -248,7 +248,7 @@ async fn while_enabled_the_settings_stay_complete_and_checked() {
     assert!(status.message().contains("disable"), "{status:?}");
     let other_url = format!("{}/v1", sim.base_url());
     assert_code(
-        app.register(&shop, enabled.version, full_detail(&other_url), None)
+        app.register(&shop, enabled.version, full_detail(&other_url), Some(&key))
             .await,
         Code::FailedPrecondition,
     );

@@ -8,6 +8,7 @@ mod check;
 mod enable;
 mod events;
 mod helpers;
+mod key_lure;
 mod logs;
 mod register;
 mod secrets;
