@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use wmslink_platform::db::mark_processed;
 use wmslink_platform::nats::Subjects;
@@ -13,7 +14,7 @@ use wmslink_proto::orders::v1::{Order, OrderView, UpsertOutcome};
 use wmslink_proto::settings::v1::SettingsChanged;
 
 use crate::domain::revision::{Decision, decide};
-use crate::domain::status_lock::StatusLock;
+use crate::domain::status_lock::{ShopSync, StatusLock};
 use crate::errors::OrderError;
 use crate::events;
 use crate::metrics::{Metrics, Path};
@@ -96,6 +97,13 @@ impl Orders {
         Ok(())
     }
 
+    /// The shop's synchronisation settings; refused while its settings are not registered (R6).
+    async fn known_shop(conn: &mut PgConnection, shop: &ShopId) -> Result<ShopSync, OrderError> {
+        store::load_shop(conn, shop.as_str())
+            .await?
+            .ok_or_else(|| OrderError::UnknownShop(shop.to_string()))
+    }
+
     /// Applies a snapshot from the cart. The order must have been validated.
     pub async fn upsert(
         &self,
@@ -110,9 +118,7 @@ impl Orders {
             return Ok((Applied::AlreadyProcessed, order.revision));
         }
         store::lock_order(&mut tx, shop.as_str(), &order.order_no).await?;
-        if !store::shop_known(&mut tx, shop.as_str()).await? {
-            return Err(OrderError::UnknownShop(shop.to_string()));
-        }
+        let shop_sync = Self::known_shop(&mut tx, shop).await?;
         let stored = store::load_order(&mut tx, shop.as_str(), &order.order_no).await?;
         let decision = decide(stored.as_ref().map(|s| &s.order), order);
         let (applied, stored_revision) = match (decision, stored) {
@@ -126,9 +132,12 @@ impl Orders {
                 let wms = &stored.integration;
                 if let Err(locked) = self.status_lock.check(
                     &order.order_no,
+                    stored.order_date(),
                     wms,
+                    &shop_sync,
                     &previous_status,
                     &order.status_code,
+                    Utc::now(),
                 ) {
                     let reason = locked.to_string();
                     let path = match source {
@@ -219,9 +228,7 @@ impl Orders {
     ) -> Result<OrderView, OrderError> {
         let mut tx = self.pool.begin().await?;
         store::lock_order(&mut tx, shop.as_str(), order_no).await?;
-        if !store::shop_known(&mut tx, shop.as_str()).await? {
-            return Err(OrderError::UnknownShop(shop.to_string()));
-        }
+        let shop_sync = Self::known_shop(&mut tx, shop).await?;
         let Some(mut stored) = store::load_order(&mut tx, shop.as_str(), order_no).await? else {
             return Err(OrderError::NotFound {
                 shop: shop.to_string(),
@@ -240,9 +247,12 @@ impl Orders {
         }
         if let Err(locked) = self.status_lock.check(
             order_no,
+            stored.order_date(),
             &stored.integration,
+            &shop_sync,
             &stored.order.status_code,
             status_code,
+            Utc::now(),
         ) {
             self.metrics
                 .status_change_refused(shop.as_str(), Path::Grpc);

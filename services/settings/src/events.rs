@@ -28,7 +28,9 @@ impl Change {
     }
 }
 
-/// Enqueues `SettingsChanged` for `shop` at `version` inside the caller's transaction.
+/// Enqueues `SettingsChanged` for `shop` at `version` inside the caller's transaction. The
+/// shipment-results flag and the sync period are read back from the row as this transaction
+/// leaves it, so the event carries what is committed with the change.
 pub async fn enqueue_changed(
     conn: &mut PgConnection,
     subjects: &Subjects,
@@ -37,6 +39,13 @@ pub async fn enqueue_changed(
     enabled: bool,
     change: Change,
 ) -> Result<(), sqlx::Error> {
+    let committed: Option<(bool, i32)> = sqlx::query_as(
+        "SELECT ship_results, sync_period_days FROM shop_settings WHERE shop_id = $1",
+    )
+    .bind(shop.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (shipment_results, sync_period_days) = committed.unwrap_or_default();
     let event_id = outbox::new_event_id();
     let event = SettingsChanged {
         shop_id: shop.to_string(),
@@ -45,6 +54,8 @@ pub async fn enqueue_changed(
         change: change.as_str().to_owned(),
         changed_at: Some(wmslink_proto::to_timestamp(chrono::Utc::now())),
         event_id: event_id.clone(),
+        shipment_results,
+        sync_period_days: u32::try_from(sync_period_days).unwrap_or_default(),
     };
     let message = OutboxMessage::protobuf(subjects.settings_changed(shop), event_id, &event);
     outbox::enqueue(conn, &message).await

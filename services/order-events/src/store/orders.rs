@@ -48,6 +48,11 @@ pub struct StoredOrder {
 }
 
 impl StoredOrder {
+    /// The order date of the stored snapshot.
+    pub fn order_date(&self) -> Option<DateTime<Utc>> {
+        self.order.order_date.as_ref().and_then(to_datetime)
+    }
+
     pub fn view(&self) -> OrderView {
         OrderView {
             order: Some(self.order.clone()),

@@ -248,6 +248,50 @@ impl TestApp {
             .await;
     }
 
+    /// Publishes the settings service's event of a shop whose integration is on or off, with
+    /// shipment results on or off and a sync period, and waits until order-events has it.
+    pub async fn publish_shop_sync(
+        &self,
+        shop: &str,
+        version: i64,
+        enabled: bool,
+        shipment_results: bool,
+        sync_period_days: u32,
+    ) {
+        let event = SettingsChanged {
+            shop_id: shop.into(),
+            version,
+            enabled,
+            change: if enabled { "enabled" } else { "disabled" }.into(),
+            changed_at: Some(wmslink_proto::timestamp(1_770_000_000 + version, 0)),
+            shipment_results,
+            sync_period_days,
+            ..SettingsChanged::default()
+        };
+        let subject = self.nats.subjects.settings_changed(&shop_id(shop));
+        self.publish(subject, HeaderMap::new(), event.encode_to_vec())
+            .await;
+        let pool = &self.db.pool;
+        eventually(DEADLINE, &format!("shop {shop} at v{version}"), || async {
+            let stored: i64 =
+                sqlx::query_scalar("SELECT settings_version FROM shops WHERE shop_id = $1")
+                    .bind(shop)
+                    .fetch_optional(pool)
+                    .await
+                    .expect("query shops")
+                    .unwrap_or_default();
+            (stored >= version).then_some(())
+        })
+        .await;
+    }
+
+    /// A shop registered and enabled with shipment results on and a 30-day sync period: the
+    /// state in which R4 can lock its orders.
+    pub async fn make_shop_synced(&self, shop: &str) {
+        self.make_shop_known(shop).await;
+        self.publish_shop_sync(shop, 2, true, true, 30).await;
+    }
+
     /// Registers the shop's settings (as far as order-events can tell) and waits until the shop
     /// is known.
     pub async fn make_shop_known(&self, shop: &str) {
@@ -543,6 +587,15 @@ pub fn order(shop: &str, order_no: &str, revision: i64, status: &str) -> Order {
         }],
         extra: HashMap::from([("campaign".to_owned(), "spring".to_owned())]),
     }
+}
+
+/// An order snapshot dated an hour ago (within any sync period).
+pub fn recent_order(shop: &str, order_no: &str, revision: i64, status: &str) -> Order {
+    let mut order = order(shop, order_no, revision, status);
+    order.order_date = Some(wmslink_proto::to_timestamp(
+        chrono::Utc::now() - chrono::TimeDelta::hours(1),
+    ));
+    order
 }
 
 /// A shipment update as the dispatcher publishes it.

@@ -3,7 +3,7 @@
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::{ListOrdersFilter, ListOrdersRequest, ShippingStatus};
 
-use crate::helpers::{TestApp, order, shipment, spawn_app};
+use crate::helpers::{TestApp, order, recent_order, shipment, spawn_app};
 
 /// Publishes a shipment update for another order and waits until it is applied: every update
 /// published before it has been processed by then (one consumer, in stream order).
@@ -114,7 +114,7 @@ async fn the_projection_keeps_the_latest_update_under_duplicates_and_reordering(
 #[tokio::test]
 async fn a_shipment_update_may_arrive_before_its_order() {
     let app = spawn_app().await;
-    app.make_shop_known("shop-a").await;
+    app.make_shop_synced("shop-a").await;
     app.publish_shipment(&shipment(
         "shop-a",
         "EARLY-1",
@@ -126,7 +126,7 @@ async fn a_shipment_update_may_arrive_before_its_order() {
     .await;
     flush_shipments(&app, "shop-a").await;
 
-    app.upsert(&order("shop-a", "EARLY-1", 1, "new"))
+    app.upsert(&recent_order("shop-a", "EARLY-1", 1, "new"))
         .await
         .expect("order");
     let integration = app
@@ -158,7 +158,7 @@ async fn a_shipment_update_may_arrive_before_its_order() {
         vec!["EARLY-1"]
     );
     let status = app
-        .upsert(&order("shop-a", "EARLY-1", 2, "cancelled"))
+        .upsert(&recent_order("shop-a", "EARLY-1", 2, "cancelled"))
         .await
         .expect_err("R4");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);

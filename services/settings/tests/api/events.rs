@@ -59,6 +59,16 @@ async fn every_committed_change_is_published_with_its_version() {
             "Nats-Msg-Id = event_id"
         );
         assert!(event.changed_at.is_some());
+        // The committed detail settings the consumers need (order-events' R4 lock): none
+        // before the settings are registered.
+        let registered = event.version >= 2;
+        assert_eq!(
+            (event.shipment_results, event.sync_period_days),
+            if registered { (true, 45) } else { (false, 0) },
+            "v{} {}",
+            event.version,
+            event.change
+        );
     }
 
     // The other shop's events are its own.
