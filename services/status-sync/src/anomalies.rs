@@ -196,7 +196,11 @@ pub fn still_holds(
         AnomalyKind::NotSentByWmslink => {
             row.is_none_or(|row| row.wms_order_id != 0 && row.wms_order_id != wms_order_id)
         }
-        AnomalyKind::CancelledUnrequested => row.is_some_and(|row| !row.cancellation_requested()),
+        // Not asked for then, and not since: the dispatcher reports the WMS's cancellation as
+        // CANCELLED too, with its flag saying nobody asked.
+        AnomalyKind::CancelledUnrequested => {
+            row.is_some_and(|row| row.cancelled_unrequested || !row.cancellation_requested())
+        }
         AnomalyKind::MissingInWms => row.is_some_and(|row| {
             row.shipping_status != "CANCELLED"
                 && !row.before_registration()
@@ -453,6 +457,20 @@ mod tests {
             AnomalyKind::CancelledUnrequested,
             10,
             Some(&requested),
+            at
+        ));
+        let mut applied = row("A", 10, "CANCELLED");
+        assert!(!still_holds(
+            AnomalyKind::CancelledUnrequested,
+            10,
+            Some(&applied),
+            at
+        ));
+        applied.cancelled_unrequested = true;
+        assert!(still_holds(
+            AnomalyKind::CancelledUnrequested,
+            10,
+            Some(&applied),
             at
         ));
 

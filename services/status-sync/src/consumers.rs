@@ -35,6 +35,8 @@ pub struct CheckedUpdate {
     pub wms_order_id: i64,
     pub order_date: DateTime<Utc>,
     pub shipping_status: &'static str,
+    /// The dispatcher's R5 flag: the WMS cancelled it without being asked.
+    pub cancelled_unrequested: bool,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
 }
@@ -85,6 +87,7 @@ pub fn check(
         wms_order_id: shipment.wms_order_id.max(0),
         order_date,
         shipping_status: status_key(status),
+        cancelled_unrequested: shipment.cancelled_in_wms_unrequested,
         sequence: event.sequence,
         occurred_at,
     })
@@ -106,6 +109,7 @@ impl Handler for WatchListHandler {
                 wms_order_id: update.wms_order_id,
                 order_date: update.order_date,
                 shipping_status: update.shipping_status,
+                cancelled_unrequested: update.cancelled_unrequested,
                 sequence: update.sequence,
                 occurred_at: update.occurred_at,
             },

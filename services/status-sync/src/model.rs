@@ -83,6 +83,8 @@ pub struct WatchRow {
     pub order_date: DateTime<Utc>,
     /// As [`status_key`].
     pub shipping_status: String,
+    /// The dispatcher's R5 flag: it saw the WMS cancel the shipment without being asked.
+    pub cancelled_unrequested: bool,
     pub sequence: i64,
     /// When the dispatcher first reported it shipped.
     pub shipped_at: Option<DateTime<Utc>>,
@@ -160,6 +162,7 @@ mod tests {
             wms_order_id: 7,
             order_date: Utc::now(),
             shipping_status: status.into(),
+            cancelled_unrequested: false,
             sequence: 1,
             shipped_at: None,
             last: None,

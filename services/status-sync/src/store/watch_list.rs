@@ -18,6 +18,7 @@ struct WatchRecord {
     wms_order_id: i64,
     order_date: DateTime<Utc>,
     shipping_status: String,
+    cancelled_unrequested: bool,
     sequence: i64,
     shipped_at: Option<DateTime<Utc>>,
     obs_wms_order_id: Option<i64>,
@@ -57,6 +58,7 @@ impl From<WatchRecord> for WatchRow {
             wms_order_id: r.wms_order_id,
             order_date: r.order_date,
             shipping_status: r.shipping_status,
+            cancelled_unrequested: r.cancelled_unrequested,
             sequence: r.sequence,
             shipped_at: r.shipped_at,
             last,
@@ -66,7 +68,7 @@ impl From<WatchRecord> for WatchRow {
 }
 
 const WATCH_COLUMNS_BY_ORDER_NOS: &str =
-    "SELECT order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
+    "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, sequence, shipped_at,
         obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
         obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final, obs_tracking_code,
         obs_shipping_date, obs_wms_updated_at, wms_seen_at
@@ -80,6 +82,7 @@ pub struct ShipmentChange<'a> {
     pub wms_order_id: i64,
     pub order_date: DateTime<Utc>,
     pub shipping_status: &'a str,
+    pub cancelled_unrequested: bool,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
 }
@@ -93,13 +96,15 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         let applied = sqlx::query(
             "INSERT INTO watch_list AS w
-                (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END)
+                (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
+                 cancelled_unrequested)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8)
              ON CONFLICT (shop_id, order_no) DO UPDATE SET
                 wms_order_id = CASE WHEN EXCLUDED.wms_order_id <> 0
                                     THEN EXCLUDED.wms_order_id ELSE w.wms_order_id END,
                 order_date = EXCLUDED.order_date,
                 shipping_status = EXCLUDED.shipping_status,
+                cancelled_unrequested = EXCLUDED.cancelled_unrequested,
                 sequence = EXCLUDED.sequence,
                 shipped_at = CASE WHEN EXCLUDED.shipping_status = 'SHIPPED'
                                   THEN COALESCE(w.shipped_at, EXCLUDED.shipped_at)
@@ -114,6 +119,7 @@ impl Store {
         .bind(change.shipping_status)
         .bind(change.sequence)
         .bind(change.occurred_at)
+        .bind(change.cancelled_unrequested)
         .execute(conn)
         .await?;
         Ok(applied.rows_affected() == 1)
@@ -146,8 +152,8 @@ impl Store {
         shipped_watch: Duration,
     ) -> Result<Vec<WatchRow>, sqlx::Error> {
         let records: Vec<WatchRecord> = sqlx::query_as(
-            "SELECT order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
-                    obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested,
+                    sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
                     obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final,
                     obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
                FROM watch_list

@@ -77,6 +77,47 @@ async fn a_wms_cancellation_never_requested_is_reported_once() {
 }
 
 #[tokio::test]
+async fn a_wms_cancellation_is_still_reported_after_the_dispatcher_applied_it() {
+    let app = spawn_app_with(wmslink_wms_simulator::SimConfig::for_tests(), |config| {
+        config.sync.anomaly_grace_ms = 1_000;
+    })
+    .await;
+    let shop = app.add_shop().await;
+    let date = days_ago(2);
+    let ids = app.sent_orders(&shop, &[("U-2".into(), date)]).await;
+    app.run_sync(&shop).await;
+    app.patch_order(&shop, ids["U-2"], json!({ "cancel_flag": 1 }))
+        .await;
+    let first = app.run_sync(&shop).await;
+    assert_eq!(first.anomalies, 0, "within the grace time: {first:?}");
+
+    // Within the grace time the dispatcher applies the observation: CANCELLED, and its flag
+    // says nobody asked. That explains nothing: it is the anomaly itself.
+    app.cancelled_unrequested(&shop, "U-2", ids["U-2"], 2, date)
+        .await;
+    app.wait_for_shipment(&shop, "U-2", "CANCELLED", 2).await;
+
+    let reported = eventually(
+        Duration::from_secs(10),
+        "the grace time to pass",
+        || async {
+            app.run_sync(&shop).await;
+            let listed = app
+                .anomalies(&shop, AnomalyKind::CancelledUnrequested)
+                .await;
+            (!listed.is_empty()).then_some(listed)
+        },
+    )
+    .await;
+    let found: Vec<(&str, i64)> = reported
+        .iter()
+        .map(|a| (a.order_no.as_str(), a.wms_order_id))
+        .collect();
+    assert_eq!(found, vec![("U-2", ids["U-2"])]);
+    assert_eq!(app.anomaly_events(&shop).await.len(), 1);
+}
+
+#[tokio::test]
 async fn wms_orders_wmslink_never_sent_are_reported() {
     let app = spawn_app().await;
     let shop = app.add_shop().await;

@@ -292,8 +292,21 @@ pub async fn publish_shipment(
     sequence: i64,
     order_date: DateTime<Utc>,
 ) {
+    let event = shipment_event(shop, order_no, wms_order_id, status, sequence, order_date);
+    publish_raw(nats, shop, &event.event_id, event.encode_to_vec()).await;
+}
+
+/// A `ShipmentUpdated` as the dispatcher publishes it.
+pub fn shipment_event(
+    shop: &str,
+    order_no: &str,
+    wms_order_id: i64,
+    status: ShippingStatus,
+    sequence: i64,
+    order_date: DateTime<Utc>,
+) -> ShipmentUpdated {
     let event_id = uuid::Uuid::now_v7().to_string();
-    let event = ShipmentUpdated {
+    ShipmentUpdated {
         event_id: event_id.clone(),
         shipment: Some(Shipment {
             shop_id: shop.into(),
@@ -308,8 +321,7 @@ pub async fn publish_shipment(
         }),
         sequence,
         occurred_at: Some(wmslink_proto::timestamp(Utc::now().timestamp(), 0)),
-    };
-    publish_raw(nats, shop, &event_id, event.encode_to_vec()).await;
+    }
 }
 
 pub async fn publish_raw(nats: &TestNats, shop: &str, msg_id: &str, payload: Vec<u8>) {
@@ -413,6 +425,30 @@ impl TestApp {
             order_date,
         )
         .await;
+    }
+
+    /// The dispatcher's report of a WMS cancellation nobody asked for: `CANCELLED` with
+    /// `cancelled_in_wms_unrequested` (R5).
+    pub async fn cancelled_unrequested(
+        &self,
+        shop: &TestShop,
+        order_no: &str,
+        wms_order_id: i64,
+        sequence: i64,
+        order_date: DateTime<Utc>,
+    ) {
+        let mut event = shipment_event(
+            &shop.id,
+            order_no,
+            wms_order_id,
+            ShippingStatus::Cancelled,
+            sequence,
+            order_date,
+        );
+        if let Some(shipment) = event.shipment.as_mut() {
+            shipment.cancelled_in_wms_unrequested = true;
+        }
+        publish_raw(&self.nats, &shop.id, &event.event_id, event.encode_to_vec()).await;
     }
 
     /// Waits until status-sync's watch list holds `count` shipments of the shop.
