@@ -1,0 +1,1 @@
+shop,BAD-CSV,1
