@@ -93,9 +93,14 @@ impl OrderError {
         }
     }
 
-    /// Database trouble is worth a retry; everything else is the message's fault.
+    /// The database down or out of reach is waited out without spending the delivery budget
+    /// (`Unavailable`); another database error is worth a few retries; everything else is the
+    /// message's fault.
     pub fn to_handle_error(&self) -> HandleError {
         match self {
+            Self::Database(err) if wmslink_platform::db::is_unavailable(err) => {
+                HandleError::Unavailable(format!("database: {err}"))
+            }
             Self::Database(err) => HandleError::Transient(format!("database: {err}")),
             other => HandleError::Permanent(other.to_string()),
         }

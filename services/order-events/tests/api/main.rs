@@ -7,6 +7,7 @@ mod helpers;
 mod list;
 mod nats_inbound;
 mod order_no;
+mod outage;
 mod outbox;
 mod projection;
 mod r4;
