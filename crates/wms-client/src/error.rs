@@ -56,7 +56,7 @@ pub enum WmsError {
     #[error("the WMS did not answer in time")]
     Timeout,
     /// A registration or cancel was (or may have been) sent, and its answer was lost (timeout,
-    /// reset, gateway error, unreadable answer). The WMS may have applied it.
+    /// reset, any 5xx, unreadable answer). The WMS may have applied it.
     #[error("outcome unknown, the WMS may have applied the request: {detail}")]
     UnknownOutcome {
         /// What happened.

@@ -108,11 +108,11 @@
 //! | --- | --- | --- |
 //! | `Unauthorized` | HTTP 401 (wrong key or IP not allowed) | stop; a person fixes the settings |
 //! | `RateLimited { retry_after }` | HTTP 429 (`Retry-After` honoured up to [`MAX_RETRY_AFTER`], 60 s; the bucket is pushed back too) | retry after the wait |
-//! | `Transient { status, .. }` | 500/503 etc.; broken connection on a GET | retry later |
+//! | `Transient { status, .. }` | 5xx or a broken connection on a search/get | retry later |
 //! | `Unreachable` | host not found, connection refused (nothing sent) | retry later |
 //! | `Tls` | TLS handshake or certificate failure | settings/operations problem |
 //! | `Timeout` | no answer in time on a search/get, or a connect timeout | retry later |
-//! | `UnknownOutcome` | registration or cancel sent and the answer lost (timeout, reset, 502/504, unreadable 2xx) | **search by `order_no` before any retry** |
+//! | `UnknownOutcome` | registration or cancel sent and the answer lost or failed (timeout, reset, any 5xx, unreadable 2xx) | **search by `order_no` before any retry** |
 //! | `Rejected { code, message, details }` | `NG` for the whole call, or 4xx with an `NG` envelope | permanent for this input; show the WMS's text |
 //! | `Malformed` | 2xx that is not the envelope/data on a search/get | retry later / alert |
 //! | `UnexpectedStatus` | 3xx (redirects are not followed), 4xx without envelope | settings/operations problem |

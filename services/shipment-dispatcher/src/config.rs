@@ -18,6 +18,8 @@ pub use wmslink_settings_client::SettingsClientConfig;
 pub use wmslink_wms_client::SharedRateLimitConfig;
 use wmslink_wms_client::WmsClientConfig;
 
+use crate::settle::DoubtRules;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -114,6 +116,14 @@ pub struct SenderConfig {
     /// Sweep a shop at once when its settings change (so enabling a shop sends what is due
     /// without waiting for the next sweep).
     pub sweep_on_settings_change: bool,
+    /// A shipment sent with an unknown outcome is first searched this long after the call
+    /// (and never before its claim is older than `wms.request_timeout_ms` plus this): the
+    /// WMS may still apply a request after the client gave up.
+    pub in_doubt_margin_ms: u64,
+    /// Between searches of a shipment in doubt that found nothing.
+    pub in_doubt_search_interval_ms: u64,
+    /// Searches that find nothing before a shipment in doubt goes to `ERROR` (with the reason).
+    pub in_doubt_max_searches: u32,
 }
 
 impl Default for SenderConfig {
@@ -126,6 +136,9 @@ impl Default for SenderConfig {
             max_backoff_ms: 60_000,
             run_dispatch_wait_ms: 30_000,
             sweep_on_settings_change: true,
+            in_doubt_margin_ms: 30_000,
+            in_doubt_search_interval_ms: 60_000,
+            in_doubt_max_searches: 5,
         }
     }
 }
@@ -152,6 +165,16 @@ impl Validate for SenderConfig {
             key(section, "max_backoff_ms"),
             "must be at least base_backoff_ms",
         );
+        problems.check(
+            self.in_doubt_max_searches >= 1,
+            key(section, "in_doubt_max_searches"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.in_doubt_search_interval_ms >= 10,
+            key(section, "in_doubt_search_interval_ms"),
+            "must be at least 10",
+        );
     }
 }
 
@@ -174,6 +197,16 @@ impl SenderConfig {
     }
     pub fn run_dispatch_wait(&self) -> Duration {
         Duration::from_millis(self.run_dispatch_wait_ms)
+    }
+    /// When shipments in doubt are searched, given the WMS request timeout.
+    pub fn doubt_rules(&self, request_timeout_ms: u64) -> DoubtRules {
+        let ms = |ms: u64| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX));
+        DoubtRules {
+            claim_expiry: ms(request_timeout_ms.saturating_add(self.in_doubt_margin_ms)),
+            margin: ms(self.in_doubt_margin_ms),
+            search_interval: ms(self.in_doubt_search_interval_ms),
+            max_searches: i32::try_from(self.in_doubt_max_searches).unwrap_or(i32::MAX),
+        }
     }
 }
 

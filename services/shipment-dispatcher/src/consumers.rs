@@ -153,6 +153,7 @@ fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
         cancel_pending: row.cancel_pending,
         sent_fingerprint: row.sent_fingerprint.clone(),
         edited_revision: row.edited_revision,
+        possibly_in_wms: row.possibly_in_wms,
     }
 }
 

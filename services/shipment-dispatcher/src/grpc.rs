@@ -123,6 +123,14 @@ async fn run_dispatch(
         }
         if outcome.busy {
             tokio::time::sleep(Duration::from_millis(200)).await;
+        } else if let Some(due) = outcome.due_in
+            && !outcome.more
+        {
+            // Shipments in doubt are searched later: wait for that within the deadline.
+            if Instant::now() + due >= deadline {
+                break;
+            }
+            tokio::time::sleep(due.max(Duration::from_millis(20))).await;
         }
     }
     tracing::info!(shop = shop_id, %caller, queued = queued.len(), sent = counts.sent, errors = counts.errors, pending = counts.pending, "RunDispatch");

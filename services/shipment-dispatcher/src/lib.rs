@@ -188,6 +188,7 @@ impl Application {
             settings,
             wms,
             config: config.sender.clone(),
+            doubt: config.sender.doubt_rules(config.wms.request_timeout_ms),
             sender,
             shutdown: runtime.stopping(),
         });

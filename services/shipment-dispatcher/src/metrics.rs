@@ -7,6 +7,9 @@
 //! - `wmslink.dispatcher.queue.oldest_age` (gauge, `s`): age of the oldest `QUEUED` shipment
 //!   (0 when none), by `shop`.
 //!
+//! - `wmslink.dispatcher.anomalies` (counter, `{anomaly}`): WMS answers or search hits that
+//!   met a shipment no longer in doubt under their claim (recorded in its history), by `shop`.
+//!
 //! Values are as of the last sweep (every `sweep_interval_ms`); every replica reports the same
 //! database, so aggregate across replicas with max, not sum.
 
@@ -93,6 +96,22 @@ impl QueueGauges {
     pub fn set(&self, queues: Vec<ShopQueue>) {
         *self.queues.lock().unwrap_or_else(|p| p.into_inner()) = queues;
     }
+}
+
+/// Counts one anomaly of `shop_id` (see the module docs).
+pub fn anomaly(shop_id: &str) {
+    static ANOMALIES: OnceLock<opentelemetry::metrics::Counter<u64>> = OnceLock::new();
+    ANOMALIES
+        .get_or_init(|| {
+            wmslink_platform::telemetry::meter(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                .u64_counter("wmslink.dispatcher.anomalies")
+                .with_description(
+                    "WMS answers or search hits that met a shipment no longer in doubt under their claim",
+                )
+                .with_unit("{anomaly}")
+                .build()
+        })
+        .add(1, &[KeyValue::new("shop", shop_id.to_owned())]);
 }
 
 fn snapshot(queues: &Mutex<Vec<ShopQueue>>) -> Vec<ShopQueue> {

@@ -8,7 +8,9 @@
 //!                   ERROR ◀─SendFailed  AdoptCancelled       ▼                       ▼
 //!                                       ──▶ CANCELLED   CANCEL_REQUESTED ─CancelConfirmed─▶ CANCELLED
 //!                                                               └─CancelRefused─▶ CANCEL_REJECTED
-//! NOT_SENT | QUEUED | ERROR ─CartCancel─▶ CANCELLED (no WMS call)
+//! NOT_SENT | QUEUED | ERROR ─CartCancel─▶ CANCELLED (no WMS call: never in the WMS)
+//! QUEUED | ERROR ─CancelInDoubt─▶ CANCEL_REQUESTED (sent before with an unknown outcome:
+//!                                  the WMS is searched and the order cancelled there)
 //! SENT | SHIPPED | CANCEL_REQUESTED | CANCEL_REJECTED ─ObservedCancelled─▶ CANCELLED
 //! ```
 //!
@@ -127,6 +129,10 @@ pub enum Input {
     AdoptCancelled,
     /// The cart set a status of kind cancelled.
     CartCancel,
+    /// The cart set a status of kind cancelled on a shipment that is not registered but was
+    /// sent before with an unknown outcome: it may exist in the WMS, so it is searched there
+    /// and cancelled, never cancelled without proof.
+    CancelInDoubt,
     /// The WMS confirmed the cancel (answer, or the order read back cancelled).
     CancelConfirmed,
     /// The WMS refused the cancel (already packed or shipped).
@@ -140,7 +146,7 @@ pub enum Input {
 }
 
 impl Input {
-    pub const ALL: [Input; 13] = [
+    pub const ALL: [Input; 14] = [
         Input::Queue,
         Input::Claim,
         Input::BuildFailed,
@@ -149,6 +155,7 @@ impl Input {
         Input::SendFailed,
         Input::AdoptCancelled,
         Input::CartCancel,
+        Input::CancelInDoubt,
         Input::CancelConfirmed,
         Input::CancelRefused,
         Input::ObservedShipped,
@@ -179,6 +186,7 @@ pub fn transition(from: Status, input: Input) -> Result<Status, Refused> {
         (S::Sending, I::AdoptCancelled) => S::Cancelled,
         (S::NotSent | S::Queued | S::Error, I::CartCancel) => S::Cancelled,
         (S::Sent | S::Shipped, I::CartCancel) => S::CancelRequested,
+        (S::Queued | S::Error, I::CancelInDoubt) => S::CancelRequested,
         (S::CancelRequested, I::CancelConfirmed) => S::Cancelled,
         (S::CancelRequested, I::CancelRefused) => S::CancelRejected,
         (S::Sent, I::ObservedShipped) => S::Shipped,
@@ -234,6 +242,8 @@ pub struct ShipmentFacts {
     pub cancel_pending: bool,
     pub sent_fingerprint: Option<String>,
     pub edited_revision: Option<i64>,
+    /// Sent before with an unknown outcome and never found: it may exist in the WMS.
+    pub possibly_in_wms: bool,
 }
 
 /// One order event: a full snapshot at a revision.
@@ -277,7 +287,28 @@ pub fn plan_order_event(
     let code = event.status_code.as_str();
 
     if policy.is_cancel(code) {
+        let in_doubt = current.is_some_and(|c| c.possibly_in_wms);
         match status {
+            Status::Queued | Status::Error if in_doubt && policy.cancellations => {
+                plan.change = Some((
+                    Input::CancelInDoubt,
+                    Status::CancelRequested,
+                    format!(
+                        "cancelled in the cart (status '{code}', revision {}); it was sent before with an unknown outcome and may exist in the WMS: searching and cancelling there",
+                        event.revision
+                    ),
+                ));
+            }
+            Status::Queued | Status::Error if in_doubt => {
+                plan.change = Some((
+                    Input::CartCancel,
+                    Status::Cancelled,
+                    format!(
+                        "cancelled in the cart (status '{code}', revision {}); it may exist in the WMS (sent before with an unknown outcome) but the cancel is not sent: cancellations are not a data target of the shop",
+                        event.revision
+                    ),
+                ));
+            }
             Status::NotSent | Status::Queued | Status::Error => {
                 plan.change = Some((
                     Input::CartCancel,
@@ -475,6 +506,12 @@ mod tests {
         (Status::Sent, Input::CartCancel, Status::CancelRequested),
         (Status::Shipped, Input::CartCancel, Status::CancelRequested),
         (
+            Status::Queued,
+            Input::CancelInDoubt,
+            Status::CancelRequested,
+        ),
+        (Status::Error, Input::CancelInDoubt, Status::CancelRequested),
+        (
             Status::CancelRequested,
             Input::CancelConfirmed,
             Status::Cancelled,
@@ -520,7 +557,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 9 * 13);
+        assert_eq!(checked, 9 * 14);
     }
 
     #[test]
@@ -582,6 +619,7 @@ mod tests {
             cancel_pending: false,
             sent_fingerprint: status.is_registered().then(|| "sent".to_owned()),
             edited_revision: None,
+            possibly_in_wms: false,
         }
     }
 
@@ -717,6 +755,35 @@ mod tests {
             change_of(&plan),
             Some((Input::CartCancel, Status::Cancelled))
         );
+    }
+
+    #[test]
+    fn cancellation_of_an_order_that_may_be_in_the_wms_searches_and_cancels_there() {
+        for status in [Status::Queued, Status::Error] {
+            let doubtful = ShipmentFacts {
+                possibly_in_wms: true,
+                ..facts(status, 1)
+            };
+            let plan = plan_order_event(Some(&doubtful), &event(2, "cancel", "a"), &policy());
+            assert_eq!(
+                change_of(&plan),
+                Some((Input::CancelInDoubt, Status::CancelRequested)),
+                "{status}"
+            );
+            // Cancellations off: cancelled here, and the history says the cancel was not sent.
+            let off = ShopPolicy {
+                cancellations: false,
+                ..policy()
+            };
+            let plan = plan_order_event(Some(&doubtful), &event(2, "cancel", "a"), &off);
+            assert_eq!(
+                change_of(&plan),
+                Some((Input::CartCancel, Status::Cancelled)),
+                "{status}"
+            );
+            let (_, _, reason) = plan.change.expect("a change");
+            assert!(reason.contains("the cancel is not sent"), "{reason}");
+        }
     }
 
     #[test]

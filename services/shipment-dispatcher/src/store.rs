@@ -47,6 +47,14 @@ pub struct ShipmentRow {
     pub cancel_rejected: bool,
     pub last_error: Option<String>,
     pub queued_at: Option<DateTime<Utc>>,
+    /// Sent with an unknown outcome and never found since: may exist in the WMS.
+    pub possibly_in_wms: bool,
+    /// Searches since the last claim that found nothing.
+    pub doubt_searches: i32,
+    /// Not searched before this (the WMS may still apply what it received).
+    pub search_after: Option<DateTime<Utc>>,
+    /// Bumped by every claim: the fence of the settle step.
+    pub claim_token: i64,
     pub sequence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -83,6 +91,10 @@ impl ShipmentRow {
             cancel_rejected: false,
             last_error: None,
             queued_at: None,
+            possibly_in_wms: false,
+            doubt_searches: 0,
+            search_after: None,
+            claim_token: 0,
             sequence: 0,
             created_at: now,
             updated_at: now,
@@ -172,7 +184,8 @@ macro_rules! select_shipments {
              order_date, content_fingerprint, sent_revision, sent_fingerprint, wms_order_id, wms_status_id, \
              wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
              edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
-             queued_at, sequence, created_at, updated_at FROM shipments ",
+             queued_at, possibly_in_wms, doubt_searches, search_after, claim_token, \
+             sequence, created_at, updated_at FROM shipments ",
             $rest
         )
     };
@@ -235,6 +248,40 @@ pub async fn in_status<'e>(
     .bind(status.as_str())
     .bind(limit)
     .fetch_all(executor)
+    .await
+}
+
+/// Shipments of a shop in `status` whose search is due (`search_after` passed or unset), the
+/// longest waiting first (unlocked: the sender owns them).
+pub async fn search_due<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    status: Status,
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = $2 AND (search_after IS NULL OR search_after <= now())
+         ORDER BY search_after NULLS FIRST, order_no LIMIT $3"
+    ))
+    .bind(shop_id)
+    .bind(status.as_str())
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// When the shop's next search of a shipment in doubt is due (`SENDING`, or
+/// `CANCEL_REQUESTED` without a WMS order id), if it has one still waiting.
+pub async fn next_search<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(search_after) FROM shipments WHERE shop_id = $1 AND search_after > now()
+           AND (status = 'SENDING' OR (status = 'CANCEL_REQUESTED' AND wms_order_id IS NULL))",
+    )
+    .bind(shop_id)
+    .fetch_one(executor)
     .await
 }
 
@@ -373,9 +420,10 @@ pub async fn persist(
          order_date, content_fingerprint, sent_revision, sent_fingerprint, wms_order_id, wms_status_id, \
          wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
          edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
-         queued_at, sequence, created_at, updated_at",
+         queued_at, sequence, created_at, updated_at, possibly_in_wms, doubt_searches, \
+         search_after, claim_token",
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   $19, $20, $21, $22, $23, $24, $25, $26)"
+                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
     );
     // $25 (created_at) is not changed by an update.
     let update = "UPDATE shipments SET
@@ -385,7 +433,8 @@ pub async fn persist(
             tracking_code = $15, shipped_date = $16, edited_after_sending = $17,
             edited_revision = $18, cancelled_in_wms_unrequested = $19, cancel_pending = $20,
             cancel_rejected = $21, last_error = $22, queued_at = $23, sequence = $24,
-            updated_at = $26
+            updated_at = $26, possibly_in_wms = $27, doubt_searches = $28, search_after = $29,
+            claim_token = $30
           WHERE shop_id = $1 AND order_no = $2 AND created_at = $25";
     // A new row is inserted, never upserted: two first events of one order racing each
     // other make the later one fail (and be redelivered to see the row), so neither can
@@ -418,6 +467,10 @@ pub async fn persist(
         .bind(row.sequence)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.possibly_in_wms)
+        .bind(row.doubt_searches)
+        .bind(row.search_after)
+        .bind(row.claim_token)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {

@@ -681,17 +681,18 @@ impl WmsClient {
                 Err(WmsError::RateLimited { retry_after })
             }
             s if s.is_server_error() => {
-                let gateway = matches!(s, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
-                if gateway && !call.idempotent {
-                    return Err(WmsError::UnknownOutcome {
-                        detail: format!("HTTP {} from a gateway", s.as_u16()),
-                    });
-                }
                 let wms_text = parse_envelope(&body)
                     .ok()
                     .and_then(|env| env.errors.into_iter().next())
                     .map(|d| format!(": {}: {}", d.code, d.message))
                     .unwrap_or_default();
+                // A server that failed may have done the work first (or go on doing it):
+                // for a registration or a cancel any 5xx is an unknown outcome.
+                if !call.idempotent {
+                    return Err(WmsError::UnknownOutcome {
+                        detail: format!("HTTP {}{wms_text}", s.as_u16()),
+                    });
+                }
                 Err(WmsError::Transient {
                     status: Some(s.as_u16()),
                     detail: format!("HTTP {}{wms_text}", s.as_u16()),

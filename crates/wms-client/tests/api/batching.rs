@@ -72,13 +72,11 @@ async fn a_failed_batch_stops_the_rest_and_says_which_were_not_sent() {
     let report = c.register(&rows("S", 450)).await;
     assert_eq!(report.rows.len(), 200);
     let failed = report.failed.expect("second batch failed");
-    assert!(matches!(
-        failed.error,
-        WmsError::Transient {
-            status: Some(500),
-            ..
-        }
-    ));
+    assert!(
+        failed.error.may_have_been_applied(),
+        "a 500 may have been applied: {:?}",
+        failed.error
+    );
     assert_eq!(failed.order_nos.len(), 200);
     assert_eq!(failed.order_nos[0], "S-00200");
     assert_eq!(failed.not_sent.len(), 50);

@@ -230,8 +230,9 @@ async fn status_codes_map_to_kinds() {
 }
 
 #[tokio::test]
-async fn gateway_errors_after_a_registration_are_unknown_outcomes() {
-    for (status, unknown) in [(502, true), (504, true), (500, false), (503, false)] {
+async fn server_errors_after_a_registration_or_cancel_are_unknown_outcomes() {
+    // A server that failed may have applied the request first: every 5xx.
+    for (status, unknown) in [(502, true), (504, true), (500, true), (503, true)] {
         let server = mock(status, json!({})).await;
         let err = client(&server.uri(), KEY)
             .register_batch(&[row("A")])

@@ -3,13 +3,22 @@
 //! `CANCEL_REJECTED` with the WMS's reason; a lost answer → the order is read back: cancelled
 //! → `CANCELLED`, otherwise it stays `CANCEL_REQUESTED` and is sent again by the next pass
 //! (cancelling a cancelled order is confirmed).
+//!
+//! A shipment cancelled while it may exist in the WMS without a known WMS order id (sent
+//! before with an unknown outcome, `CancelInDoubt`) is first searched by order number
+//! ([`crate::settle::of_cancel_search`]): a live order is cancelled, a miss is searched again
+//! later, a bounded number of times; it never ends `CANCELLED` without that search.
 
+use chrono::Utc;
 use wmslink_wms_client::port::{CancelOutcome, Exchange, Wms};
+
+use super::reconcile;
 
 use crate::core::Core;
 use crate::errors::PassError;
+use crate::settle::{self, CancelSearch};
 use crate::state_machine::{Input, Status};
-use crate::store::{self, History};
+use crate::store::{self, History, ShipmentRow};
 
 /// Cancellations sent per pass.
 const MAX_CANCELS_PER_PASS: i64 = 200;
@@ -23,29 +32,32 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
         MAX_CANCELS_PER_PASS,
     )
     .await?;
-    for row in rows {
+    let (known, unknown): (Vec<ShipmentRow>, Vec<ShipmentRow>) =
+        rows.into_iter().partition(|row| row.wms_order_id.is_some());
+    let mut targets: Vec<(String, i64)> = known
+        .into_iter()
+        .filter_map(|row| Some((row.order_no, row.wms_order_id?)))
+        .collect();
+    let now = Utc::now();
+    let due: Vec<String> = unknown
+        .into_iter()
+        .filter(|row| row.search_after.is_none_or(|at| at <= now))
+        .map(|row| row.order_no)
+        .collect();
+    if !due.is_empty() {
+        targets.extend(search_for_cancel(core, shop_id, wms, &due).await?);
+    }
+    for (order_no, order_id) in targets {
         if core.shutdown.is_cancelled() {
             break;
         }
-        let Some(order_id) = row.wms_order_id else {
-            finish_cancel(
-                core,
-                &row.shop_id,
-                &row.order_no,
-                vec![],
-                Input::CancelRefused,
-                "the shipment has no WMS order id to cancel".to_owned(),
-            )
-            .await?;
-            continue;
-        };
         let request = wms.describe(Exchange::Cancel { order_id });
         match wms.cancel(order_id).await {
             Ok(CancelOutcome::Cancelled) => {
                 finish_cancel(
                     core,
                     shop_id,
-                    &row.order_no,
+                    &order_no,
                     vec![History::wms_call(request, "OK", "")],
                     Input::CancelConfirmed,
                     format!("the WMS cancelled order {order_id}"),
@@ -57,7 +69,7 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
                 finish_cancel(
                     core,
                     shop_id,
-                    &row.order_no,
+                    &order_no,
                     vec![History::wms_call(
                         request,
                         format!("NG {code}: {message}"),
@@ -81,7 +93,7 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
                         finish_cancel(
                             core,
                             shop_id,
-                            &row.order_no,
+                            &order_no,
                             history,
                             Input::CancelConfirmed,
                             format!("the WMS shows order {order_id} cancelled"),
@@ -97,11 +109,11 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
                         history.push(History::note(
                             "the cancellation did not take effect: it is sent again",
                         ));
-                        note_only(core, shop_id, &row.order_no, history).await?;
+                        note_only(core, shop_id, &order_no, history).await?;
                     }
                     Err(read_err) => {
                         history.push(History::wms_call(lookup, "", read_err.to_string()));
-                        note_only(core, shop_id, &row.order_no, history).await?;
+                        note_only(core, shop_id, &order_no, history).await?;
                         return Err(PassError::Wms(read_err));
                     }
                 }
@@ -110,6 +122,62 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
         }
     }
     Ok(())
+}
+
+/// Searches the WMS for cancel-requested shipments without a WMS order id (they may exist in
+/// the WMS) and settles each from what it holds; returns the live WMS orders to cancel.
+async fn search_for_cancel(
+    core: &Core,
+    shop_id: &str,
+    wms: &dyn Wms,
+    order_nos: &[String],
+) -> Result<Vec<(String, i64)>, PassError> {
+    let found = wms.find_by_order_nos(order_nos).await?;
+    let by_no = reconcile::by_order_no(&found);
+    let request = format!(
+        "{}: cancellation of an order that may exist in the WMS",
+        wms.describe(Exchange::Lookup {
+            order_nos: order_nos.len()
+        })
+    );
+    let now = Utc::now();
+    let mut to_cancel = Vec::new();
+    let mut tx = core.pool.begin().await?;
+    for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
+        if row.status != Status::CancelRequested || row.wms_order_id.is_some() {
+            continue;
+        }
+        let found = by_no
+            .get(row.order_no.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (response, _) = settle::of_search(found, settle::SearchCause::UnknownOutcome);
+        let mut history = vec![History::wms_call(request.clone(), response, "")];
+        let publish = match settle::of_cancel_search(&mut row, found, &core.doubt, now) {
+            CancelSearch::Cancel { order_id, .. } => {
+                history.push(History::note(format!(
+                    "the WMS holds it as order {order_id}: cancelling it"
+                )));
+                to_cancel.push((row.order_no.clone(), order_id));
+                true
+            }
+            CancelSearch::Done { reason } => {
+                match row.apply(Input::CancelConfirmed, reason) {
+                    Ok(line) => history.push(line),
+                    Err(refused) => history.push(History::note(format!("internal: {refused}"))),
+                }
+                true
+            }
+            CancelSearch::Again { note } => {
+                history.push(History::note(note));
+                false
+            }
+        };
+        store::persist(&mut tx, &core.subjects, &mut row, &history, publish).await?;
+    }
+    tx.commit().await?;
+    core.relay.wake();
+    Ok(to_cancel)
 }
 
 /// Moves a `CANCEL_REQUESTED` shipment on (`input` is `CancelConfirmed` or `CancelRefused`),

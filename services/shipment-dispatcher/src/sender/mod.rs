@@ -3,8 +3,9 @@
 //! ([`scheduler`], [`sweep`]).
 //!
 //! A pass, with the shop's lock held ([`pass`]):
-//! 1. [`reconcile`]: resolves every `SENDING` shipment by searching the WMS (nothing is in
-//!    flight for the shop, so every one of them is in doubt);
+//! 1. [`reconcile`]: resolves the `SENDING` shipments whose search is due (claimed longer
+//!    than the WMS request timeout plus a margin ago, or searched without a hit an interval
+//!    ago) by searching the WMS; a miss keeps them in doubt;
 //! 2. [`register`]: claims up to `batch_size` `QUEUED` shipments, builds their instructions
 //!    (unbuildable ones go to `ERROR` naming what is missing), commits them `SENDING`
 //!    **before** the call, registers them in one call and settles each from the per-row
@@ -13,8 +14,10 @@
 //!
 //! A WMS that is down or rate limited puts the batch back to `QUEUED` and the shop into
 //! back-off (the `Retry-After` of a 429 is honoured, and the shared limiter is pushed back by
-//! the WMS client); an unknown outcome or an already registered order number is resolved by a
-//! search at once.
+//! the WMS client); an already registered order number is resolved by a search at once; an
+//! unknown outcome (timeout, reset, 5xx) keeps the rows `SENDING`, possibly in the WMS, until
+//! a later search settles them ([`crate::settle`]). A pass that leaves searches pending asks
+//! to run again when the first is due ([`PassOutcome::due_in`]).
 
 pub mod cancel;
 pub mod reconcile;
@@ -50,6 +53,8 @@ pub struct PassOutcome {
     pub retry_in: Option<Duration>,
     /// Another replica held the shop.
     pub busy: bool,
+    /// Shipments in doubt wait for a later search: run again after this.
+    pub due_in: Option<Duration>,
 }
 
 /// A shop's back-off after failed passes.
@@ -184,7 +189,15 @@ async fn locked_pass(
             }
             let claimed = register::claim(core, shop_id, wms, view, batch).await?;
             if !claimed.instructions.is_empty() {
-                register::register(core, shop_id, wms, view, claimed.instructions).await?;
+                register::register(
+                    core,
+                    shop_id,
+                    wms,
+                    view,
+                    claimed.instructions,
+                    &claimed.claims,
+                )
+                .await?;
             }
             if claimed.total < batch {
                 break;
@@ -192,8 +205,12 @@ async fn locked_pass(
         }
     }
     cancel::cancel_requested(core, shop_id, wms).await?;
+    let due_in = crate::store::next_search(&core.pool, shop_id)
+        .await?
+        .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
     Ok(PassOutcome {
         more,
+        due_in,
         ..PassOutcome::default()
     })
 }

@@ -5,27 +5,35 @@
 //!
 //! - An order whose instruction cannot be built goes to `ERROR` naming what is missing, with
 //!   no WMS call.
-//! - A row refused as already registered, a row without an answer, and a call whose answer
-//!   was lost are searched at once ([`super::reconcile`]): never a blind re-send.
-//! - A call that failed otherwise puts every row back to `QUEUED` and the shop into back-off.
+//! - A row refused as already registered is searched at once ([`super::reconcile`]); a row
+//!   without an answer and a call whose answer was lost (timeout, reset, 5xx) stay `SENDING`,
+//!   possibly in the WMS, and are searched once the WMS had time to apply them: never a
+//!   blind re-send.
+//! - A call that was surely not applied (down, 429, 401) puts every row back to `QUEUED` and
+//!   the shop into back-off.
+//! - Every settle step is fenced by the claim token taken with the claim
+//!   ([`crate::settle::stale`]).
 
 use std::collections::HashMap;
 
 use wmslink_wms_client::port::{BuildError, Exchange, Instruction, RegistrationOutcome, Wms};
 
 use super::reconcile;
+use super::reconcile::Claims;
 use crate::core::Core;
 use crate::errors::PassError;
 use crate::settings::ShopView;
-use crate::settle::{self, CallFailure, RowAnswer, Settle};
+use crate::settle::{self, CallFailure, RowAnswer, SearchCause, Settle};
 use crate::snapshot;
-use crate::state_machine::{Input, Status};
+use crate::state_machine::Input;
 use crate::store::{self, History};
 
 /// What [`claim`] took off the queue.
 pub struct Claimed {
     /// Instructions of the shipments moved to `SENDING`.
     pub instructions: Vec<Instruction>,
+    /// Their claim tokens, by order number.
+    pub claims: Claims,
     /// Shipments taken off the queue (built or refused).
     pub total: usize,
 }
@@ -44,6 +52,8 @@ pub async fn claim(
     let queued = store::lock_queued(&mut tx, shop_id, limit).await?;
     let total = queued.len();
     let mut instructions = Vec::with_capacity(total);
+    let mut claims = Claims::new();
+    let now = chrono::Utc::now();
     for mut row in queued {
         let built = snapshot::decode(&row.order_snapshot)
             .map_err(|err| BuildError {
@@ -62,6 +72,8 @@ pub async fn claim(
                 );
                 row.sent_revision = Some(row.order_revision);
                 row.sent_fingerprint = Some(row.content_fingerprint.clone());
+                settle::claim(&mut row, &core.doubt, now);
+                claims.insert(row.order_no.clone(), row.claim_token);
                 instructions.push(instruction);
                 line
             }
@@ -80,6 +92,7 @@ pub async fn claim(
     core.relay.wake();
     Ok(Claimed {
         instructions,
+        claims,
         total,
     })
 }
@@ -91,11 +104,8 @@ pub async fn register(
     wms: &dyn Wms,
     view: &ShopView,
     instructions: Vec<Instruction>,
+    claims: &Claims,
 ) -> Result<(), PassError> {
-    let order_nos: Vec<String> = instructions
-        .iter()
-        .map(|i| i.order_no().to_owned())
-        .collect();
     let request = wms.describe(Exchange::Register {
         rows: instructions.len(),
     });
@@ -117,104 +127,74 @@ pub async fn register(
     let err = match wms.register(&instructions).await {
         Ok(answers) => {
             let answers = answers.into_iter().map(|a| (a.order_no, a.outcome));
-            return settle_answers(core, shop_id, wms, view, &order_nos, answers, &request_of)
-                .await;
+            return settle_answers(core, shop_id, wms, view, claims, answers, &request_of).await;
         }
         Err(err) => err,
     };
+    let error = err.to_string();
     match settle::of_call_failure(&err) {
-        CallFailure::SearchFirst => {
-            tracing::warn!(shop = shop_id, error = %err, "registration outcome unknown; searching the WMS");
-            let mut tx = core.pool.begin().await?;
-            for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
-                let history = [
-                    History::wms_call(request_of(&row.order_no), "", err.to_string()),
-                    History::note(
-                        "the answer was lost: searching the WMS before anything is sent again",
-                    ),
-                ];
-                store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
-            }
-            tx.commit().await?;
-            reconcile::resolve(
-                core,
-                shop_id,
-                wms,
-                view,
-                &order_nos,
-                "after an unknown outcome",
-            )
-            .await
+        CallFailure::InDoubt(outcome) => {
+            tracing::warn!(shop = shop_id, error = %err, "registration outcome unknown; the shipments stay in doubt and are searched later");
+            settle_all(core, shop_id, view, claims, &error, &outcome, &request_of).await?;
+            // A WMS failing mid-call is not sent the next batch at once: the shop backs off.
+            Err(PassError::Wms(err))
         }
         CallFailure::Settle(outcome) => {
-            let error = err.to_string();
-            settle_all(
-                core,
-                shop_id,
-                view,
-                &order_nos,
-                &error,
-                &outcome,
-                &request_of,
-            )
-            .await
+            settle_all(core, shop_id, view, claims, &error, &outcome, &request_of).await
         }
         CallFailure::BackOff(outcome) => {
-            let error = err.to_string();
-            settle_all(
-                core,
-                shop_id,
-                view,
-                &order_nos,
-                &error,
-                &outcome,
-                &request_of,
-            )
-            .await?;
+            settle_all(core, shop_id, view, claims, &error, &outcome, &request_of).await?;
             Err(PassError::Wms(err))
         }
     }
 }
 
-/// Settles each `SENDING` row from its row of the answer; the rows the answer proves nothing
-/// for (already registered, or no answer for the row) are searched at once.
+/// Settles each `SENDING` row from its row of the answer; a row refused as already
+/// registered is searched at once, a row the answer says nothing of stays in doubt.
 async fn settle_answers(
     core: &Core,
     shop_id: &str,
     wms: &dyn Wms,
     view: &ShopView,
-    order_nos: &[String],
+    claims: &Claims,
     answers: impl Iterator<Item = (String, RegistrationOutcome)>,
     request_of: &impl Fn(&str) -> String,
 ) -> Result<(), PassError> {
     let mut answers: HashMap<String, RegistrationOutcome> = answers.collect();
-    let mut to_search = Vec::new();
+    let mut to_search = Claims::new();
+    let order_nos: Vec<String> = claims.keys().cloned().collect();
+    let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
-    for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
-        if row.status != Status::Sending {
-            continue;
-        }
-        let Some(answer) = answers.remove(&row.order_no) else {
-            // No result for the row: leave it in doubt for the search below.
-            to_search.push(row.order_no.clone());
-            continue;
-        };
-        let history = match settle::of_registration(answer) {
-            RowAnswer::Settle { response, outcome } => {
-                let mut history = vec![History::wms_call(request_of(&row.order_no), response, "")];
-                history.extend(settle::settle(&mut row, outcome, &view.policy));
-                history
-            }
-            RowAnswer::Search { response, note } => {
-                to_search.push(row.order_no.clone());
-                vec![
+    for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
+        let token = claims.get(&row.order_no).copied().unwrap_or_default();
+        let (history, outcome) = match answers.remove(&row.order_no).map(settle::of_registration) {
+            Some(RowAnswer::Settle { response, outcome }) => (
+                vec![History::wms_call(request_of(&row.order_no), response, "")],
+                outcome,
+            ),
+            Some(RowAnswer::Search { response, note }) => {
+                if settle::stale(&row, token, &Settle::NotFound).is_none() {
+                    to_search.insert(row.order_no.clone(), token);
+                }
+                let history = vec![
                     History::wms_call(request_of(&row.order_no), response, ""),
                     History::note(note),
-                ]
+                ];
+                store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+                continue;
             }
+            None => (
+                vec![History::wms_call(
+                    request_of(&row.order_no),
+                    "",
+                    "the answer holds no result for this row",
+                )],
+                Settle::InDoubt {
+                    error: "the WMS answer holds no result for this row".to_owned(),
+                },
+            ),
         };
-        let publish = row.status != Status::Sending;
-        store::persist(&mut tx, &core.subjects, &mut row, &history, publish).await?;
+        reconcile::settle_row(core, &mut tx, &mut row, token, history, outcome, view, now).await?;
     }
     tx.commit().await?;
     core.relay.wake();
@@ -225,7 +205,8 @@ async fn settle_answers(
             wms,
             view,
             &to_search,
-            "after an already-registered or missing row answer",
+            SearchCause::Duplicate,
+            "after an already-registered answer",
         )
         .await?;
     }
@@ -238,19 +219,28 @@ async fn settle_all(
     core: &Core,
     shop_id: &str,
     view: &ShopView,
-    order_nos: &[String],
+    claims: &Claims,
     error: &str,
     outcome: &Settle,
     request_of: &impl Fn(&str) -> String,
 ) -> Result<(), PassError> {
+    let order_nos: Vec<String> = claims.keys().cloned().collect();
+    let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
-    for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
-        if row.status != Status::Sending {
-            continue;
-        }
-        let mut history = vec![History::wms_call(request_of(&row.order_no), "", error)];
-        history.extend(settle::settle(&mut row, outcome.clone(), &view.policy));
-        store::persist(&mut tx, &core.subjects, &mut row, &history, true).await?;
+    for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
+        let token = claims.get(&row.order_no).copied().unwrap_or_default();
+        let history = vec![History::wms_call(request_of(&row.order_no), "", error)];
+        reconcile::settle_row(
+            core,
+            &mut tx,
+            &mut row,
+            token,
+            history,
+            outcome.clone(),
+            view,
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     core.relay.wake();

@@ -81,8 +81,8 @@ pub async fn run_scheduler(
                 let at = match outcome.retry_in {
                     Some(wait) => Some(now + wait),
                     None if outcome.more => Some(now),
-                    None if again => Some(now + linger),
-                    None => None,
+                    None if again => Some(now + outcome.due_in.map_or(linger, |due| due.min(linger))),
+                    None => outcome.due_in.map(|due| now + due),
                 };
                 if let Some(at) = at {
                     due.insert(shop, at);

@@ -23,12 +23,12 @@ async fn a_cancellation_before_registration_needs_no_wms_call_and_is_final() {
         .await;
     assert!(history_has(&history, "no WMS call"), "{history:?}");
 
-    // QUEUED (the WMS is down) -> CANCELLED.
+    // QUEUED (a proxy refuses the body: surely not applied) -> CANCELLED.
     app.fault(
         &shop,
         Endpoint::Register,
         Faults {
-            error_500_ratio: 1.0,
+            body_limit_bytes: 10,
             ..Faults::default()
         },
     );

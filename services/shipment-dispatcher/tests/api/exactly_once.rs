@@ -164,7 +164,11 @@ async fn a_registration_applied_whose_answer_times_out_is_adopted_not_resent() {
         let (shipment, history) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
         let (wms, _) = app.wms_row(&shop, no);
         assert_eq!(shipment.wms_order_id, wms.order_id);
-        assert!(history_has(&history, "the answer was lost"), "{history:?}");
+        assert!(
+            history_has(&history, "the outcome is unknown"),
+            "{history:?}"
+        );
+        assert_eq!(app.rows_received(&shop, no), 1, "{no} sent exactly once");
         assert!(history_has(&history, "order_no-in"), "{history:?}");
     }
     let counters = app.counters(&shop);
@@ -177,9 +181,10 @@ async fn a_registration_applied_whose_answer_times_out_is_adopted_not_resent() {
 #[tokio::test]
 async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
     let mut app = spawn_app_with(|config| {
-        config.wms.request_timeout_ms = 60_000;
+        // The answer is held back longer than the test runs: the crash comes first.
+        config.wms.request_timeout_ms = 5_000;
         // The drain outlasts a WMS call (checked when the config is validated).
-        config.runtime.drain_timeout_ms = 65_000;
+        config.runtime.drain_timeout_ms = 6_000;
     })
     .await;
     let shop = app.shop_with(full_detail(), false).await;
@@ -227,14 +232,20 @@ async fn a_crash_in_sending_after_the_wms_applied_is_reconciled_on_restart() {
     );
     assert_eq!(counters.duplicates_refused, 0, "never sent blindly again");
     assert_eq!(counters.requests.get("register").copied(), Some(1));
+    for no in &numbers {
+        assert_eq!(app.rows_received(&shop, no), 1, "{no} sent exactly once");
+    }
 }
 
+/// After a crash mid-call nobody knows whether the WMS got the request: the shipment is
+/// searched (once the call would surely be over), never sent again blindly; not found after
+/// the bounded searches it goes to ERROR with the reason, and a person's retry sends it.
 #[tokio::test]
-async fn a_crash_in_sending_before_the_wms_applied_sends_once_on_restart() {
+async fn a_crash_in_sending_before_the_wms_applied_is_searched_then_error_and_sent_on_retry() {
     let mut app = spawn_app_with(|config| {
-        config.wms.request_timeout_ms = 60_000;
+        config.wms.request_timeout_ms = 3_000;
         // The drain outlasts a WMS call (checked when the config is validated).
-        config.runtime.drain_timeout_ms = 65_000;
+        config.runtime.drain_timeout_ms = 4_000;
     })
     .await;
     let shop = app.shop().await;
@@ -258,11 +269,19 @@ async fn a_crash_in_sending_before_the_wms_applied_sends_once_on_restart() {
     app.clear_faults(&shop);
     app.start().await;
 
-    let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Error).await;
     assert!(
-        history_has(&history, "the WMS does not have it"),
-        "{history:?}"
+        shipment
+            .last_error
+            .contains("not found in the WMS after 3 searches"),
+        "{shipment:?}"
     );
+    assert!(history_has(&history, "search 1 of 3"), "{history:?}");
+    assert_eq!(app.register_calls(&shop), 1, "never sent blindly again");
+    retry_shipment(&app.operator, &shop.id, &no)
+        .await
+        .expect("retried");
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
     // Whatever the abandoned request does when its latency is over, the order number has one
     // live WMS order.
     consistently(Duration::from_millis(3_000), "one registration", || {

@@ -96,6 +96,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.sender.base_backoff_ms = 100;
     config.sender.max_backoff_ms = 1_000;
     config.sender.run_dispatch_wait_ms = 15_000;
+    // Shipments in doubt: first searched 0.5 s after an unknown outcome (and the request
+    // timeout plus 0.5 s after their claim), then every 0.5 s, 3 times before ERROR.
+    config.sender.in_doubt_margin_ms = 500;
+    config.sender.in_doubt_search_interval_ms = 500;
+    config.sender.in_doubt_max_searches = 3;
     config.consumers.ack_wait_ms = 2_000;
     config.consumers.max_deliver = 5;
     config.consumers.retry_base_delay_ms = 100;
@@ -455,6 +460,16 @@ impl TestApp {
 
     pub fn counters(&self, shop: &Shop) -> Counters {
         self.sim.state().counters(&shop.key).expect("simulator key")
+    }
+
+    /// Registration rows carrying `order_no` that reached the WMS (accepted, refused, failed
+    /// or applied late): what was **sent**.
+    pub fn rows_received(&self, shop: &Shop, order_no: &str) -> u64 {
+        self.sim
+            .state()
+            .order_no_counter(&shop.key, order_no)
+            .expect("simulator key")
+            .received
     }
 
     pub fn register_calls(&self, shop: &Shop) -> u64 {

@@ -7,6 +7,7 @@ mod cancel;
 mod dead_letters;
 mod exactly_once;
 mod helpers;
+mod in_doubt;
 mod logs;
 mod mappings;
 mod metrics;
