@@ -270,6 +270,9 @@ impl CartSim {
                     access.access_key.clone(),
                     &WmsClientConfig {
                         allow_http_hosts: access.allow_http_hosts.clone(),
+                        // A development tool playing the warehouse clerk against the simulator,
+                        // which runs on loopback or a private container network.
+                        refuse_private_addresses: false,
                         ..WmsClientConfig::default()
                     },
                     Arc::new(wmslink_wms_client::Unlimited),

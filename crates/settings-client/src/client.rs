@@ -344,6 +344,8 @@ mod tests {
     ) -> Result<Arc<dyn Wms>, SettingsClientError> {
         let config = WmsClientConfig {
             allow_http_hosts: vec!["127.0.0.1".into()],
+            // The simulator listens on loopback.
+            refuse_private_addresses: false,
             ..WmsClientConfig::default()
         };
         open_wms(shop, kind, credentials, keys, &config, Arc::new(Unlimited))

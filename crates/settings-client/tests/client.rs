@@ -350,6 +350,8 @@ async fn wms_clients_come_from_the_sealed_key_and_errors_never_show_it() {
     let client = client_with(&fake, 60_000).await;
     let config = WmsClientConfig {
         allow_http_hosts: vec!["127.0.0.1".into()],
+        // The simulator listens on loopback.
+        refuse_private_addresses: false,
         ..WmsClientConfig::default()
     };
 

@@ -25,10 +25,21 @@ pub struct WmsClientConfig {
     /// Whole-request timeout (connect, send, answer) in milliseconds. Default 20,000.
     pub request_timeout_ms: u64,
     /// Refuse to connect to loopback, private (RFC 1918, unique-local), link-local, CGNAT,
-    /// unspecified and similar addresses, both for IP literals and for every address a host
+    /// cloud metadata, unspecified and similar addresses (IPv4, IPv6, and v4 inside v6: mapped,
+    /// compatible, NAT64, 6to4, Teredo), both for IP literals and for every address a host
     /// name resolves to (checked at connect time, so DNS rebinding cannot slip past).
-    /// Default `false`, because the simulator runs on loopback.
+    /// Default `true`; development configs allow the simulator through
+    /// [`allow_private_endpoints`](Self::allow_private_endpoints).
     pub refuse_private_addresses: bool,
+    /// `host:port` endpoints exempt from [`refuse_private_addresses`](Self::refuse_private_addresses)
+    /// (host compared case-insensitively, IPv6 in brackets), e.g.
+    /// `["wms-simulator:8090", "127.0.0.1:8090"]` for the simulator in development. Both host
+    /// and port must match. Default: empty.
+    pub allow_private_endpoints: Vec<String>,
+    /// When not empty, the only hosts an endpoint URL may name: an entry `crobo.jp` allows
+    /// exactly that host, `*.crobo.jp` any host below it (production: the WMS's own domains).
+    /// Empty (the default, and in development): any host.
+    pub allowed_hosts: Vec<String>,
     /// `User-Agent` header. Default `wmslink-wms-client/<version>`.
     pub user_agent: String,
 }
@@ -39,7 +50,9 @@ impl Default for WmsClientConfig {
             allow_http_hosts: Vec::new(),
             connect_timeout_ms: 3_000,
             request_timeout_ms: 20_000,
-            refuse_private_addresses: false,
+            refuse_private_addresses: true,
+            allow_private_endpoints: Vec::new(),
+            allowed_hosts: Vec::new(),
             user_agent: concat!("wmslink-wms-client/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -57,10 +70,58 @@ impl Validate for WmsClientConfig {
             key(section, "request_timeout_ms"),
             "must be at least 1",
         );
+        for entry in &self.allow_private_endpoints {
+            problems.check(
+                split_host_port(entry).is_some(),
+                key(section, "allow_private_endpoints"),
+                format!("{entry:?} is not host:port"),
+            );
+        }
+        for entry in &self.allowed_hosts {
+            let domain = entry.strip_prefix("*.").unwrap_or(entry);
+            problems.check(
+                !domain.is_empty() && !domain.contains(['*', ':', '/']),
+                key(section, "allowed_hosts"),
+                format!("{entry:?} is not a host name or *.domain"),
+            );
+        }
     }
 }
 
+/// `host:port` (IPv6 hosts in brackets) as (host without brackets, port).
+fn split_host_port(entry: &str) -> Option<(&str, u16)> {
+    let (host, port) = entry.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((host, port))
+}
+
 impl WmsClientConfig {
+    /// Whether `host:port` is in [`allow_private_endpoints`](Self::allow_private_endpoints).
+    pub fn private_allowed_for(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.allow_private_endpoints.iter().any(|entry| {
+            split_host_port(entry).is_some_and(|(h, p)| p == port && h.eq_ignore_ascii_case(host))
+        })
+    }
+
+    /// Whether [`allowed_hosts`](Self::allowed_hosts) lets an endpoint name `host`.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        if self.allowed_hosts.is_empty() {
+            return true;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allowed_hosts.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            match entry.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+                None => host == entry,
+            }
+        })
+    }
+
     /// The connect timeout as a [`Duration`].
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)

@@ -148,9 +148,12 @@
 //! - No redirects (a 3xx is [`WmsError::UnexpectedStatus`]); no proxies.
 //! - Connect and request timeouts ([`WmsClientConfig::connect_timeout_ms`],
 //!   [`WmsClientConfig::request_timeout_ms`]).
-//! - Optional refusal of loopback/private/link-local addresses
-//!   ([`WmsClientConfig::refuse_private_addresses`]): IP literals at construction, resolved
-//!   addresses at every connect.
+//! - Refusal of loopback/private/link-local/metadata addresses, on by default
+//!   ([`WmsClientConfig::refuse_private_addresses`]; v4 inside v6 too: mapped, compatible,
+//!   NAT64, 6to4, Teredo): IP literals at construction, resolved addresses at every connect,
+//!   without naming the resolved address. `host:port`s in
+//!   [`WmsClientConfig::allow_private_endpoints`] are exempt (the simulator in development).
+//! - When [`WmsClientConfig::allowed_hosts`] is set, only those hosts (or `*.domain`).
 //! - Every text field sent is normalised so that no lone CR is sent ([`normalize_text`]).
 //! - The access key is a [`secrecy::SecretString`]; the `X-API-KEY` header is marked
 //!   sensitive; the key is in no `Debug` output, log line, span or error. Buckets and logs use

@@ -51,7 +51,12 @@ pub(crate) fn parse_base_url(raw: &str, config: &WmsClientConfig) -> Result<Url,
             "the WMS endpoint URL must not have a query or fragment".to_owned(),
         ));
     }
-    if config.refuse_private_addresses {
+    if !config.host_allowed(&host_str) {
+        return Err(WmsError::PolicyRefused(format!(
+            "host {host_str} is not one of the configured WMS hosts"
+        )));
+    }
+    if guards_private_addresses(&url, config) {
         let literal = match host {
             Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
             Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
@@ -66,6 +71,19 @@ pub(crate) fn parse_base_url(raw: &str, config: &WmsClientConfig) -> Result<Url,
         }
     }
     Ok(url)
+}
+
+/// Whether calls to `url` must refuse private addresses: the rule is on and the endpoint is
+/// not one of the `host:port`s exempted from it.
+pub(crate) fn guards_private_addresses(url: &Url, config: &WmsClientConfig) -> bool {
+    if !config.refuse_private_addresses {
+        return false;
+    }
+    let exempt = match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => config.private_allowed_for(host, port),
+        _ => false,
+    };
+    !exempt
 }
 
 /// Loopback, private, link-local, unique-local, CGNAT, unspecified, multicast, broadcast,
@@ -99,7 +117,17 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // IPv4-compatible ::a.b.c.d (deprecated) carries a v4 address like the mapped form.
+    if segments[..6].iter().all(|s| *s == 0) && !ip.is_loopback() && !ip.is_unspecified() {
+        return is_forbidden_v4(Ipv4Addr::new(
+            (segments[6] >> 8) as u8,
+            segments[6] as u8,
+            (segments[7] >> 8) as u8,
+            segments[7] as u8,
+        ));
+    }
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
@@ -107,7 +135,10 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (first & 0xffc0) == 0xfec0 // site-local fec0::/10
         || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 may embed private v4
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 (and 64:ff9b:1::/48) embed any v4
+        || first == 0x2002 // 6to4: embeds any v4, and no WMS lives there
+        || (first == 0x2001 && ip.segments()[1] == 0) // Teredo: embeds any v4 (obfuscated)
+        || (first == 0x0100 && segments[1..4].iter().all(|s| *s == 0)) // discard-only 100::/64
 }
 
 /// The error the guarded resolver fails with; found again in the error chain to classify
@@ -133,10 +164,10 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| is_forbidden_ip(a.ip())) {
+            // The address itself is not named: it would map the internal network.
+            if addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
                 let err: Box<dyn StdError + Send + Sync> = Box::new(ForbiddenAddress(format!(
-                    "host {host} resolves to {}, a private, loopback or link-local address, and such addresses are refused",
-                    bad.ip()
+                    "host {host} resolves to a private, loopback or link-local address, and such addresses are refused"
                 )));
                 return Err(err);
             }
@@ -182,6 +213,63 @@ mod tests {
     }
 
     #[test]
+    fn private_addresses_are_refused_by_default_unless_host_and_port_are_exempt() {
+        let default = WmsClientConfig {
+            allow_http_hosts: vec!["127.0.0.1".into(), "wms-simulator".into()],
+            ..WmsClientConfig::default()
+        };
+        assert!(default.refuse_private_addresses);
+        assert!(matches!(
+            parse_base_url("http://127.0.0.1:8090/v1", &default),
+            Err(WmsError::PolicyRefused(_))
+        ));
+        let dev = WmsClientConfig {
+            allow_private_endpoints: vec!["127.0.0.1:8090".into(), "wms-simulator:8090".into()],
+            ..default
+        };
+        let url = parse_base_url("http://127.0.0.1:8090/v1", &dev).unwrap();
+        assert!(!guards_private_addresses(&url, &dev));
+        // Same host, another port: refused.
+        assert!(matches!(
+            parse_base_url("http://127.0.0.1:5432/v1", &dev),
+            Err(WmsError::PolicyRefused(_))
+        ));
+        // A name is guarded at connect time unless host and port match.
+        let by_name = parse_base_url("http://WMS-simulator:8090/v1", &dev).unwrap();
+        assert!(!guards_private_addresses(&by_name, &dev));
+        let other_port = parse_base_url("http://wms-simulator:80/v1", &dev).unwrap();
+        assert!(guards_private_addresses(&other_port, &dev));
+    }
+
+    #[test]
+    fn the_host_allow_list_admits_only_its_hosts() {
+        let prod = WmsClientConfig {
+            allowed_hosts: vec!["*.crobo.jp".into(), "wms.example.com".into()],
+            ..WmsClientConfig::default()
+        };
+        for ok in [
+            "https://api12.crobo.jp/v1",
+            "https://API.Crobo.JP/v1",
+            "https://wms.example.com",
+        ] {
+            assert!(parse_base_url(ok, &prod).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://crobo.jp.evil.example/v1",
+            "https://evilcrobo.jp/v1",
+            "https://crobo.jp/v1",
+            "https://x.wms.example.com",
+            "https://8.8.8.8/",
+        ] {
+            assert!(
+                matches!(parse_base_url(bad, &prod), Err(WmsError::PolicyRefused(_))),
+                "{bad}"
+            );
+        }
+        assert!(WmsClientConfig::default().host_allowed("anything.example"));
+    }
+
+    #[test]
     fn trailing_slash_is_stripped() {
         let u = parse_base_url("https://api.crobo.jp/v1/", &cfg(&[], false)).unwrap();
         assert_eq!(u.as_str(), "https://api.crobo.jp/v1");
@@ -223,6 +311,14 @@ mod tests {
             "https://[fe80::1]/",
             "https://[fd00::1]/",
             "https://[::ffff:10.0.0.1]/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[::10.0.0.1]/",
+            "https://[64:ff9b::a00:1]/",
+            "https://[2002:a00:1::1]/",
+            "https://[2002:a9fe:a9fe::1]/",
+            "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/",
+            "https://[100::1]/",
+            "https://100.100.100.200/",
             "https://100.64.0.1/",
             "https://0.0.0.0/",
         ] {
@@ -236,6 +332,7 @@ mod tests {
             assert!(parse_base_url(url, &cfg(&[], false)).is_ok(), "{url}");
         }
         assert!(parse_base_url("https://8.8.8.8/", &cfg(&[], true)).is_ok());
+        assert!(parse_base_url("https://[2400:4050::1]/", &cfg(&[], true)).is_ok());
         assert!(!is_forbidden_ip("2400:4050::1".parse().unwrap()));
     }
 }

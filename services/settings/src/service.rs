@@ -264,7 +264,9 @@ impl SettingsService {
             endpoint_url.and_then(|raw| match validation::parse_endpoint_url(raw, &self.wms) {
                 Ok(url) => Some(url),
                 // The client refuses it and the outcome says so (refused_by_policy).
-                Err(UrlProblem::HttpNotAllowed(_)) => Some(raw.trim().to_owned()),
+                Err(UrlProblem::HttpNotAllowed(_) | UrlProblem::HostNotAllowed(_)) => {
+                    Some(raw.trim().to_owned())
+                }
                 Err(UrlProblem::Malformed(why)) => {
                     violations.add("endpoint_url", why);
                     None

@@ -19,7 +19,9 @@ use crate::config::WmsClientConfig;
 use crate::error::{WmsError, WmsErrorDetail};
 use crate::limiter::{BucketId, RateLimiter};
 use crate::metrics::WmsMetrics;
-use crate::policy::{ForbiddenAddress, GuardedResolver, error_chain, parse_base_url};
+use crate::policy::{
+    ForbiddenAddress, GuardedResolver, error_chain, guards_private_addresses, parse_base_url,
+};
 
 /// Largest answer body the client reads.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -312,7 +314,7 @@ impl WmsClient {
             .timeout(config.request_timeout())
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(config.user_agent.clone());
-        if config.refuse_private_addresses {
+        if guards_private_addresses(&url, config) {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
         let http = builder

@@ -474,6 +474,11 @@ async fn request_rules_refuse_before_sending() {
     let c = client_with(&by_name, &key, &refuse, Arc::new(Unlimited));
     let err = c.search(&SearchQuery::new()).await.unwrap_err();
     assert!(matches!(err, WmsError::PolicyRefused(_)), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("::1"),
+        "the resolved address is not revealed: {text}"
+    );
     assert_eq!(
         requests(&sim, &key, "search"),
         0,

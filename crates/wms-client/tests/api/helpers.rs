@@ -16,6 +16,8 @@ pub fn unique(prefix: &str) -> String {
 pub fn config() -> WmsClientConfig {
     WmsClientConfig {
         allow_http_hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        // The simulator and wiremock listen on loopback, on ports picked at random.
+        refuse_private_addresses: false,
         connect_timeout_ms: 2_000,
         request_timeout_ms: 5_000,
         ..WmsClientConfig::default()

@@ -32,6 +32,8 @@ pub const MAX_FIELD_PATH_LEN: usize = 100;
 pub enum UrlProblem {
     Malformed(String),
     HttpNotAllowed(String),
+    /// Not one of `wms.allowed_hosts`.
+    HostNotAllowed(String),
 }
 
 /// Parses and normalises an endpoint URL: http(s), a host, no credentials, query or fragment,
@@ -67,6 +69,11 @@ pub fn parse_endpoint_url(raw: &str, wms: &WmsClientConfig) -> Result<String, Ur
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(malformed("must not have a query or fragment"));
+    }
+    if !wms.host_allowed(&host) {
+        return Err(UrlProblem::HostNotAllowed(format!(
+            "must name one of the configured WMS hosts, not {host}"
+        )));
     }
     if url.scheme() == "http" && !wms.http_allowed_for(&host) {
         return Err(UrlProblem::HttpNotAllowed(format!(
@@ -187,7 +194,11 @@ fn validate_detail(
     };
     let endpoint_url = match parse_endpoint_url(&raw.endpoint_url, ctx.wms) {
         Ok(url) => Some(url),
-        Err(UrlProblem::Malformed(why) | UrlProblem::HttpNotAllowed(why)) => {
+        Err(
+            UrlProblem::Malformed(why)
+            | UrlProblem::HttpNotAllowed(why)
+            | UrlProblem::HostNotAllowed(why),
+        ) => {
             v.add("detail.endpoint_url", why);
             None
         }
@@ -456,6 +467,15 @@ mod tests {
         assert!(matches!(
             parse_endpoint_url("http://api.crobo.jp/v1", &wms),
             Err(UrlProblem::HttpNotAllowed(_))
+        ));
+        let production = WmsClientConfig {
+            allowed_hosts: vec!["*.crobo.jp".into()],
+            ..WmsClientConfig::default()
+        };
+        assert!(parse_endpoint_url("https://api12.crobo.jp/v1", &production).is_ok());
+        assert!(matches!(
+            parse_endpoint_url("https://listener.example/v1", &production),
+            Err(UrlProblem::HostNotAllowed(_))
         ));
         for bad in [
             "",

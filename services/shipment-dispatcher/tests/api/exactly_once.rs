@@ -311,6 +311,8 @@ async fn an_order_the_wms_already_has_is_adopted_on_e_duplicate() {
         SecretString::from(shop.key.clone()),
         &WmsClientConfig {
             allow_http_hosts: vec!["127.0.0.1".into()],
+            // The simulator listens on loopback.
+            refuse_private_addresses: false,
             ..WmsClientConfig::default()
         },
         Arc::new(Unlimited),

@@ -86,6 +86,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.settings.token = SecretString::from(SETTINGS_DISPATCHER_TOKEN.to_owned());
     config.settings.cache_ttl_ms = 2_000;
     config.wms.allow_http_hosts = vec!["127.0.0.1".into()];
+    config.wms.refuse_private_addresses = false; // the simulator listens on loopback
     config.wms.connect_timeout_ms = 1_000;
     config.wms.request_timeout_ms = 3_000;
     config.rate_limit.database_url = db.url.clone();

@@ -37,6 +37,8 @@ async fn the_shared_limiter_keeps_every_caller_of_a_key_within_its_budget() {
         SecretString::from(shop.key.clone()),
         &WmsClientConfig {
             allow_http_hosts: vec!["127.0.0.1".into()],
+            // The simulator listens on loopback.
+            refuse_private_addresses: false,
             ..WmsClientConfig::default()
         },
         Arc::new(limiter),
