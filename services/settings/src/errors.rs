@@ -99,6 +99,18 @@ impl SettingsError {
         violations.add(field, reason);
         Self::Invalid(violations)
     }
+
+    /// A short name of the kind of refusal, for the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::NotFound(_) => "not_found",
+            Self::StaleVersion { .. } => "stale_version",
+            Self::Precondition { .. } => "precondition",
+            Self::KeyUnreadable { .. } => "key_unreadable",
+            Self::Store(_) | Self::Seal(_) => "internal",
+        }
+    }
 }
 
 impl From<sqlx::Error> for SettingsError {

@@ -68,6 +68,31 @@ fn check_to_proto(result: &CheckResult) -> pb::CheckConnectionResponse {
     }
 }
 
+/// The audit trail of a settings write: who (the token's caller), what (the RPC, the shop and
+/// what the request touched), when (the log's timestamp) and how it ended. Never the key: only
+/// whether one was given.
+fn audit<T>(
+    caller: &str,
+    action: &'static str,
+    shop: &str,
+    what: &str,
+    result: &Result<T, SettingsError>,
+) {
+    let outcome = match result {
+        Ok(_) => "done",
+        Err(err) => err.kind(),
+    };
+    tracing::info!(
+        target: "wmslink::audit",
+        caller,
+        action,
+        shop_id = shop,
+        what,
+        outcome,
+        "settings write"
+    );
+}
+
 #[tonic::async_trait]
 impl SettingsRpc for SettingsApi {
     async fn get_settings(
@@ -86,7 +111,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::RegisterSettingsRequest>,
     ) -> Result<Response<pb::RegisterSettingsResponse>, Status> {
-        require(&request, scopes::SETTINGS_WRITE)?;
+        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let view = self
@@ -97,7 +122,17 @@ impl SettingsRpc for SettingsApi {
                 request.detail.as_ref(),
                 request.access_key.as_deref(),
             )
-            .await?;
+            .await;
+        let endpoint = request
+            .detail
+            .as_ref()
+            .map_or("", |detail| detail.endpoint_url.as_str());
+        let what = format!(
+            "endpoint_url={endpoint:?} access_key_given={}",
+            request.access_key.is_some()
+        );
+        audit(&caller, "RegisterSettings", shop.as_str(), &what, &view);
+        let view = view?;
         Ok(Response::new(pb::RegisterSettingsResponse {
             settings: Some(settings_to_proto(&view)),
         }))
@@ -107,7 +142,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::CheckConnectionRequest>,
     ) -> Result<Response<pb::CheckConnectionResponse>, Status> {
-        require(&request, scopes::SETTINGS_WRITE)?;
+        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let result = self
@@ -117,7 +152,14 @@ impl SettingsRpc for SettingsApi {
                 request.access_key.as_deref(),
                 request.endpoint_url.as_deref(),
             )
-            .await?;
+            .await;
+        let what = format!(
+            "endpoint_url={:?} access_key_given={}",
+            request.endpoint_url.as_deref().unwrap_or("(registered)"),
+            request.access_key.is_some()
+        );
+        audit(&caller, "CheckConnection", shop.as_str(), &what, &result);
+        let result = result?;
         Ok(Response::new(check_to_proto(&result)))
     }
 
@@ -125,13 +167,16 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::SetEnabledRequest>,
     ) -> Result<Response<pb::SetEnabledResponse>, Status> {
-        require(&request, scopes::SETTINGS_WRITE)?;
+        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let view = self
             .service
             .set_enabled(&shop, request.enabled, request.expected_version)
-            .await?;
+            .await;
+        let what = format!("enabled={}", request.enabled);
+        audit(&caller, "SetEnabled", shop.as_str(), &what, &view);
+        let view = view?;
         Ok(Response::new(pb::SetEnabledResponse {
             settings: Some(settings_to_proto(&view)),
         }))
@@ -141,10 +186,19 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::PutOrderStatusCatalogRequest>,
     ) -> Result<Response<pb::PutOrderStatusCatalogResponse>, Status> {
-        require(&request, scopes::SETTINGS_WRITE)?;
+        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
-        let (statuses, version) = self.service.put_catalog(&shop, &request.statuses).await?;
+        let result = self.service.put_catalog(&shop, &request.statuses).await;
+        let what = format!("statuses={}", request.statuses.len());
+        audit(
+            &caller,
+            "PutOrderStatusCatalog",
+            shop.as_str(),
+            &what,
+            &result,
+        );
+        let (statuses, version) = result?;
         Ok(Response::new(pb::PutOrderStatusCatalogResponse {
             statuses: statuses.iter().map(|s| s.to_proto()).collect(),
             version,

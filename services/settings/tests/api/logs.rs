@@ -80,3 +80,54 @@ async fn no_access_key_in_the_logs() {
         );
     }
 }
+
+/// Every settings write is audit-logged with the caller, the RPC and the shop, refused ones too;
+/// the key never.
+#[tokio::test(flavor = "current_thread")]
+async fn settings_writes_are_audit_logged_with_the_caller() {
+    let (logs, _guard) = LogCapture::install();
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let key = sim_key(&sim);
+    app.put_catalog(&shop).await;
+    let registered = app
+        .writer
+        .clone()
+        .register_settings(pb::RegisterSettingsRequest {
+            shop_id: shop.clone(),
+            expected_version: 0,
+            detail: Some(full_detail(&sim.base_url())),
+            access_key: Some(key.clone()),
+        })
+        .await
+        .expect("registered")
+        .into_inner();
+    let checked = app.check(&shop).await;
+    // A refused write is audited too.
+    let _ = app.set_enabled(&shop, true, 0).await;
+    app.set_enabled(&shop, true, checked.version)
+        .await
+        .expect("enabled");
+    app.stop().await;
+
+    let captured = logs.contents();
+    let audit: Vec<&str> = captured
+        .lines()
+        .filter(|line| line.contains("wmslink::audit") && line.contains(&shop))
+        .collect();
+    let has = |action: &str, caller: &str, outcome: &str| {
+        audit
+            .iter()
+            .any(|l| l.contains(action) && l.contains(caller) && l.contains(outcome))
+    };
+    assert!(has("PutOrderStatusCatalog", "admin", "done"), "{audit:#?}");
+    assert!(has("RegisterSettings", "writer", "done"), "{audit:#?}");
+    assert!(has("CheckConnection", "admin", "done"), "{audit:#?}");
+    assert!(has("SetEnabled", "admin", "stale_version"), "{audit:#?}");
+    assert!(has("SetEnabled", "admin", "done"), "{audit:#?}");
+    assert!(registered.settings.is_some());
+    for line in &audit {
+        assert!(!line.contains(&key), "the key is in the audit trail");
+    }
+}
