@@ -11,7 +11,7 @@ use wmslink_proto::settings::v1::WmsKind;
 use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
 use wmslink_proto::settings::v1::{
     GetSettingsRequest, GetWmsCredentialsRequest, GetWmsCredentialsResponse,
-    ListOrderStatusesRequest, ListShopsRequest,
+    ListOrderStatusesRequest, ListShopsRequest, ShopSummary,
 };
 use wmslink_wms_client::port::Wms;
 use wmslink_wms_client::{RateLimiter, WmsClientConfig};
@@ -149,25 +149,35 @@ impl SettingsClient {
     /// order). Not cached: one call per 500 shops each time. A shop enabled or disabled while
     /// the pages are read may or may not be in the answer.
     pub async fn list_enabled_shops(&self) -> Result<Vec<String>, SettingsClientError> {
+        Ok(self
+            .list_shops(true)
+            .await?
+            .into_iter()
+            .filter(|shop| shop.enabled)
+            .map(|shop| shop.shop_id)
+            .collect())
+    }
+
+    /// Every shop with registered settings, or only the enabled ones (`ListShops`, every page,
+    /// in shop id order), with its version. Not cached: one call per 500 shops.
+    pub async fn list_shops(
+        &self,
+        enabled_only: bool,
+    ) -> Result<Vec<ShopSummary>, SettingsClientError> {
         let mut client = self.client.clone();
         let mut shops = Vec::new();
         let mut page_token = String::new();
         loop {
             let page = client
                 .list_shops(ListShopsRequest {
-                    enabled_only: true,
+                    enabled_only,
                     page_size: SHOP_PAGE_SIZE,
                     page_token: page_token.clone(),
                 })
                 .await
                 .map_err(|status| SettingsClientError::unavailable("ListShops", &status))?
                 .into_inner();
-            shops.extend(
-                page.shops
-                    .into_iter()
-                    .filter(|shop| shop.enabled)
-                    .map(|shop| shop.shop_id),
-            );
+            shops.extend(page.shops);
             if page.next_page_token.is_empty() {
                 return Ok(shops);
             }

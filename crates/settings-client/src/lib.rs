@@ -8,7 +8,7 @@
 //! | item | what |
 //! | --- | --- |
 //! | [`SettingsClientConfig`] | the `[settings]` section: `url`, `token`, `cache_ttl_ms`, `timeout_ms` |
-//! | [`SettingsClient`] | [`get`](SettingsClient::get) (cached, TTL, stale when the service is down), [`refresh`](SettingsClient::refresh), [`invalidate`](SettingsClient::invalidate), [`wms`](SettingsClient::wms) (the shop's WMS port, by its `wms_kind`), [`list_enabled_shops`](SettingsClient::list_enabled_shops) (`ListShops`, every page) |
+//! | [`SettingsClient`] | [`get`](SettingsClient::get) (cached, TTL, stale when the service is down), [`refresh`](SettingsClient::refresh), [`invalidate`](SettingsClient::invalidate), [`wms`](SettingsClient::wms) (the shop's WMS port, by its `wms_kind`), [`list_enabled_shops`](SettingsClient::list_enabled_shops), [`list_shops`](SettingsClient::list_shops) (`ListShops`, every page) |
 //! | [`ShopSnapshot`] | version, enabled, `DetailSettings`, and the order-status catalog when asked for |
 //! | [`watch_changes`] | the `settings.*.changed` subscription |
 //! | [`SnapshotMemo`] | what a caller derives from a snapshot, derived again only for a new one |

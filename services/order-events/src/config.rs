@@ -12,6 +12,7 @@ use wmslink_platform::nats::NatsConfig;
 use wmslink_platform::outbox::OutboxConfig;
 use wmslink_platform::runtime::RuntimeConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
+use wmslink_settings_client::SettingsClientConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -22,6 +23,9 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub auth: AuthConfig,
     pub orders: OrdersConfig,
+    /// The settings service, asked about shops whose settings event has not arrived (when
+    /// `orders.ask_settings`); needs a token with `settings.read`.
+    pub settings: SettingsClientConfig,
     /// The durable JetStream consumers (cart orders, settings, shipments).
     pub consumers: ConsumersConfig,
     pub outbox: OutboxConfig,
@@ -42,6 +46,7 @@ impl Default for Config {
             },
             auth: AuthConfig::default(),
             orders: OrdersConfig::default(),
+            settings: SettingsClientConfig::default(),
             consumers: ConsumersConfig::default(),
             outbox: OutboxConfig {
                 keep_published_ms: 72 * 3600 * 1000,
@@ -66,6 +71,9 @@ impl Validate for Config {
         self.nats.check(&key(section, "nats"), problems);
         self.grpc.check(&key(section, "grpc"), problems);
         self.orders.check(&key(section, "orders"), problems);
+        if self.orders.ask_settings {
+            self.settings.check(&key(section, "settings"), problems);
+        }
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
@@ -80,6 +88,10 @@ pub struct OrdersConfig {
     pub processing_wms_status_ids: Vec<i32>,
     /// Largest accepted order message (NATS payload or encoded gRPC order), in bytes.
     pub max_message_bytes: usize,
+    /// Ask the settings service (`[settings]`) about a shop whose settings event has not
+    /// arrived before refusing its orders, and learn every registered shop at start. Off: only
+    /// `settings.{shop}.changed` makes a shop known.
+    pub ask_settings: bool,
 }
 
 impl Default for OrdersConfig {
@@ -87,6 +99,7 @@ impl Default for OrdersConfig {
         Self {
             processing_wms_status_ids: vec![20],
             max_message_bytes: 1024 * 1024,
+            ask_settings: true,
         }
     }
 }

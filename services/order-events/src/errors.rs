@@ -24,6 +24,8 @@ pub enum StartupError {
     Consumer(#[from] ConsumerError),
     #[error(transparent)]
     Stopped(#[from] Stopped),
+    #[error(transparent)]
+    Settings(#[from] wmslink_settings_client::SettingsClientError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,9 @@ pub enum OrderError {
         order_no: String,
         source: prost::DecodeError,
     },
+    /// The settings service could not say whether the shop is registered: wait and retry.
+    #[error("the settings service is unreachable, so shop settings cannot be checked: {0}")]
+    SettingsUnavailable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -102,6 +107,7 @@ impl OrderError {
                 HandleError::Unavailable(format!("database: {err}"))
             }
             Self::Database(err) => HandleError::Transient(format!("database: {err}")),
+            Self::SettingsUnavailable(_) => HandleError::Unavailable(self.to_string()),
             other => HandleError::Permanent(other.to_string()),
         }
     }
@@ -120,6 +126,7 @@ impl From<OrderError> for Status {
             OrderError::Corrupt { .. } => {
                 wmslink_platform::grpc::internal("reading the order", &err)
             }
+            OrderError::SettingsUnavailable(_) => Status::unavailable(err.to_string()),
             OrderError::Database(err) => wmslink_platform::grpc::internal("database", err),
         }
     }

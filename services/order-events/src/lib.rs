@@ -5,7 +5,8 @@
 //!   `orders.{shop}.status_changed` / `orders.{shop}.updated` through the transactional outbox.
 //! - R4: a status change is refused while the WMS is processing the order.
 //! - The projection of `shipments.{shop}.updated` gives the two-level WMS/OMS status of the list.
-//! - Known shops come from `settings.{shop}.changed` (R6).
+//! - Known shops come from `settings.{shop}.changed` (R6), and from the settings service for a
+//!   shop whose event has not arrived and at start.
 
 pub mod config;
 pub mod consumers;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod service;
+pub mod shop_directory;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -38,6 +40,7 @@ pub use metrics::Metrics;
 
 use crate::grpc::OrderApi;
 use crate::service::Orders;
+use crate::shop_directory::ShopDirectory;
 
 /// The service's name in logs and telemetry.
 pub const SERVICE_NAME: &str = "wmslink-order-events";
@@ -143,12 +146,18 @@ impl Application {
 
         let relay = config.outbox.relay(&pool, &js);
         let metrics = Arc::new(Metrics::default());
+        let directory = if config.orders.ask_settings {
+            Some(Arc::new(ShopDirectory::new(&config.settings)?))
+        } else {
+            None
+        };
         let orders = Orders::new(
             pool.clone(),
             subjects.clone(),
             &config.orders.processing_wms_status_ids,
             relay.as_ref().map(OutboxRelay::waker),
             metrics.clone(),
+            directory,
         );
         let server = OrderServiceServer::new(OrderApi::new(
             orders.clone(),
@@ -223,8 +232,20 @@ impl Application {
                 js.clone(),
                 subjects.clone(),
                 shipments,
-                consumers::Shipments { orders },
+                consumers::Shipments {
+                    orders: orders.clone(),
+                },
             ),
+            // Once at start (restarted with back-off while the settings service is out of
+            // reach), then idle until the service stops.
+            Task::background("learn shops", move |ctx| {
+                let orders = orders.clone();
+                async move {
+                    orders.learn_shops().await?;
+                    ctx.stop().cancelled().await;
+                    Ok(())
+                }
+            }),
             Task::pruner(
                 pool,
                 config.outbox.keep_published(),

@@ -18,6 +18,7 @@ use crate::domain::status_lock::{ShopSync, StatusLock};
 use crate::errors::OrderError;
 use crate::events;
 use crate::metrics::{Metrics, Path};
+use crate::shop_directory::ShopDirectory;
 use crate::store::{self, RejectedChange, StoredOrder};
 
 /// Where a change comes from: a gRPC caller gets refusals as errors; a NATS message is recorded
@@ -63,6 +64,8 @@ pub struct Orders {
     status_lock: StatusLock,
     waker: Option<RelayWaker>,
     metrics: Arc<Metrics>,
+    /// Asked about shops whose settings event has not arrived (`orders.ask_settings`).
+    directory: Option<Arc<ShopDirectory>>,
 }
 
 impl Orders {
@@ -72,6 +75,7 @@ impl Orders {
         locking_wms_status_ids: &[i32],
         waker: Option<RelayWaker>,
         metrics: Arc<Metrics>,
+        directory: Option<Arc<ShopDirectory>>,
     ) -> Self {
         Self {
             pool,
@@ -79,7 +83,64 @@ impl Orders {
             status_lock: StatusLock::new(locking_wms_status_ids),
             waker,
             metrics,
+            directory,
         }
+    }
+
+    /// A shop not known yet is asked of the settings service (its settings event may not have
+    /// arrived): recorded when registered there. A shop the settings service does not know is
+    /// refused afterwards as before; the settings service out of reach is an outage to wait out.
+    async fn learn_if_unknown(&self, shop: &ShopId) -> Result<(), OrderError> {
+        let Some(directory) = &self.directory else {
+            return Ok(());
+        };
+        let mut conn = self.pool.acquire().await?;
+        if store::load_shop(&mut conn, shop.as_str()).await?.is_some() {
+            return Ok(());
+        }
+        let learned = directory
+            .look_up(shop.as_str())
+            .await
+            .map_err(|err| OrderError::SettingsUnavailable(err.to_string()))?;
+        if let Some(change) = learned {
+            store::upsert_shop(&mut conn, &change).await?;
+            tracing::info!(shop = %shop, version = change.version, enabled = change.enabled, "shop learned from the settings service");
+        }
+        Ok(())
+    }
+
+    /// Records every shop registered in the settings service that is missing here or recorded
+    /// at an older version (at start: a new database learns the shops registered long ago).
+    /// Returns how many were learned.
+    pub async fn learn_shops(&self) -> Result<usize, OrderError> {
+        let Some(directory) = &self.directory else {
+            return Ok(0);
+        };
+        let unavailable = |err: wmslink_settings_client::SettingsClientError| {
+            OrderError::SettingsUnavailable(err.to_string())
+        };
+        let registered = directory.registered_shops().await.map_err(unavailable)?;
+        let mut conn = self.pool.acquire().await?;
+        let known = store::shop_versions(&mut conn).await?;
+        let mut learned = 0;
+        for summary in registered {
+            if known
+                .get(&summary.shop_id)
+                .is_some_and(|v| *v >= summary.version)
+            {
+                continue;
+            }
+            if let Some(change) = directory
+                .look_up(&summary.shop_id)
+                .await
+                .map_err(unavailable)?
+            {
+                store::upsert_shop(&mut conn, &change).await?;
+                learned += 1;
+            }
+        }
+        tracing::info!(learned, "shops learned from the settings service");
+        Ok(learned)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -111,6 +172,7 @@ impl Orders {
         order: &Order,
         source: Source<'_>,
     ) -> Result<(Applied, i64), OrderError> {
+        self.learn_if_unknown(shop).await?;
         let mut tx = self.pool.begin().await?;
         if let Source::Nats { consumer, msg_id } = source
             && !mark_processed(&mut tx, consumer, msg_id).await?
@@ -226,6 +288,7 @@ impl Orders {
         status_code: &str,
         expected_revision: i64,
     ) -> Result<OrderView, OrderError> {
+        self.learn_if_unknown(shop).await?;
         let mut tx = self.pool.begin().await?;
         store::lock_order(&mut tx, shop.as_str(), order_no).await?;
         let shop_sync = Self::known_shop(&mut tx, shop).await?;

@@ -23,6 +23,7 @@ use wmslink_wms_simulator::{KeyOptions, RunningSimulator, SimRateLimit};
 pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789";
 const DISPATCHER_TOKEN: &str = "e2e-dispatcher-token-0123456789";
 const SYNC_TOKEN: &str = "e2e-sync-token-0123456789";
+const ORDERS_SETTINGS_TOKEN: &str = "e2e-order-events-token-0123456789";
 
 /// How the system is started.
 #[derive(Debug, Clone)]
@@ -93,6 +94,11 @@ impl System {
                 operator(),
                 reader_service_token("shipment-dispatcher", DISPATCHER_TOKEN),
                 reader_service_token("status-sync", SYNC_TOKEN),
+                token(
+                    "order-events",
+                    ORDERS_SETTINGS_TOKEN,
+                    &[scopes::SETTINGS_READ],
+                ),
             ],
             |config| config.rate_limit = rate_limit.clone(),
         )
@@ -108,6 +114,8 @@ impl System {
         };
         orders_config.auth.tokens = vec![operator()];
         orders_config.consumers.ack_wait_ms = 2_000;
+        orders_config.settings.url = settings_url.clone();
+        orders_config.settings.token = ORDERS_SETTINGS_TOKEN.to_owned().into();
         let shutdown = CancellationToken::new();
         let app = wmslink_order_events::Application::build(orders_config, shutdown.clone()).await?;
         let orders = RunningService::spawn(

@@ -36,7 +36,21 @@ pub async fn load_shop(conn: &mut PgConnection, shop: &str) -> sqlx::Result<Opti
 /// Settings changes that imply registered settings: registering them, and switching the
 /// integration (which needs registered settings). A catalog or a connection check alone does not.
 pub fn change_implies_registered(change: &str) -> bool {
-    matches!(change, "registered" | "enabled" | "disabled")
+    matches!(
+        change,
+        "registered" | "enabled" | "disabled" | crate::shop_directory::LOOKED_UP
+    )
+}
+
+/// The settings version recorded of every registered shop.
+pub async fn shop_versions(
+    conn: &mut PgConnection,
+) -> sqlx::Result<std::collections::HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT shop_id, settings_version FROM shops WHERE registered")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Records a `SettingsChanged`: the newest version's state wins; "registered" never reverts.

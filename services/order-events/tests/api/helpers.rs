@@ -96,6 +96,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     config.consumers.ack_wait_ms = 5_000;
     config.consumers.retry_base_delay_ms = 50;
     config.consumers.retry_max_delay_ms = 500;
+    // Shops are known from the settings events the tests publish; `settings_lookup.rs` starts
+    // a settings service and turns this on.
+    config.orders.ask_settings = false;
     tweak(&mut config);
     let (addr, metrics, shutdown, handle) = start(config.clone()).await;
     let cart = client_at(addr, CART_TOKEN).await;

@@ -12,5 +12,6 @@ mod outbox;
 mod projection;
 mod r4;
 mod runtime;
+mod settings_lookup;
 mod tenancy;
 mod upsert;
