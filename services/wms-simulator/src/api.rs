@@ -303,7 +303,26 @@ fn row_errors_json(errors: &[RowError], order_no: Option<&str>) -> Value {
     )
 }
 
+/// A write the WMS received runs to its end even when the client hangs up meanwhile (during a
+/// latency fault, say): a WMS does not stop applying a request because its caller left, and
+/// the `received` counters promise that what was received was handled.
+async fn run_to_end(
+    work: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Response {
+    tokio::spawn(work).await.unwrap_or_else(|_| {
+        ng(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E_SIM_INTERNAL",
+            "the request failed",
+        )
+    })
+}
+
 async fn register(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    run_to_end(register_received(app, headers, body)).await
+}
+
+async fn register_received(app: Arc<SimState>, headers: HeaderMap, body: Bytes) -> Response {
     if app.body_too_large(api_key(&headers), body.len()) {
         return proxy_413();
     }
@@ -387,6 +406,10 @@ fn register_rows(
 }
 
 async fn update(State(app): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    run_to_end(update_received(app, headers, body)).await
+}
+
+async fn update_received(app: Arc<SimState>, headers: HeaderMap, body: Bytes) -> Response {
     if app.body_too_large(api_key(&headers), body.len()) {
         return proxy_413();
     }
@@ -500,6 +523,10 @@ async fn cancel(
     headers: HeaderMap,
     Path(raw_id): Path<String>,
 ) -> Response {
+    run_to_end(cancel_received(app, headers, raw_id)).await
+}
+
+async fn cancel_received(app: Arc<SimState>, headers: HeaderMap, raw_id: String) -> Response {
     let (account, plan) = match admit(&app, &headers, Endpoint::Cancel).await {
         Ok(a) => a,
         Err(resp) => return resp,

@@ -494,3 +494,54 @@ async fn order_no_counters_count_what_was_received_accepted_and_refused() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Found by the soak: a registration received while its latency fault ran was counted as
+/// received but never applied once the client hung up (the handler was dropped with the
+/// connection). A WMS that received a request applies it whether the client waits or not.
+#[tokio::test]
+async fn a_request_received_is_applied_even_when_the_client_hangs_up_during_latency() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    let a = sim
+        .ctl(
+            Method::PUT,
+            &format!("/_sim/keys/{key}/faults"),
+            Some(json!({"latency_ms": 1000, "endpoints": ["register", "cancel"]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let impatient = impatient_client();
+    let sent = impatient
+        .post(sim.url("/order/"))
+        .header("X-API-KEY", &key)
+        .json(&json!({"data": [row("LH-1")]}))
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    let id = wait_for_order(&sim, &key, "LH-1").await;
+    let counted = sim
+        .ctl(
+            Method::GET,
+            &format!("/_sim/keys/{key}/order_nos/LH-1"),
+            None,
+        )
+        .await;
+    assert_eq!(counted.body["received"], 1, "{:?}", counted.body);
+    assert_eq!(counted.body["accepted"], 1, "{:?}", counted.body);
+
+    // The same for a cancel.
+    let sent = impatient
+        .get(sim.url(&format!("/order_cancel/{id}")))
+        .header("X-API-KEY", &key)
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the cancel received was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
