@@ -123,6 +123,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     published_at TIMESTAMPTZ
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+-- Outbox rows NATS can never take (over max_payload), moved aside so the rest flows.
+CREATE TABLE IF NOT EXISTS outbox_unpublishable (
+    id           BIGINT      PRIMARY KEY,
+    msg_id       TEXT        NOT NULL,
+    subject      TEXT        NOT NULL,
+    payload      BYTEA       NOT NULL,
+    headers      JSONB       NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    reason       TEXT        NOT NULL,
+    set_aside_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS processed_messages (
     consumer     TEXT        NOT NULL,
     msg_id       TEXT        NOT NULL,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
@@ -129,11 +130,14 @@ pub enum RelayError {
 ///
 /// - `wmslink.outbox.published` (counter, `{message}`): outbox rows published to JetStream;
 /// - `wmslink.outbox.backlog` (gauge, `{message}`): rows not yet published, sampled by
-///   [`OutboxRelay::run`] every 15 s (every replica reports the same database: take the max).
+///   [`OutboxRelay::run`] every 15 s (every replica reports the same database: take the max);
+/// - `wmslink.outbox.unpublishable` (counter, `{message}`): rows NATS refused for good (over
+///   its `max_payload`), moved to `outbox_unpublishable` with the reason. Alert on any.
 #[derive(Debug, Clone)]
 pub struct OutboxMetrics {
     published: Counter<u64>,
     backlog: Gauge<u64>,
+    unpublishable: Counter<u64>,
 }
 
 impl OutboxMetrics {
@@ -148,6 +152,11 @@ impl OutboxMetrics {
             backlog: meter
                 .u64_gauge("wmslink.outbox.backlog")
                 .with_description("Outbox rows not yet published")
+                .with_unit("{message}")
+                .build(),
+            unpublishable: meter
+                .u64_counter("wmslink.outbox.unpublishable")
+                .with_description("Outbox rows NATS can never take, moved aside")
                 .with_unit("{message}")
                 .build(),
         }
@@ -168,6 +177,13 @@ impl OutboxMetrics {
     pub fn published(&self, count: usize) {
         if count > 0 {
             self.published
+                .add(u64::try_from(count).unwrap_or(u64::MAX), &[]);
+        }
+    }
+
+    pub fn unpublishable(&self, count: usize) {
+        if count > 0 {
+            self.unpublishable
                 .add(u64::try_from(count).unwrap_or(u64::MAX), &[]);
         }
     }
@@ -304,7 +320,8 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes up to one batch of unpublished rows; returns how many went out.
+    /// Publishes up to one batch of unpublished rows; returns how many left the outbox
+    /// (published, or moved to `outbox_unpublishable` because NATS can never take them).
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -328,6 +345,7 @@ impl OutboxRelay {
         // Send the whole batch, then await the acks in order: JetStream keeps a connection's
         // publish order, so per-order ordering holds and latency is paid once per batch.
         let mut pending = Vec::with_capacity(rows.len());
+        let mut unpublishable = Vec::new();
         let mut first_error = None;
         for row in &rows {
             let mut headers = HeaderMap::new();
@@ -341,6 +359,21 @@ impl OutboxRelay {
                 .await
             {
                 Ok(ack) => pending.push((row.id, ack)),
+                // No retry can help a message over NATS's limit: move it aside (below) so it
+                // does not stop every row behind it, for every shop.
+                Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    let size = row.payload.len();
+                    tracing::error!(
+                        msg_id = %row.msg_id,
+                        subject = %row.subject,
+                        payload_bytes = size,
+                        "outbox row over the NATS message limit, moved to outbox_unpublishable"
+                    );
+                    unpublishable.push((
+                        row.id,
+                        format!("{err} (payload of {size} bytes plus headers)"),
+                    ));
+                }
                 Err(err) => {
                     first_error = Some(RelayError::Publish {
                         subject: row.subject.clone(),
@@ -371,13 +404,33 @@ impl OutboxRelay {
                 .execute(&mut *tx)
                 .await?;
         }
+        for (id, reason) in &unpublishable {
+            set_aside(&mut tx, *id, reason).await?;
+        }
         tx.commit().await?;
         self.metrics.published(published.len());
+        self.metrics.unpublishable(unpublishable.len());
         match first_error {
             Some(err) => Err(err),
-            None => Ok(published.len()),
+            None => Ok(published.len() + unpublishable.len()),
         }
     }
+}
+
+/// Moves outbox row `id` to `outbox_unpublishable` with `reason`.
+async fn set_aside(conn: &mut PgConnection, id: i64, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (DELETE FROM outbox WHERE id = $1
+                        RETURNING id, msg_id, subject, payload, headers, created_at)
+         INSERT INTO outbox_unpublishable (id, msg_id, subject, payload, headers, created_at, reason)
+         SELECT id, msg_id, subject, payload, headers, created_at, $2 FROM moved
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Deletes published rows older than `keep`, so the table stays small.
@@ -410,5 +463,9 @@ mod tests {
         assert_eq!(published.map(|p| p.value), Some(5.0));
         let backlog = capture.point("wmslink.outbox.backlog", &[]);
         assert_eq!(backlog.map(|p| p.value), Some(7.0));
+        metrics.unpublishable(0);
+        metrics.unpublishable(1);
+        let unpublishable = capture.point("wmslink.outbox.unpublishable", &[]);
+        assert_eq!(unpublishable.map(|p| p.value), Some(1.0));
     }
 }
