@@ -125,6 +125,10 @@ pub struct SyncConfig {
     /// (so an event of the dispatcher still on its way does not raise a false one). Default
     /// 120,000.
     pub anomaly_grace_ms: u64,
+    /// On a full pass, an observation the dispatcher's last shipment update still does not
+    /// reflect this long after it was published is published again (a lost
+    /// `wms.{shop}.observed` must not leave R4 or the order list stale). Default 600,000.
+    pub reconcile_after_ms: u64,
     /// A shipped order stays watched until its carrier status is final (delivered, returned,
     /// cancelled) or this long after shipping. Default 1,209,600,000 (14 days).
     pub shipped_watch_ms: u64,
@@ -159,6 +163,7 @@ impl Default for SyncConfig {
             overlap_ms: 120_000,
             full_pass_every: 12,
             anomaly_grace_ms: 120_000,
+            reconcile_after_ms: 600_000,
             shipped_watch_ms: 14 * DAY_MS,
             call_attempts: 3,
             call_retry_base_ms: 1_000,
@@ -217,6 +222,9 @@ impl SyncConfig {
     }
     pub fn anomaly_grace(&self) -> Duration {
         Duration::from_millis(self.anomaly_grace_ms)
+    }
+    pub fn reconcile_after(&self) -> Duration {
+        Duration::from_millis(self.reconcile_after_ms)
     }
     pub fn shipped_watch(&self) -> Duration {
         Duration::from_millis(self.shipped_watch_ms)

@@ -37,6 +37,8 @@ pub struct CheckedUpdate {
     pub shipping_status: &'static str,
     /// The dispatcher's R5 flag: the WMS cancelled it without being asked.
     pub cancelled_unrequested: bool,
+    /// The WMS status of the last observation the dispatcher applied (0: none).
+    pub wms_status_id: i32,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
 }
@@ -88,6 +90,7 @@ pub fn check(
         order_date,
         shipping_status: status_key(status),
         cancelled_unrequested: shipment.cancelled_in_wms_unrequested,
+        wms_status_id: shipment.wms_status_id,
         sequence: event.sequence,
         occurred_at,
     })
@@ -110,6 +113,7 @@ impl Handler for WatchListHandler {
                 order_date: update.order_date,
                 shipping_status: update.shipping_status,
                 cancelled_unrequested: update.cancelled_unrequested,
+                wms_status_id: update.wms_status_id,
                 sequence: update.sequence,
                 occurred_at: update.occurred_at,
             },

@@ -524,6 +524,10 @@ impl Runner {
             }
         }
 
+        if kind.asks_order_nos() {
+            self.reconcile(state).await?;
+        }
+
         state.stats.anomalies += anomalies::settle_suspects(
             &self.store,
             &self.subjects,
@@ -532,6 +536,41 @@ impl Runner {
             run_id,
         )
         .await?;
+        Ok(())
+    }
+
+    /// Publishes again each observation the dispatcher has not reflected a while after it was
+    /// published (its `wms.{shop}.observed` may have been lost): R4 and the order list depend
+    /// on it. Counted with the changed ones.
+    async fn reconcile(&self, state: &mut PassState<'_>) -> Result<(), PassFailure> {
+        let now = Utc::now();
+        let published_before = now
+            - chrono::Duration::from_std(self.sync.reconcile_after())
+                .unwrap_or(chrono::Duration::zero());
+        let rows = self
+            .store
+            .not_reflected(state.shop_id.as_str(), published_before)
+            .await?;
+        let messages: Vec<(&str, OutboxMessage)> = rows
+            .iter()
+            .filter_map(|row| {
+                let observation = row.last.as_ref()?;
+                let event = events::observed(state.shop_id, &row.order_no, observation, now);
+                Some((
+                    row.order_no.as_str(),
+                    events::observed_message(&self.subjects, state.shop_id, &event),
+                ))
+            })
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .republish(state.shop_id.as_str(), now, &messages)
+            .await?;
+        tracing::info!(shop = %state.shop_id, count = messages.len(), "observations the dispatcher has not reflected published again");
+        state.stats.changed += messages.len() as u64;
+        self.relay.wake();
         Ok(())
     }
 

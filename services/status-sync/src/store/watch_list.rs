@@ -83,6 +83,7 @@ pub struct ShipmentChange<'a> {
     pub order_date: DateTime<Utc>,
     pub shipping_status: &'a str,
     pub cancelled_unrequested: bool,
+    pub wms_status_id: i32,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
 }
@@ -97,14 +98,16 @@ impl Store {
         let applied = sqlx::query(
             "INSERT INTO watch_list AS w
                 (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
-                 cancelled_unrequested)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8)
+                 cancelled_unrequested, reported_wms_status_id)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8,
+                     $9)
              ON CONFLICT (shop_id, order_no) DO UPDATE SET
                 wms_order_id = CASE WHEN EXCLUDED.wms_order_id <> 0
                                     THEN EXCLUDED.wms_order_id ELSE w.wms_order_id END,
                 order_date = EXCLUDED.order_date,
                 shipping_status = EXCLUDED.shipping_status,
                 cancelled_unrequested = EXCLUDED.cancelled_unrequested,
+                reported_wms_status_id = EXCLUDED.reported_wms_status_id,
                 sequence = EXCLUDED.sequence,
                 shipped_at = CASE WHEN EXCLUDED.shipping_status = 'SHIPPED'
                                   THEN COALESCE(w.shipped_at, EXCLUDED.shipped_at)
@@ -120,6 +123,7 @@ impl Store {
         .bind(change.sequence)
         .bind(change.occurred_at)
         .bind(change.cancelled_unrequested)
+        .bind(change.wms_status_id)
         .execute(conn)
         .await?;
         Ok(applied.rows_affected() == 1)
@@ -172,6 +176,58 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(records.into_iter().map(WatchRow::from).collect())
+    }
+
+    /// Rows whose last observation (published at least `published_before`) the dispatcher's
+    /// last shipment update does not reflect: another WMS status, or shipped / cancelled in the
+    /// WMS while the dispatcher says otherwise. Only the WMS order the dispatcher registered.
+    pub async fn not_reflected(
+        &self,
+        shop_id: &str,
+        published_before: DateTime<Utc>,
+    ) -> Result<Vec<WatchRow>, sqlx::Error> {
+        let records: Vec<WatchRecord> = sqlx::query_as(
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested,
+                    sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name,
+                    obs_cancelled, obs_shipped, obs_shipping_status_id, obs_shipping_status_name,
+                    obs_carrier_final, obs_tracking_code, obs_shipping_date, obs_wms_updated_at,
+                    wms_seen_at
+               FROM watch_list
+              WHERE shop_id = $1 AND obs_status_id IS NOT NULL AND obs_wms_updated_at IS NOT NULL
+                AND reported_wms_status_id IS NOT NULL AND observed_at < $2
+                AND (wms_order_id = 0 OR obs_wms_order_id = wms_order_id)
+                AND (reported_wms_status_id <> obs_status_id
+                     OR (obs_shipped AND shipping_status <> 'SHIPPED')
+                     OR (obs_cancelled AND shipping_status <> 'CANCELLED'))
+              ORDER BY order_no",
+        )
+        .bind(shop_id)
+        .bind(published_before)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(records.into_iter().map(WatchRow::from).collect())
+    }
+
+    /// Publishes observations again (through the outbox) and notes when.
+    pub async fn republish(
+        &self,
+        shop_id: &str,
+        now: DateTime<Utc>,
+        messages: &[(&str, OutboxMessage)],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for (order_no, message) in messages {
+            sqlx::query(
+                "UPDATE watch_list SET observed_at = $3 WHERE shop_id = $1 AND order_no = $2",
+            )
+            .bind(shop_id)
+            .bind(*order_no)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            outbox::enqueue(&mut tx, message).await?;
+        }
+        tx.commit().await
     }
 
     /// Stores what one WMS answer showed, in one transaction: the new observations with their

@@ -2,10 +2,12 @@
 //! dispatcher's events.
 
 use futures::StreamExt;
+use prost::Message;
 use serde_json::json;
 use wmslink_platform::consumer::DEAD_LETTER_REASON;
 use wmslink_platform::nats::StreamKind;
 use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_testkit::eventually;
 
 use crate::helpers::*;
 
@@ -236,4 +238,56 @@ async fn bad_shipment_messages_are_dead_lettered_and_do_not_block_the_next() {
         .await
         .expect("count");
     assert_eq!(known, 0, "nothing stored for the other tenant");
+}
+
+/// A lost `wms.{shop}.observed` must not leave R4 or the order list stale: a full pass publishes
+/// again what the dispatcher's shipment updates still do not reflect, and nothing else.
+#[tokio::test]
+async fn an_observation_the_dispatcher_never_applied_is_published_again_on_a_full_pass() {
+    let app = spawn_app_with(wmslink_wms_simulator::SimConfig::for_tests(), |config| {
+        config.sync.reconcile_after_ms = 1_000;
+    })
+    .await;
+    let shop = app.add_shop().await;
+    let date = days_ago(1);
+    let ids = app
+        .sent_orders(&shop, &[("LOST-1".into(), date), ("GOT-1".into(), date)])
+        .await;
+    let first = app.run_sync(&shop).await;
+    assert_eq!(first.changed, 2, "{first:?}");
+
+    // The dispatcher applied GOT-1's observation (its update carries the WMS status); it never
+    // heard of LOST-1's.
+    let mut applied = shipment_event(
+        &shop.id,
+        "GOT-1",
+        ids["GOT-1"],
+        ShippingStatus::Sent,
+        2,
+        date,
+    );
+    if let Some(shipment) = applied.shipment.as_mut() {
+        shipment.wms_status_id = 50;
+    }
+    publish_raw(
+        &app.nats,
+        &shop.id,
+        &applied.event_id,
+        applied.encode_to_vec(),
+    )
+    .await;
+    app.wait_for_shipment(&shop, "GOT-1", "SENT", 2).await;
+
+    let events = eventually(WAIT, "LOST-1 published again", || async {
+        app.run_sync(&shop).await;
+        let events = app.observed_by_order(&shop).await;
+        (events["LOST-1"].len() >= 2).then_some(events)
+    })
+    .await;
+    let again = &events["LOST-1"];
+    assert_eq!(
+        (again[1].status_id, again[1].wms_order_id),
+        (again[0].status_id, ids["LOST-1"])
+    );
+    assert_eq!(events["GOT-1"].len(), 1, "reflected: not published again");
 }
