@@ -29,6 +29,13 @@ pub const DEAD_LETTER_REASON: &str = "Wmslink-Dead-Letter-Reason";
 pub const DEAD_LETTER_SUBJECT: &str = "Wmslink-Original-Subject";
 pub const DEAD_LETTER_CONSUMER: &str = "Wmslink-Consumer";
 pub const DEAD_LETTER_DELIVERIES: &str = "Wmslink-Deliveries";
+/// Set when the dead letter holds only the start of the message (which, with the dead-letter
+/// headers, would not fit NATS's `max_payload`): the original size in bytes. Such a dead letter
+/// cannot be replayed.
+pub const DEAD_LETTER_TRUNCATED: &str = "Wmslink-Truncated-From-Bytes";
+
+/// Room kept free under `max_payload` for the protocol's own bytes.
+const DEAD_LETTER_MARGIN: usize = 512;
 
 /// Largest payload a consumer decodes unless its spec says otherwise (NATS's default
 /// `max_payload`).
@@ -770,20 +777,53 @@ async fn dead_letter(
             }
         }
     }
+    let max_payload = js.client().server_info().max_payload;
+    if header_bytes(&clean) + DEAD_LETTER_MARGIN > max_payload / 2 {
+        // Headers that large are not ours: keep only what the dead letter itself says.
+        clean = async_nats::HeaderMap::new();
+    }
     clean.insert(DEAD_LETTER_REASON, truncate(reason, 1024).as_str());
     clean.insert(DEAD_LETTER_SUBJECT, message.subject.as_str());
     clean.insert(DEAD_LETTER_CONSUMER, spec.durable_name.as_str());
     clean.insert(DEAD_LETTER_DELIVERIES, delivered.to_string().as_str());
+    // A message near the limit plus these headers would not fit: keep its start, say so, and
+    // never fail for size (the reason is what matters; the stream still holds the original
+    // until it ages out).
+    let room = max_payload.saturating_sub(header_bytes(&clean) + DEAD_LETTER_MARGIN);
+    let payload = if message.payload.len() > room {
+        clean.insert(
+            DEAD_LETTER_TRUNCATED,
+            message.payload.len().to_string().as_str(),
+        );
+        message.payload.slice(..room)
+    } else {
+        message.payload.clone()
+    };
     js.publish_with_headers(
         subjects.dead_letter(message.subject.as_str()),
         clean,
-        message.payload.clone(),
+        payload,
     )
     .await
     .map_err(|err| err.to_string())?
     .await
     .map_err(|err| err.to_string())?;
     Ok(())
+}
+
+/// The bytes `headers` take on the wire (`NATS/1.0\r\n`, `name: value\r\n` each, `\r\n`).
+fn header_bytes(headers: &async_nats::HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|value| name.len() + value.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum();
+    12 + lines
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -15,6 +15,7 @@ use wmslink_proto::ops::v1::dead_letter_service_server::{
 use crate::auth::{AuthConfig, Authenticator, require, scopes};
 use crate::consumer::{
     DEAD_LETTER_CONSUMER, DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT,
+    DEAD_LETTER_TRUNCATED,
 };
 use crate::nats::{StreamKind, Subjects};
 use crate::validation::FieldViolations;
@@ -142,6 +143,12 @@ impl DeadLetters {
                     "dead letter {sequence} names no original subject of this environment"
                 ))
             })?;
+        if let Some(size) = message.headers.get(DEAD_LETTER_TRUNCATED) {
+            return Err(Status::failed_precondition(format!(
+                "dead letter {sequence} holds only the start of a message of {} bytes; it cannot be replayed",
+                size.as_str()
+            )));
+        }
         let dropped: BTreeSet<&str> = [
             DEAD_LETTER_REASON,
             DEAD_LETTER_SUBJECT,

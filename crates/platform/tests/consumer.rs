@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wmslink_platform::consumer::{
-    self, ConsumerSpec, DEAD_LETTER_REASON, Delivery, HandleError, Handler,
+    self, ConsumerSpec, DEAD_LETTER_REASON, DEAD_LETTER_TRUNCATED, Delivery, HandleError, Handler,
 };
 use wmslink_platform::nats::{self, StreamKind};
 use wmslink_platform::shop::ShopId;
@@ -44,6 +44,15 @@ struct Run {
 }
 
 async fn run(failures: i64, error: fn() -> HandleError) -> Run {
+    run_with(failures, error, |_| b"{}".to_vec()).await
+}
+
+/// [`run`] publishing the payload `payload` makes from the server's `max_payload`.
+async fn run_with(
+    failures: i64,
+    error: fn() -> HandleError,
+    payload: impl FnOnce(usize) -> Vec<u8>,
+) -> Run {
     let nats = TestNats::create().await.expect("nats");
     nats::ensure_streams(
         &nats.js,
@@ -76,13 +85,9 @@ async fn run(failures: i64, error: fn() -> HandleError) -> Run {
     });
     let shop = ShopId::parse("shop-1").expect("shop");
     let subject = nats.subjects.order_updated(&shop);
-    nats.publish(
-        subject.clone(),
-        b"{}".to_vec(),
-        Some("m-1"),
-        "application/json",
-    )
-    .await;
+    let payload = payload(nats.js.client().server_info().max_payload);
+    nats.publish(subject.clone(), payload, Some("m-1"), "application/json")
+        .await;
     Run {
         nats,
         deliveries,
@@ -147,5 +152,43 @@ async fn a_message_failing_transiently_on_its_own_is_dead_lettered_at_max_delive
     );
     assert_eq!(run.deliveries.load(Ordering::SeqCst), 3);
     assert_eq!(run.done.load(Ordering::SeqCst), 0);
+    run.stop.cancel();
+}
+
+/// A message near NATS's size limit still dead-letters: the dead letter keeps its start and says
+/// how large it was, instead of failing for size and coming back forever.
+#[tokio::test]
+async fn an_invalid_message_near_the_size_limit_is_still_dead_lettered() {
+    let run = run_with(
+        i64::MAX,
+        || HandleError::permanent("invalid order_no: must not be empty"),
+        |max_payload| vec![b'x'; max_payload - 200],
+    )
+    .await;
+    let dead = eventually(WAIT, "the dead letter", || {
+        let nats = &run.nats;
+        let subject = nats.subjects.dead_letter(&run.subject);
+        async move {
+            let stored = nats.stored(StreamKind::DeadLetters, subject).await;
+            (!stored.is_empty()).then_some(stored)
+        }
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    let max_payload = run.nats.js.client().server_info().max_payload;
+    let headers = dead[0].headers.as_ref().expect("headers");
+    assert_eq!(
+        headers.get(DEAD_LETTER_REASON).map(|v| v.as_str()),
+        Some("invalid order_no: must not be empty")
+    );
+    assert_eq!(
+        headers
+            .get(DEAD_LETTER_TRUNCATED)
+            .map(|v| v.as_str().to_owned()),
+        Some((max_payload - 200).to_string())
+    );
+    assert!(dead[0].payload.len() < max_payload - 200);
+    assert!(dead[0].payload.iter().all(|b| *b == b'x'));
+    assert_eq!(run.deliveries.load(Ordering::SeqCst), 1);
     run.stop.cancel();
 }
