@@ -51,7 +51,7 @@
 //! | --- | --- |
 //! | `build_instruction` | [`commerce_robo::build_row`] (robot ⑨, shipper ⑥, delivery method ⑦, payment ⑩ ⑪, free fields ⑫ ⑬) |
 //! | `register` | `POST /order/`; `E_DUPLICATE` → `AlreadyRegistered` |
-//! | `cancel` | `GET /order_cancel/{id}`; `NG` → `CancelOutcome::Refused` |
+//! | `cancel` | `GET /order_cancel/{id}`; `NG E_NOT_CANCELLABLE` → `CancelOutcome::NotCancellable`, other `NG` → `CancelOutcome::Refused` (for now) |
 //! | `get` | `GET /order/{id}` |
 //! | `lookup` | `GET /order/search?order_no-in=…` (100 per call), one page of 200 |
 //! | `changed_since` | `GET /order/search?update_date-gte=…`, one page of 200 |

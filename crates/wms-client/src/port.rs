@@ -105,7 +105,12 @@ pub enum RegistrationOutcome {
 pub enum CancelOutcome {
     /// Cancelled (also when it already was). Irreversible.
     Cancelled,
-    /// Refused with the WMS's reason (already packed or shipped, unknown order, ...).
+    /// Refused for good: the order is past the point where the WMS cancels (shipped, being
+    /// packed). Only this, or a read-back showing it ([`Wms::past_cancel`]), rejects a
+    /// cancellation.
+    NotCancellable { code: String, message: String },
+    /// Refused for now with the WMS's reason (maintenance, busy, order not found, ...): the
+    /// cancellation is tried again later.
     Refused { code: String, message: String },
 }
 
@@ -209,6 +214,10 @@ pub trait Wms: Send + Sync + fmt::Debug {
 
     /// One order by the WMS's id.
     async fn get(&self, order_id: i64) -> Result<WmsOrder, WmsError>;
+
+    /// Whether the WMS no longer cancels `order` (shipped, or in a status where it refuses a
+    /// cancel): a read-back showing it rejects a cancellation.
+    fn past_cancel(&self, order: &WmsOrder) -> bool;
 
     /// One page of the WMS orders with these order numbers (at most
     /// [`Limits::lookup_batch`]), in one call. An order number registered, cancelled and

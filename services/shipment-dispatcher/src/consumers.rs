@@ -207,6 +207,10 @@ pub async fn apply_order_event(
         history.push(line);
         publish = true;
     }
+    if plan.cancel_not_sent && !row.cancel_not_sent {
+        row.cancel_not_sent = true;
+        publish = true;
+    }
     if plan.set_cancel_pending {
         row.cancel_pending = true;
         publish = true;

@@ -91,6 +91,9 @@ pub enum DispatchError {
     /// `FAILED_PRECONDITION`.
     #[error("the shipment is {0}; only a shipment in ERROR can be retried")]
     NotRetryable(Shipping),
+    /// `FAILED_PRECONDITION`.
+    #[error("the shipment is {0}; only a rejected cancellation (CANCEL_REJECTED) can be retried")]
+    CancelNotRetryable(Shipping),
     /// `UNAVAILABLE`: the settings service cannot answer.
     #[error(transparent)]
     Settings(#[from] SettingsError),
@@ -108,7 +111,8 @@ impl From<DispatchError> for Status {
             }
             DispatchError::NotEnabled(_)
             | DispatchError::NotADataTarget(_)
-            | DispatchError::NotRetryable(_) => Status::failed_precondition(err.to_string()),
+            | DispatchError::NotRetryable(_)
+            | DispatchError::CancelNotRetryable(_) => Status::failed_precondition(err.to_string()),
             DispatchError::Settings(_) => Status::unavailable(err.to_string()),
             DispatchError::Db(err) => internal("database", err),
         }
@@ -159,6 +163,11 @@ mod tests {
                 DispatchError::NotRetryable(Shipping::Sent),
                 Code::FailedPrecondition,
                 "the shipment is SENT; only a shipment in ERROR can be retried",
+            ),
+            (
+                DispatchError::CancelNotRetryable(Shipping::Sent),
+                Code::FailedPrecondition,
+                "the shipment is SENT; only a rejected cancellation (CANCEL_REJECTED) can be retried",
             ),
             (
                 DispatchError::Settings(SettingsError::Unavailable("GetSettings: down".into())),

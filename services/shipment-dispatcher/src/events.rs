@@ -31,6 +31,8 @@ pub fn shipment(row: &ShipmentRow) -> Shipment {
         order_status_code: row.order_status_code.clone(),
         order_revision: row.order_revision,
         cancel_pending: row.cancel_pending,
+        possibly_in_wms: row.possibly_in_wms,
+        cancel_not_sent: row.cancel_not_sent,
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! | RPC | scope |
 //! | --- | --- |
-//! | RunDispatch, RetryShipment | `operate` |
+//! | RunDispatch, RetryShipment, RetryCancel | `operate` |
 //! | GetShipment | `orders.read` |
 
 use std::collections::BTreeSet;
@@ -72,6 +72,15 @@ impl DispatchService for DispatchApi {
     ) -> Result<Response<pb::RetryShipmentResponse>, Status> {
         let caller = require(&request, scopes::OPERATE)?.name.clone();
         let answer = retry_shipment(&self.core, &caller, request.get_ref()).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn retry_cancel(
+        &self,
+        request: Request<pb::RetryCancelRequest>,
+    ) -> Result<Response<pb::RetryCancelResponse>, Status> {
+        let caller = require(&request, scopes::OPERATE)?.name.clone();
+        let answer = retry_cancel(&self.core, &caller, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
 
@@ -165,6 +174,39 @@ async fn retry_shipment(
     core.relay.wake();
     core.sender.wake(shop.as_str());
     Ok(pb::RetryShipmentResponse {
+        shipment: Some(events::shipment(&row)),
+    })
+}
+
+/// `CANCEL_REJECTED → CANCEL_REQUESTED`: the cancellation is sent again.
+async fn retry_cancel(
+    core: &Core,
+    caller: &str,
+    body: &pb::RetryCancelRequest,
+) -> Result<pb::RetryCancelResponse, DispatchError> {
+    let shop = validate(&body.shop_id, Some(&body.order_no))?;
+    let mut tx = core.pool.begin().await?;
+    let Some(mut row) = store::lock(&mut tx, shop.as_str(), &body.order_no).await? else {
+        return Err(DispatchError::NoShipment {
+            shop: shop.to_string(),
+            order_no: body.order_no.clone(),
+        });
+    };
+    let line = row
+        .apply(
+            Input::RetryCancel,
+            format!("cancellation retried by {caller}"),
+        )
+        .map_err(|refused| DispatchError::CancelNotRetryable(refused.from))?;
+    row.cancel_rejected = false;
+    row.cancel_attempts = 0;
+    row.cancel_after = None;
+    row.last_error = None;
+    store::persist(&mut tx, &core.subjects, &mut row, &[line], true).await?;
+    tx.commit().await?;
+    core.relay.wake();
+    core.sender.wake(shop.as_str());
+    Ok(pb::RetryCancelResponse {
         shipment: Some(events::shipment(&row)),
     })
 }

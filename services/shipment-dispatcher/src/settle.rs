@@ -357,6 +357,7 @@ pub fn settle(
                             .to_owned(),
                     );
                 } else {
+                    row.cancel_not_sent = true;
                     history.push(History::note(
                         "cancellation received while it was being registered, not sent to the WMS: cancellations are not a data target of the shop",
                     ));
@@ -477,6 +478,7 @@ fn cancel_if_pending(row: &mut ShipmentRow, history: &mut Vec<History>, policy: 
                 .to_owned(),
         );
     } else if row.possibly_in_wms {
+        row.cancel_not_sent = true;
         step(
             row,
             history,
@@ -662,6 +664,7 @@ mod tests {
         let history = settle_at(&mut row, registered(7, None), &policy(false));
         assert_eq!(row.status, Status::Sent);
         assert!(!row.cancel_pending);
+        assert!(row.cancel_not_sent, "the shipment shows it");
         assert!(
             history
                 .iter()

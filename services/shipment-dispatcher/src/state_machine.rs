@@ -143,10 +143,12 @@ pub enum Input {
     ObservedCancelled,
     /// A person asked to try a failed shipment again.
     Retry,
+    /// A person asked to send a rejected cancellation again.
+    RetryCancel,
 }
 
 impl Input {
-    pub const ALL: [Input; 14] = [
+    pub const ALL: [Input; 15] = [
         Input::Queue,
         Input::Claim,
         Input::BuildFailed,
@@ -161,6 +163,7 @@ impl Input {
         Input::ObservedShipped,
         Input::ObservedCancelled,
         Input::Retry,
+        Input::RetryCancel,
     ];
 }
 
@@ -194,6 +197,7 @@ pub fn transition(from: Status, input: Input) -> Result<Status, Refused> {
             S::Cancelled
         }
         (S::Error, I::Retry) => S::Queued,
+        (S::CancelRejected, I::RetryCancel) => S::CancelRequested,
         _ => return Err(Refused { from, input }),
     };
     Ok(to)
@@ -268,6 +272,9 @@ pub struct OrderPlan {
     pub flag_edited: Option<i64>,
     /// Something worth a history line that is not a state change.
     pub note: Option<String>,
+    /// Cancelled in the cart while cancellations are not a data target: the cancel is not
+    /// sent, and the shipment shows it.
+    pub cancel_not_sent: bool,
 }
 
 /// Decides what an order event does. Every event, even one older than the stored snapshot,
@@ -300,6 +307,7 @@ pub fn plan_order_event(
                 ));
             }
             Status::Queued | Status::Error if in_doubt => {
+                plan.cancel_not_sent = true;
                 plan.change = Some((
                     Input::CartCancel,
                     Status::Cancelled,
@@ -339,6 +347,7 @@ pub fn plan_order_event(
                         ),
                     ));
                 } else {
+                    plan.cancel_not_sent = true;
                     plan.note = Some(format!(
                         "cancelled in the cart (status '{code}', revision {}), not sent to the WMS: cancellations are not a data target of the shop",
                         event.revision
@@ -535,6 +544,11 @@ mod tests {
             Status::Cancelled,
         ),
         (Status::Error, Input::Retry, Status::Queued),
+        (
+            Status::CancelRejected,
+            Input::RetryCancel,
+            Status::CancelRequested,
+        ),
     ];
 
     #[test]
@@ -557,7 +571,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 9 * 14);
+        assert_eq!(checked, 9 * 15);
     }
 
     #[test]
@@ -781,6 +795,7 @@ mod tests {
                 Some((Input::CartCancel, Status::Cancelled)),
                 "{status}"
             );
+            assert!(plan.cancel_not_sent);
             let (_, _, reason) = plan.change.expect("a change");
             assert!(reason.contains("the cancel is not sent"), "{reason}");
         }
@@ -824,6 +839,10 @@ mod tests {
             &no_cancellations,
         );
         assert_eq!(change_of(&plan), None);
+        assert!(
+            plan.cancel_not_sent,
+            "the shipment shows the cancel was not sent"
+        );
         assert!(
             plan.note
                 .as_deref()

@@ -55,6 +55,12 @@ pub struct ShipmentRow {
     pub search_after: Option<DateTime<Utc>>,
     /// Bumped by every claim: the fence of the settle step.
     pub claim_token: i64,
+    /// Failed cancel attempts in a row.
+    pub cancel_attempts: i32,
+    /// The cancel is not tried again before this.
+    pub cancel_after: Option<DateTime<Utc>>,
+    /// Cancelled in the cart, the cancel not sent (cancellations are not a data target).
+    pub cancel_not_sent: bool,
     pub sequence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -95,6 +101,9 @@ impl ShipmentRow {
             doubt_searches: 0,
             search_after: None,
             claim_token: 0,
+            cancel_attempts: 0,
+            cancel_after: None,
+            cancel_not_sent: false,
             sequence: 0,
             created_at: now,
             updated_at: now,
@@ -185,7 +194,7 @@ macro_rules! select_shipments {
              wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
              edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
              queued_at, possibly_in_wms, doubt_searches, search_after, claim_token, \
-             sequence, created_at, updated_at FROM shipments ",
+             cancel_attempts, cancel_after, cancel_not_sent, sequence, created_at, updated_at FROM shipments ",
             $rest
         )
     };
@@ -270,15 +279,40 @@ pub async fn search_due<'e>(
     .await
 }
 
-/// When the shop's next search of a shipment in doubt is due (`SENDING`, or
-/// `CANCEL_REQUESTED` without a WMS order id), if it has one still waiting.
+/// `CANCEL_REQUESTED` shipments of a shop whose next step is due: a known WMS order whose
+/// cancel back-off is over, or an order possibly in the WMS whose search is due; the longest
+/// waiting first (unlocked: the sender owns them).
+pub async fn cancels_due<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = 'CANCEL_REQUESTED'
+           AND COALESCE(CASE WHEN wms_order_id IS NULL THEN search_after ELSE cancel_after END,
+                        '-infinity') <= now()
+         ORDER BY updated_at, order_no LIMIT $2"
+    ))
+    .bind(shop_id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// When the shop's next search of a shipment in doubt (`SENDING`, or `CANCEL_REQUESTED`
+/// without a WMS order id) or next cancel attempt is due, if one is still waiting.
 pub async fn next_search<'e>(
     executor: impl PgExecutor<'e>,
     shop_id: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT min(search_after) FROM shipments WHERE shop_id = $1 AND search_after > now()
-           AND (status = 'SENDING' OR (status = 'CANCEL_REQUESTED' AND wms_order_id IS NULL))",
+        "SELECT min(at) FROM (
+           SELECT search_after AS at FROM shipments WHERE shop_id = $1
+              AND (status = 'SENDING' OR (status = 'CANCEL_REQUESTED' AND wms_order_id IS NULL))
+           UNION ALL
+           SELECT cancel_after FROM shipments WHERE shop_id = $1 AND status = 'CANCEL_REQUESTED'
+              AND wms_order_id IS NOT NULL
+         ) due WHERE at > now()",
     )
     .bind(shop_id)
     .fetch_one(executor)
@@ -421,9 +455,9 @@ pub async fn persist(
          wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
          edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
          queued_at, sequence, created_at, updated_at, possibly_in_wms, doubt_searches, \
-         search_after, claim_token",
+         search_after, claim_token, cancel_attempts, cancel_after, cancel_not_sent",
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
+                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)"
     );
     // $25 (created_at) is not changed by an update.
     let update = "UPDATE shipments SET
@@ -434,7 +468,7 @@ pub async fn persist(
             edited_revision = $18, cancelled_in_wms_unrequested = $19, cancel_pending = $20,
             cancel_rejected = $21, last_error = $22, queued_at = $23, sequence = $24,
             updated_at = $26, possibly_in_wms = $27, doubt_searches = $28, search_after = $29,
-            claim_token = $30
+            claim_token = $30, cancel_attempts = $31, cancel_after = $32, cancel_not_sent = $33
           WHERE shop_id = $1 AND order_no = $2 AND created_at = $25";
     // A new row is inserted, never upserted: two first events of one order racing each
     // other make the later one fail (and be redelivered to see the row), so neither can
@@ -471,6 +505,9 @@ pub async fn persist(
         .bind(row.doubt_searches)
         .bind(row.search_after)
         .bind(row.claim_token)
+        .bind(row.cancel_attempts)
+        .bind(row.cancel_after)
+        .bind(row.cancel_not_sent)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {

@@ -10,7 +10,8 @@ use super::client::WmsClient;
 use super::rows::{build_row, summarize};
 use super::types::{
     MAX_IN_VALUES, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, RowOutcome, SearchPage,
-    SearchQuery, ShipmentInstruction, WmsOrder as RoboOrder, shipping_status_name,
+    SearchQuery, ShipmentInstruction, WmsOrder as RoboOrder, is_cancel_refused_status,
+    shipping_status_name,
 };
 use crate::error::WmsError;
 use crate::port::{
@@ -20,6 +21,8 @@ use crate::port::{
 
 /// The code of the conversion robot's duplicate check (重複チェック).
 const DUPLICATE: &str = "E_DUPLICATE";
+/// The code of a cancel refused for good (shipped, or in 90/95/100).
+const NOT_CANCELLABLE: &str = "E_NOT_CANCELLABLE";
 /// 処理中.
 const PROCESSING_STATUS_ID: i32 = 20;
 /// Carrier statuses after which nothing more happens: delivered (1), returned (12),
@@ -122,6 +125,9 @@ impl Wms for WmsClient {
     async fn cancel(&self, order_id: i64) -> Result<CancelOutcome, WmsError> {
         match self.cancel_order(order_id).await {
             Ok(()) => Ok(CancelOutcome::Cancelled),
+            Err(WmsError::Rejected { code, message, .. }) if code == NOT_CANCELLABLE => {
+                Ok(CancelOutcome::NotCancellable { code, message })
+            }
             Err(WmsError::Rejected { code, message, .. }) => {
                 Ok(CancelOutcome::Refused { code, message })
             }
@@ -131,6 +137,10 @@ impl Wms for WmsClient {
 
     async fn get(&self, order_id: i64) -> Result<WmsOrder, WmsError> {
         self.get_order(order_id).await.map(to_port)
+    }
+
+    fn past_cancel(&self, order: &WmsOrder) -> bool {
+        order.shipped || is_cancel_refused_status(order.status_id)
     }
 
     async fn lookup(&self, order_nos: &[String], page: PageCursor) -> Result<Page, WmsError> {

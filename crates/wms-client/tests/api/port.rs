@@ -15,7 +15,7 @@ use wmslink_wms_client::port::{
     CancelOutcome, Exchange, Page, PageCursor, RegistrationOutcome, Wms,
 };
 use wmslink_wms_client::{SecretString, Unlimited, WmsError, WmsMetrics};
-use wmslink_wms_simulator::OrderPatch;
+use wmslink_wms_simulator::{Endpoint, Faults, OrderPatch};
 
 use crate::helpers::*;
 
@@ -228,12 +228,59 @@ async fn shipped_orders_carry_tracking_and_a_final_carrier_status_and_refuse_can
     let delivered = wms.get(order_id).await.unwrap().carrier.unwrap();
     assert!(delivered.is_final && delivered.name == "配達完了");
 
+    let shipped = wms.get(order_id).await.unwrap();
+    assert!(wms.past_cancel(&shipped), "shipped: past cancelling");
     match wms.cancel(order_id).await.unwrap() {
-        CancelOutcome::Refused { code, message } => {
+        CancelOutcome::NotCancellable { code, message } => {
             assert_eq!(code, "E_NOT_CANCELLABLE");
             assert!(!message.is_empty());
         }
-        other => panic!("refused: {other:?}"),
+        other => panic!("refused for good: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancels_refused_for_now_are_not_refused_for_good_and_packing_is_past_cancelling() {
+    let sim = sim().await;
+    let key = add_key(&sim, None);
+    let wms = port(&sim.base_url(), &key);
+    let instruction = wms.build_instruction(&order("PC-1"), &mappings()).unwrap();
+    let RegistrationOutcome::Registered { order_id } =
+        wms.register(&[instruction]).await.unwrap()[0].outcome
+    else {
+        panic!("registered");
+    };
+    let waiting = wms.get(order_id).await.unwrap();
+    assert!(!wms.past_cancel(&waiting));
+    for (status_id, past) in [(20, false), (90, true), (95, true), (100, true)] {
+        sim.state()
+            .patch_order(
+                &key,
+                order_id,
+                OrderPatch {
+                    status_id: Some(status_id),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let order = wms.get(order_id).await.unwrap();
+        assert_eq!(wms.past_cancel(&order), past, "{status_id}");
+    }
+    // A whole-call NG (maintenance, busy) is a refusal for now.
+    sim.state()
+        .set_faults(
+            &key,
+            Faults {
+                ng_ratio: 1.0,
+                ng_code: "E_MAINTENANCE".into(),
+                endpoints: vec![Endpoint::Cancel],
+                ..Faults::default()
+            },
+        )
+        .unwrap();
+    match wms.cancel(order_id).await.unwrap() {
+        CancelOutcome::Refused { code, .. } => assert_eq!(code, "E_MAINTENANCE"),
+        other => panic!("refused for now: {other:?}"),
     }
 }
 

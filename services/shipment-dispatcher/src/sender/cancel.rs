@@ -1,8 +1,14 @@
-//! Cancellation (flow 3, R2, I2): every `CANCEL_REQUESTED` shipment of the shop is cancelled
-//! in the WMS. Confirmed → `CANCELLED`; refused (already packed or shipped) →
-//! `CANCEL_REJECTED` with the WMS's reason; a lost answer → the order is read back: cancelled
-//! → `CANCELLED`, otherwise it stays `CANCEL_REQUESTED` and is sent again by the next pass
-//! (cancelling a cancelled order is confirmed).
+//! Cancellation (flow 3, R2, I2): every `CANCEL_REQUESTED` shipment of the shop whose turn has
+//! come is cancelled in the WMS, and judged by [`of_answer`] / [`of_read_back`] (pure):
+//!
+//! | what came back | verdict |
+//! | --- | --- |
+//! | cancelled | `CANCELLED` |
+//! | refused for good (`NotCancellable`: shipped, being packed) | `CANCEL_REJECTED` with the WMS's reason |
+//! | refused for now (any other `NG`: maintenance, busy, not found) or a lost answer (timeout, 5xx) | the order is read back: cancelled → `CANCELLED`; shipped or past cancelling → `CANCEL_REJECTED`; otherwise it stays `CANCEL_REQUESTED` and is tried again after a back-off of its own (`base_backoff_ms` doubling up to `max_backoff_ms`) |
+//! | the WMS unavailable as a whole (429, unreachable, 401) | the pass stops and the shop backs off |
+//!
+//! An operator sends a rejected cancellation again with `RetryCancel`.
 //!
 //! A shipment cancelled while it may exist in the WMS without a known WMS order id (sent
 //! before with an unknown outcome, `CancelInDoubt`) is first searched by order number
@@ -10,10 +16,10 @@
 //! later, a bounded number of times; it never ends `CANCELLED` without that search.
 
 use chrono::Utc;
-use wmslink_wms_client::port::{CancelOutcome, Exchange, Wms};
+use wmslink_wms_client::WmsError;
+use wmslink_wms_client::port::{CancelOutcome, Exchange, Wms, WmsOrder};
 
-use super::reconcile;
-
+use super::{backoff_wait, reconcile};
 use crate::core::Core;
 use crate::errors::PassError;
 use crate::settle::{self, CancelSearch};
@@ -23,27 +29,64 @@ use crate::store::{self, History, ShipmentRow};
 /// Cancellations sent per pass.
 const MAX_CANCELS_PER_PASS: i64 = 200;
 
-/// Sends the cancellation of every `CANCEL_REQUESTED` shipment of the shop.
+/// How a cancellation attempt is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The WMS holds the order cancelled: `CANCELLED`.
+    Confirmed(String),
+    /// The WMS will not cancel it: `CANCEL_REJECTED`.
+    Rejected(String),
+    /// Not cancelled yet, not refused for good: tried again after a back-off.
+    Again(String),
+    /// Read the order back before judging, because of this.
+    ReadBack(String),
+}
+
+/// What a cancel answer says.
+pub fn of_answer(answer: &Result<CancelOutcome, WmsError>, order_id: i64) -> Verdict {
+    match answer {
+        Ok(CancelOutcome::Cancelled) => {
+            Verdict::Confirmed(format!("the WMS cancelled order {order_id}"))
+        }
+        Ok(CancelOutcome::NotCancellable { code, message }) => Verdict::Rejected(format!(
+            "the WMS refused the cancellation: {code}: {message}"
+        )),
+        Ok(CancelOutcome::Refused { code, message }) => Verdict::ReadBack(format!(
+            "the WMS refused the cancellation for now: {code}: {message}"
+        )),
+        Err(err) if err.may_have_been_applied() => {
+            Verdict::ReadBack(format!("the cancel answer was lost: {err}"))
+        }
+        Err(err) => Verdict::Again(format!("the cancellation could not be sent: {err}")),
+    }
+}
+
+/// What the order read back says after `why` (a refusal for now or a lost answer).
+pub fn of_read_back(order: &WmsOrder, past_cancel: bool, why: &str) -> Verdict {
+    if order.cancelled {
+        Verdict::Confirmed(format!("the WMS shows order {} cancelled", order.order_id))
+    } else if past_cancel {
+        Verdict::Rejected(format!(
+            "{why}; the WMS shows order {} in status {} {} (shipped or being packed): it cannot be cancelled",
+            order.order_id, order.status_id, order.status_name
+        ))
+    } else {
+        Verdict::Again(format!(
+            "{why}; the order is not cancelled in the WMS: tried again"
+        ))
+    }
+}
+
+/// Sends the cancellation of every `CANCEL_REQUESTED` shipment of the shop whose turn has come.
 pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Result<(), PassError> {
-    let rows = store::in_status(
-        &core.pool,
-        shop_id,
-        Status::CancelRequested,
-        MAX_CANCELS_PER_PASS,
-    )
-    .await?;
+    let rows = store::cancels_due(&core.pool, shop_id, MAX_CANCELS_PER_PASS).await?;
     let (known, unknown): (Vec<ShipmentRow>, Vec<ShipmentRow>) =
         rows.into_iter().partition(|row| row.wms_order_id.is_some());
     let mut targets: Vec<(String, i64)> = known
         .into_iter()
         .filter_map(|row| Some((row.order_no, row.wms_order_id?)))
         .collect();
-    let now = Utc::now();
-    let due: Vec<String> = unknown
-        .into_iter()
-        .filter(|row| row.search_after.is_none_or(|at| at <= now))
-        .map(|row| row.order_no)
-        .collect();
+    let due: Vec<String> = unknown.into_iter().map(|row| row.order_no).collect();
     if !due.is_empty() {
         targets.extend(search_for_cancel(core, shop_id, wms, &due).await?);
     }
@@ -52,74 +95,43 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
             break;
         }
         let request = wms.describe(Exchange::Cancel { order_id });
-        match wms.cancel(order_id).await {
-            Ok(CancelOutcome::Cancelled) => {
-                finish_cancel(
-                    core,
-                    shop_id,
-                    &order_no,
-                    vec![History::wms_call(request, "OK", "")],
-                    Input::CancelConfirmed,
-                    format!("the WMS cancelled order {order_id}"),
-                )
-                .await?;
+        let answer = wms.cancel(order_id).await;
+        let mut history = vec![match &answer {
+            Ok(CancelOutcome::Cancelled) => History::wms_call(request, "OK", ""),
+            Ok(
+                CancelOutcome::NotCancellable { code, message }
+                | CancelOutcome::Refused { code, message },
+            ) => History::wms_call(request, format!("NG {code}: {message}"), ""),
+            Err(err) => History::wms_call(request, "", err.to_string()),
+        }];
+        let verdict = match (of_answer(&answer, order_id), answer) {
+            (Verdict::Again(_), Err(err)) => {
+                // The WMS is unavailable as a whole: the shop backs off, the row is untouched.
+                note_only(core, shop_id, &order_no, history).await?;
+                return Err(PassError::Wms(err));
             }
-            Ok(CancelOutcome::Refused { code, message }) => {
-                let reason = format!("the WMS refused the cancellation: {code}: {message}");
-                finish_cancel(
-                    core,
-                    shop_id,
-                    &order_no,
-                    vec![History::wms_call(
-                        request,
-                        format!("NG {code}: {message}"),
-                        "",
-                    )],
-                    Input::CancelRefused,
-                    reason,
-                )
-                .await?;
-            }
-            Err(err) if err.may_have_been_applied() => {
-                let mut history = vec![History::wms_call(request, "", err.to_string())];
+            (Verdict::ReadBack(why), _) => {
                 let lookup = wms.describe(Exchange::Get { order_id });
                 match wms.get(order_id).await {
-                    Ok(order) if order.cancelled => {
-                        history.push(History::wms_call(
-                            lookup,
-                            wms.describe(Exchange::CancelState(&order)),
-                            "",
-                        ));
-                        finish_cancel(
-                            core,
-                            shop_id,
-                            &order_no,
-                            history,
-                            Input::CancelConfirmed,
-                            format!("the WMS shows order {order_id} cancelled"),
-                        )
-                        .await?;
-                    }
                     Ok(order) => {
                         history.push(History::wms_call(
                             lookup,
                             wms.describe(Exchange::CancelState(&order)),
                             "",
                         ));
-                        history.push(History::note(
-                            "the cancellation did not take effect: it is sent again",
-                        ));
-                        note_only(core, shop_id, &order_no, history).await?;
+                        of_read_back(&order, wms.past_cancel(&order), &why)
                     }
-                    Err(read_err) => {
-                        history.push(History::wms_call(lookup, "", read_err.to_string()));
-                        note_only(core, shop_id, &order_no, history).await?;
-                        return Err(PassError::Wms(read_err));
+                    Err(err) => {
+                        history.push(History::wms_call(lookup, "", err.to_string()));
+                        Verdict::Again(format!(
+                            "{why}; the order could not be read back: tried again"
+                        ))
                     }
                 }
             }
-            Err(err) => return Err(PassError::Wms(err)),
-        }
+            (verdict, _) => verdict,
+        };
+        finish_cancel(core, shop_id, &order_no, history, verdict).await?;
     }
     Ok(())
 }
@@ -180,15 +192,13 @@ async fn search_for_cancel(
     Ok(to_cancel)
 }
 
-/// Moves a `CANCEL_REQUESTED` shipment on (`input` is `CancelConfirmed` or `CancelRefused`),
-/// unless something settled it meanwhile.
+/// Moves a `CANCEL_REQUESTED` shipment on by `verdict`, unless something settled it meanwhile.
 async fn finish_cancel(
     core: &Core,
     shop_id: &str,
     order_no: &str,
     mut history: Vec<History>,
-    input: Input,
-    reason: String,
+    verdict: Verdict,
 ) -> Result<(), PassError> {
     let mut tx = core.pool.begin().await?;
     let Some(mut row) = store::lock(&mut tx, shop_id, order_no).await? else {
@@ -198,13 +208,38 @@ async fn finish_cancel(
     if row.status != Status::CancelRequested {
         return Ok(());
     }
-    if input == Input::CancelRefused {
-        row.cancel_rejected = true;
-        row.last_error = Some(reason.clone());
-    }
-    match row.apply(input, reason) {
-        Ok(line) => history.push(line),
-        Err(refused) => history.push(History::note(format!("internal: {refused}"))),
+    let change = match verdict {
+        Verdict::Confirmed(reason) => Some((Input::CancelConfirmed, reason)),
+        Verdict::Rejected(reason) => {
+            row.cancel_rejected = true;
+            row.last_error = Some(reason.clone());
+            Some((Input::CancelRefused, reason))
+        }
+        Verdict::Again(reason) | Verdict::ReadBack(reason) => {
+            row.cancel_attempts = row.cancel_attempts.saturating_add(1);
+            let wait = backoff_wait(
+                u32::try_from(row.cancel_attempts).unwrap_or(u32::MAX),
+                core.config.base_backoff(),
+                core.config.max_backoff(),
+                None,
+            );
+            row.cancel_after = Some(Utc::now() + wait);
+            history.push(History::note(format!(
+                "{reason} (attempt {}, next in {} ms)",
+                row.cancel_attempts,
+                wait.as_millis()
+            )));
+            row.last_error = Some(reason);
+            None
+        }
+    };
+    if let Some((input, reason)) = change {
+        row.cancel_attempts = 0;
+        row.cancel_after = None;
+        match row.apply(input, reason) {
+            Ok(line) => history.push(line),
+            Err(refused) => history.push(History::note(format!("internal: {refused}"))),
+        }
     }
     store::persist(&mut tx, &core.subjects, &mut row, &history, true).await?;
     tx.commit().await?;
@@ -225,4 +260,95 @@ async fn note_only(
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+
+    fn order(cancelled: bool, status_id: i32) -> WmsOrder {
+        WmsOrder {
+            order_id: 7,
+            order_no: "A-1".into(),
+            status_id,
+            status_name: "status".into(),
+            cancelled,
+            shipped: false,
+            processing: false,
+            carrier: None,
+            tracking_code: None,
+            shipping_date: None,
+            updated_at: DateTime::from_timestamp(2_000, 0).expect("a time"),
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_for_good_rejects_other_refusals_and_lost_answers_read_back() {
+        assert!(matches!(
+            of_answer(&Ok(CancelOutcome::Cancelled), 7),
+            Verdict::Confirmed(_)
+        ));
+        let rejected = of_answer(
+            &Ok(CancelOutcome::NotCancellable {
+                code: "E_NOT_CANCELLABLE".into(),
+                message: "shipped".into(),
+            }),
+            7,
+        );
+        assert_eq!(
+            rejected,
+            Verdict::Rejected(
+                "the WMS refused the cancellation: E_NOT_CANCELLABLE: shipped".into()
+            )
+        );
+        for answer in [
+            Ok(CancelOutcome::Refused {
+                code: "E_MAINTENANCE".into(),
+                message: "later".into(),
+            }),
+            Ok(CancelOutcome::Refused {
+                code: "E_NOT_FOUND".into(),
+                message: "no such order".into(),
+            }),
+            Err(WmsError::UnknownOutcome {
+                detail: "HTTP 500".into(),
+            }),
+        ] {
+            assert!(
+                matches!(of_answer(&answer, 7), Verdict::ReadBack(_)),
+                "{answer:?}"
+            );
+        }
+        for err in [
+            WmsError::RateLimited {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            WmsError::Unreachable("refused".into()),
+            WmsError::Unauthorized,
+        ] {
+            let answer = Err(err);
+            assert!(
+                matches!(of_answer(&answer, 7), Verdict::Again(_)),
+                "{answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_back_confirms_rejects_past_cancelling_or_tries_again() {
+        assert_eq!(
+            of_read_back(&order(true, 50), false, "lost"),
+            Verdict::Confirmed("the WMS shows order 7 cancelled".into())
+        );
+        assert!(matches!(
+            of_read_back(&order(false, 90), true, "E_BUSY"),
+            Verdict::Rejected(reason) if reason.starts_with("E_BUSY;") && reason.contains("cannot be cancelled")
+        ));
+        assert!(matches!(
+            of_read_back(&order(false, 50), false, "E_BUSY"),
+            Verdict::Again(reason) if reason.contains("tried again")
+        ));
+    }
 }

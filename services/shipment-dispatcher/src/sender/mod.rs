@@ -96,7 +96,7 @@ impl Sender {
 
 /// How long a shop backs off after its `failures`-th failed pass in a row: `base` doubling per
 /// failure up to `max`, or the wait the WMS asked for (at least 100 ms) when it gave one.
-fn backoff_wait(
+pub(crate) fn backoff_wait(
     failures: u32,
     base: Duration,
     max: Duration,

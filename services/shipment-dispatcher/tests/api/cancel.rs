@@ -111,7 +111,7 @@ async fn a_registered_order_cancelled_in_the_cart_is_cancelled_in_the_wms() {
 }
 
 #[tokio::test]
-async fn a_cancellation_the_wms_refuses_is_cancel_rejected_with_its_reason() {
+async fn a_cancellation_the_wms_refuses_is_cancel_rejected_with_its_reason_and_can_be_retried() {
     let app = spawn_app().await;
     let shop = app.shop().await;
     let no = unique_order_no();
@@ -147,6 +147,46 @@ async fn a_cancellation_the_wms_refuses_is_cancel_rejected_with_its_reason() {
     assert_eq!(app.counters(&shop).cancels_refused, 1);
     let (wms, _) = app.wms_row(&shop, &no);
     assert_eq!(wms.cancel_flag, 0);
+
+    // Only a rejected cancellation can be retried, by an operator.
+    let other = unique_order_no();
+    app.status_changed(&order(&shop, &other, "paid", 1)).await;
+    app.wait_for(&shop, &other, ShippingStatus::Sent).await;
+    refused(
+        retry_cancel(&app.operator, &shop.id, &other).await,
+        tonic::Code::FailedPrecondition,
+        "RetryCancel of a SENT shipment",
+    );
+    refused(
+        retry_cancel(&app.reader, &shop.id, &no).await,
+        tonic::Code::PermissionDenied,
+        "RetryCancel needs the operate scope",
+    );
+    // The warehouse put it back; the operator sends the cancellation again.
+    app.sim
+        .state()
+        .patch_order(
+            &shop.key,
+            sent.wms_order_id,
+            OrderPatch {
+                status_id: Some(50),
+                ..OrderPatch::default()
+            },
+        )
+        .expect("patched");
+    let answer = retry_cancel(&app.operator, &shop.id, &no)
+        .await
+        .expect("retried");
+    let retried = answer.shipment.expect("shipment");
+    assert!(!retried.cancel_rejected);
+    let (shipment, history) = app.wait_for(&shop, &no, ShippingStatus::Cancelled).await;
+    assert!(shipment.last_error.is_empty(), "{shipment:?}");
+    assert!(
+        transitions(&history).contains(&pair("CANCEL_REJECTED", "CANCEL_REQUESTED")),
+        "{history:?}"
+    );
+    let (wms, _) = app.wms_row(&shop, &no);
+    assert_eq!(wms.cancel_flag, 1);
 }
 
 #[tokio::test]

@@ -597,6 +597,21 @@ pub async fn retry_shipment(
         .map(Response::into_inner)
 }
 
+pub async fn retry_cancel(
+    client: &Dispatch,
+    shop_id: &str,
+    order_no: &str,
+) -> Result<dpb::RetryCancelResponse, Status> {
+    client
+        .clone()
+        .retry_cancel(dpb::RetryCancelRequest {
+            shop_id: shop_id.to_owned(),
+            order_no: order_no.to_owned(),
+        })
+        .await
+        .map(Response::into_inner)
+}
+
 pub async fn get_shipment(
     client: &Dispatch,
     shop_id: &str,

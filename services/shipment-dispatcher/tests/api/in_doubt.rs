@@ -75,7 +75,7 @@ async fn a_cart_cancel_while_a_late_registration_is_in_doubt_is_carried_out_in_t
     let numbers = app.publish_orders(&shop, 3, "paid").await;
     // The call timed out: the WMS has not applied them yet.
     for no in &numbers {
-        app.wait_until_history(&shop, no, "the outcome is unknown")
+        app.wait_until_history(&shop, no, "outcome unknown, the WMS may have applied")
             .await;
     }
     assert_eq!(app.counters(&shop).registrations_accepted, 0);

@@ -4,6 +4,7 @@
 
 mod api;
 mod cancel;
+mod cancel_judged;
 mod dead_letters;
 mod exactly_once;
 mod helpers;
