@@ -375,3 +375,32 @@ async fn a_bad_shop_id_is_refused_by_every_rpc() {
         assert_eq!(violations_of(&status)[0].0, "shop_id");
     }
 }
+
+/// A request with tens of thousands of bad entries is refused with a bounded list (the first
+/// 100 violations and a count of the rest), not with an answer too large to deliver.
+#[tokio::test]
+async fn a_huge_request_gets_a_bounded_list_of_violations() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    app.put_catalog(&shop).await;
+    let mut detail = full_detail("https://api.crobo.jp/v1");
+    detail.target_status_codes = (0..30_000).map(|i| format!("nope-{i}")).collect();
+    let status = assert_code(
+        app.register(&shop, 0, detail, Some("ak-1234567890")).await,
+        Code::InvalidArgument,
+    );
+    let violations = violations_of(&status);
+    assert!(
+        violations.len() > 10 && violations.len() <= wmslink_platform::validation::MAX_VIOLATIONS,
+        "{}",
+        violations.len()
+    );
+    assert_eq!(violations[0].0, "detail.target_status_codes");
+    let (last_field, last_reason) = violations.last().expect("violations");
+    assert_eq!(last_field, "");
+    assert!(
+        last_reason.contains("more violations not listed"),
+        "{last_reason}"
+    );
+    assert!(status.message().contains("violations in all"));
+}
