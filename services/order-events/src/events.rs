@@ -40,6 +40,7 @@ pub fn status_changed(
     shop: &ShopId,
     order: &Order,
     previous: &str,
+    wmslink_change: i32,
 ) -> OutboxMessage {
     let event_id = new_event_id();
     let event = OrderStatusChanged {
@@ -49,6 +50,7 @@ pub fn status_changed(
         new_status_code: order.status_code.clone(),
         revision: order.revision,
         occurred_at: Some(now()),
+        wmslink_change,
     };
     message(
         subjects.order_status_changed(shop),

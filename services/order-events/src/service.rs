@@ -182,11 +182,15 @@ impl Orders {
         store::lock_order(&mut tx, shop.as_str(), &order.order_no).await?;
         let shop_sync = Self::known_shop(&mut tx, shop).await?;
         let stored = store::load_order(&mut tx, shop.as_str(), &order.order_no).await?;
-        let decision = decide(stored.as_ref().map(|s| &s.order), order);
+        let decision = decide(
+            stored.as_ref().map(|s| &s.order),
+            stored.as_ref().is_some_and(|s| s.wmslink_changes > 0),
+            order,
+        );
         let (applied, stored_revision) = match (decision, stored) {
             (Decision::Create, _) => {
                 store::insert_order(&mut tx, order).await?;
-                let event = events::status_changed(&self.subjects, shop, order, "");
+                let event = events::status_changed(&self.subjects, shop, order, "", 0);
                 Self::enqueue(&mut tx, &event).await?;
                 (Applied::Created, order.revision)
             }
@@ -236,7 +240,7 @@ impl Orders {
                 } else {
                     store::update_order(&mut tx, order).await?;
                     let event =
-                        events::status_changed(&self.subjects, shop, order, &previous_status);
+                        events::status_changed(&self.subjects, shop, order, &previous_status, 0);
                     Self::enqueue(&mut tx, &event).await?;
                     (Applied::StatusChanged, order.revision)
                 }
@@ -280,7 +284,7 @@ impl Orders {
     }
 
     /// The cart changes an order's status (optimistic: `expected_revision` must be the stored
-    /// one; the change is stored as `expected_revision + 1`).
+    /// one; the change keeps that revision, see `domain::revision`).
     pub async fn change_status(
         &self,
         shop: &ShopId,
@@ -321,10 +325,18 @@ impl Orders {
                 .status_change_refused(shop.as_str(), Path::Grpc);
             return Err(OrderError::StatusLocked(locked));
         }
+        // The cart's revision is kept (revisions belong to the cart); the change is counted on
+        // top of it, so the cart's next revision replaces it.
         let previous = std::mem::replace(&mut stored.order.status_code, status_code.to_owned());
-        stored.order.revision = expected_revision.saturating_add(1);
-        store::update_order(&mut tx, &stored.order).await?;
-        let event = events::status_changed(&self.subjects, shop, &stored.order, &previous);
+        store::record_wmslink_change(&mut tx, &stored.order).await?;
+        stored.wmslink_changes += 1;
+        let event = events::status_changed(
+            &self.subjects,
+            shop,
+            &stored.order,
+            &previous,
+            stored.wmslink_changes,
+        );
         Self::enqueue(&mut tx, &event).await?;
         tx.commit().await?;
         self.wake_relay();

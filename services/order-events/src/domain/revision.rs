@@ -20,8 +20,10 @@ pub enum Decision {
 }
 
 /// Applies the revision rules: newer replaces, older is ignored, the same revision must carry
-/// the same content.
-pub fn decide(stored: Option<&Order>, incoming: &Order) -> Decision {
+/// the same content. Revisions belong to the cart: a status change made through
+/// `ChangeOrderStatus` keeps the cart's revision (`changed_by_wmslink`), so the cart's next
+/// revision replaces it, and the cart's snapshot at that same revision is older than it.
+pub fn decide(stored: Option<&Order>, changed_by_wmslink: bool, incoming: &Order) -> Decision {
     let Some(stored) = stored else {
         return Decision::Create;
     };
@@ -30,6 +32,9 @@ pub fn decide(stored: Option<&Order>, incoming: &Order) -> Decision {
             stored_revision: stored.revision,
         },
         std::cmp::Ordering::Equal if incoming == stored => Decision::Unchanged,
+        std::cmp::Ordering::Equal if changed_by_wmslink => Decision::Stale {
+            stored_revision: stored.revision,
+        },
         std::cmp::Ordering::Equal => Decision::Conflict {
             stored_revision: stored.revision,
         },
@@ -59,25 +64,25 @@ mod tests {
 
     #[test]
     fn first_snapshot_creates() {
-        assert_eq!(decide(None, &order(3, "new", "")), Decision::Create);
+        assert_eq!(decide(None, false, &order(3, "new", "")), Decision::Create);
     }
 
     #[test]
     fn newer_revision_replaces_as_status_change_or_update() {
         let stored = order(2, "new", "");
         assert_eq!(
-            decide(Some(&stored), &order(3, "paid", "")),
+            decide(Some(&stored), false, &order(3, "paid", "")),
             Decision::StatusChange {
                 previous_status: "new".into()
             }
         );
         assert_eq!(
-            decide(Some(&stored), &order(3, "new", "leave at door")),
+            decide(Some(&stored), false, &order(3, "new", "leave at door")),
             Decision::ContentUpdate
         );
         // Revisions may skip numbers.
         assert_eq!(
-            decide(Some(&stored), &order(9, "new", "x")),
+            decide(Some(&stored), false, &order(9, "new", "x")),
             Decision::ContentUpdate
         );
     }
@@ -86,7 +91,7 @@ mod tests {
     fn older_revision_is_stale() {
         let stored = order(5, "paid", "");
         assert_eq!(
-            decide(Some(&stored), &order(4, "new", "")),
+            decide(Some(&stored), false, &order(4, "new", "")),
             Decision::Stale { stored_revision: 5 }
         );
     }
@@ -94,14 +99,36 @@ mod tests {
     #[test]
     fn same_revision_same_content_is_unchanged_else_conflict() {
         let stored = order(5, "paid", "a");
-        assert_eq!(decide(Some(&stored), &stored.clone()), Decision::Unchanged);
         assert_eq!(
-            decide(Some(&stored), &order(5, "paid", "b")),
+            decide(Some(&stored), false, &stored.clone()),
+            Decision::Unchanged
+        );
+        assert_eq!(
+            decide(Some(&stored), false, &order(5, "paid", "b")),
             Decision::Conflict { stored_revision: 5 }
         );
         assert_eq!(
-            decide(Some(&stored), &order(5, "new", "a")),
+            decide(Some(&stored), false, &order(5, "new", "a")),
             Decision::Conflict { stored_revision: 5 }
+        );
+    }
+
+    #[test]
+    fn after_a_wmslink_status_change_the_carts_next_revision_wins() {
+        // ChangeOrderStatus moved revision 5 to 'cancelled', keeping the revision.
+        let stored = order(5, "cancelled", "a");
+        assert_eq!(
+            decide(Some(&stored), true, &order(5, "paid", "a")),
+            Decision::Stale { stored_revision: 5 },
+            "the cart's own revision 5 is older than the change"
+        );
+        assert_eq!(
+            decide(Some(&stored), true, &order(6, "cancelled", "b")),
+            Decision::ContentUpdate
+        );
+        assert_eq!(
+            decide(Some(&stored), true, &stored.clone()),
+            Decision::Unchanged
         );
     }
 }

@@ -9,7 +9,10 @@ mod shops;
 
 pub use list::{BROAD_PREFIX_BUDGET, Page, explain_list, list_orders, list_orders_with};
 pub use order_integration::apply_shipment;
-pub use orders::{StoredOrder, count_stale, insert_order, load_order, lock_order, update_order};
+pub use orders::{
+    StoredOrder, count_stale, insert_order, load_order, lock_order, record_wmslink_change,
+    update_order,
+};
 pub use rejected_changes::{RejectedChange, insert_rejected_change};
 pub use shops::{change_implies_registered, load_shop, shop_versions, upsert_shop};
 

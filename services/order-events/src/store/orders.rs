@@ -37,6 +37,7 @@ struct OrderRow {
     cancelled_in_wms_unrequested: Option<bool>,
     last_error: Option<String>,
     integration_updated_at: Option<DateTime<Utc>>,
+    wmslink_changes: i32,
 }
 
 /// A stored order with its projection.
@@ -45,6 +46,8 @@ pub struct StoredOrder {
     pub order: Order,
     pub integration: IntegrationStatus,
     pub received_at: DateTime<Utc>,
+    /// Status changes made through `ChangeOrderStatus` on top of the cart's revision.
+    pub wmslink_changes: i32,
 }
 
 impl StoredOrder {
@@ -89,6 +92,7 @@ impl TryFrom<OrderRow> for StoredOrder {
             order,
             integration,
             received_at: row.received_at,
+            wmslink_changes: row.wmslink_changes,
         })
     }
 }
@@ -104,7 +108,7 @@ pub async fn load_order(
                 o.wms_status_id, p.wms_status_name, p.tracking_code, p.shipped_date,
                 p.edited_after_sending, p.edited_revision, p.cancel_rejected,
                 p.cancelled_in_wms_unrequested, p.last_error,
-                p.updated_at AS integration_updated_at
+                p.updated_at AS integration_updated_at, o.wmslink_changes
          FROM orders o
          LEFT JOIN order_integration p ON p.shop_id = o.shop_id AND p.order_no = o.order_no
          WHERE o.shop_id = $1 AND o.order_no = $2",
@@ -167,12 +171,27 @@ pub async fn insert_order(conn: &mut PgConnection, order: &Order) -> sqlx::Resul
     Ok(())
 }
 
-/// Replaces the stored snapshot.
+/// Replaces the stored snapshot with the cart's.
 pub async fn update_order(conn: &mut PgConnection, order: &Order) -> sqlx::Result<()> {
+    write_snapshot(conn, order, false).await
+}
+
+/// Stores a status change made through `ChangeOrderStatus`: the cart's revision is kept and the
+/// change counted on top of it.
+pub async fn record_wmslink_change(conn: &mut PgConnection, order: &Order) -> sqlx::Result<()> {
+    write_snapshot(conn, order, true).await
+}
+
+async fn write_snapshot(
+    conn: &mut PgConnection,
+    order: &Order,
+    by_wmslink: bool,
+) -> sqlx::Result<()> {
     let columns = columns(order);
     sqlx::query(
         "UPDATE orders SET revision = $3, status_code = $4, order_date = $5, total = $6,
-                           shipping_name = $7, snapshot = $8, updated_at = now()
+                           shipping_name = $7, snapshot = $8, updated_at = now(),
+                           wmslink_changes = CASE WHEN $9 THEN wmslink_changes + 1 ELSE 0 END
          WHERE shop_id = $1 AND order_no = $2",
     )
     .bind(&order.shop_id)
@@ -183,6 +202,7 @@ pub async fn update_order(conn: &mut PgConnection, order: &Order) -> sqlx::Resul
     .bind(columns.total)
     .bind(&columns.shipping_name)
     .bind(order.encode_to_vec())
+    .bind(by_wmslink)
     .execute(conn)
     .await?;
     Ok(())

@@ -126,7 +126,7 @@ async fn the_events_of_each_order_keep_their_order() {
             format!("status_changed {revision} {previous}->{status}")
         });
     }
-    expected.push("status_changed 11 s5->done".to_owned());
+    expected.push("status_changed 10 s5->done".to_owned());
 
     let mut per_order: HashMap<String, Vec<String>> = HashMap::new();
     for order_no in orders {

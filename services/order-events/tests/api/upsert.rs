@@ -189,7 +189,7 @@ async fn orders_of_a_shop_without_integration_settings_are_refused() {
 }
 
 #[tokio::test]
-async fn change_order_status_stores_the_next_revision_and_refuses_a_stale_one() {
+async fn change_order_status_keeps_the_carts_revision_and_refuses_a_stale_one() {
     let app = spawn_app().await;
     app.make_shop_known("shop-a").await;
     app.upsert(&order("shop-a", "A-1", 4, "new"))
@@ -211,7 +211,7 @@ async fn change_order_status_stores_the_next_revision_and_refuses_a_stale_one() 
         .order
         .expect("view");
     let changed = view.order.expect("order");
-    assert_eq!(changed.revision, 5);
+    assert_eq!(changed.revision, 4, "revisions belong to the cart");
     assert_eq!(changed.status_code, "paid");
     assert_eq!(
         app.get("shop-a", "A-1").await.and_then(|v| v.order),
@@ -219,24 +219,24 @@ async fn change_order_status_stores_the_next_revision_and_refuses_a_stale_one() 
     );
 
     let stale = client
-        .change_order_status(change("shipped", 4))
+        .change_order_status(change("shipped", 3))
         .await
         .expect_err("stale expected revision");
     assert_eq!(stale.code(), Code::Aborted);
     assert!(
-        stale.message().contains("revision 5 is stored"),
+        stale.message().contains("revision 4 is stored"),
         "{stale:?}"
     );
 
     // The same status again changes nothing.
     let same = client
-        .change_order_status(change("paid", 5))
+        .change_order_status(change("paid", 4))
         .await
         .expect("same status")
         .into_inner();
     assert_eq!(
         same.order.and_then(|v| v.order).map(|o| o.revision),
-        Some(5)
+        Some(4)
     );
 
     let missing = client
@@ -264,12 +264,86 @@ async fn change_order_status_stores_the_next_revision_and_refuses_a_stale_one() 
     let described: Vec<String> = events.iter().map(OrderEvent::describe).collect();
     assert_eq!(
         described,
-        vec!["status_changed 4 ->new", "status_changed 5 new->paid"]
+        vec!["status_changed 4 ->new", "status_changed 4 new->paid"]
     );
     let OrderEvent::StatusChanged(event) = &events[1] else {
         panic!("{events:?}");
     };
     assert_eq!(event.order.as_ref(), Some(&changed));
+    assert_eq!(event.wmslink_change, 1, "made through ChangeOrderStatus");
+}
+
+/// Revisions belong to the cart: a status change made through `ChangeOrderStatus` does not take
+/// the cart's next revision, so the cart's own next snapshot (with an edit) is applied.
+#[tokio::test]
+async fn the_carts_next_snapshot_wins_over_a_status_change_made_in_wmslink() {
+    let app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+    app.upsert(&order("shop-a", "A-1", 1, "new"))
+        .await
+        .expect("v1");
+    app.cart
+        .clone()
+        .change_order_status(ChangeOrderStatusRequest {
+            shop_id: "shop-a".into(),
+            order_no: "A-1".into(),
+            status_code: "paid".into(),
+            expected_revision: 1,
+        })
+        .await
+        .expect("operator change");
+
+    // The cart's own revision 1 again (a redelivery) is older than the change.
+    assert_eq!(
+        app.upsert(&order("shop-a", "A-1", 1, "new"))
+            .await
+            .expect("redelivered v1")
+            .outcome(),
+        UpsertOutcome::StaleIgnored
+    );
+    // The cart's next snapshot, with an edit, wins.
+    let mut edited = order("shop-a", "A-1", 2, "paid");
+    edited.note = "gift wrap".into();
+    assert_eq!(
+        app.upsert(&edited).await.expect("cart's v2").outcome(),
+        UpsertOutcome::Updated
+    );
+    let stored = app.get("shop-a", "A-1").await.and_then(|v| v.order);
+    assert_eq!(stored.as_ref(), Some(&edited));
+
+    // Over NATS too: the cart's v3 after another operator change.
+    app.cart
+        .clone()
+        .change_order_status(ChangeOrderStatusRequest {
+            shop_id: "shop-a".into(),
+            order_no: "A-1".into(),
+            status_code: "shipped".into(),
+            expected_revision: 2,
+        })
+        .await
+        .expect("second operator change");
+    let mut next = edited.clone();
+    next.revision = 3;
+    next.note = "gift wrap, ribbon".into();
+    app.publish_order(&next).await;
+    app.wait_for_revision("shop-a", "A-1", 3).await;
+    let described: Vec<String> = app
+        .wait_for_events("shop-a", "A-1", 5)
+        .await
+        .iter()
+        .map(OrderEvent::describe)
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            "status_changed 1 ->new",
+            "status_changed 1 new->paid",
+            "updated 2",
+            "status_changed 2 paid->shipped",
+            "status_changed 3 shipped->paid",
+        ]
+    );
+    assert!(app.dead_letters().await.is_empty());
 }
 
 #[tokio::test]

@@ -291,6 +291,7 @@ impl TestApp {
             new_status_code: order.status_code.clone(),
             revision: order.revision,
             occurred_at: None,
+            wmslink_change: 0,
         };
         let json = wmslink_proto::json::encode("wmslink.orders.v1.OrderStatusChanged", &event)
             .expect("JSON");
@@ -313,6 +314,7 @@ impl TestApp {
             new_status_code: order.status_code.clone(),
             revision: order.revision,
             occurred_at: None,
+            wmslink_change: 0,
         };
         let shop = ShopId::parse(&order.shop_id).expect("shop id");
         self.publish(

@@ -236,7 +236,7 @@ async fn a_cart_cancellation_cancels_in_the_wms_and_is_final() {
 
     // R3: whatever the cart does next, the order is never sent again. Another order sent
     // after it proves the dispatcher has processed the later change (events go in order).
-    change_status(&system, &shop, "B-1", STATUS_READY, 2)
+    change_status(&system, &shop, "B-1", STATUS_READY, 1)
         .await
         .unwrap();
     upsert(&system, order(&shop, "B-2", 1, STATUS_READY)).await;
