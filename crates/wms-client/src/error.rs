@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 /// One entry of the `error` array of the WMS envelope.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WmsErrorDetail {
-    /// The WMS's code, e.g. `E_DUPLICATE`, `E_NOT_CANCELLABLE`.
-    #[serde(default)]
+    /// The WMS's code, e.g. `E_DUPLICATE`, `E_NOT_CANCELLABLE` (cleaned, at most 64
+    /// characters).
+    #[serde(default, deserialize_with = "crate::text::de_code")]
     pub code: String,
-    /// The WMS's message, shown to people as is.
-    #[serde(default)]
+    /// The WMS's message, shown to people (control and bidi characters replaced, at most 500
+    /// characters).
+    #[serde(default, deserialize_with = "crate::text::de_message")]
     pub message: String,
     /// The order number the error is about, when the WMS says.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -141,6 +141,14 @@
 //!
 //! `detail` is safe to show: the WMS's own text for `NG`, otherwise a fixed sentence.
 //!
+//! ## WMS text
+//!
+//! Every status name, tracking code, error code and message is cleaned when parsed (control,
+//! bidi-override and zero-width characters become spaces) and bounded (names 100, codes 64,
+//! messages 500 characters; [`sanitize_wms_text`]), so what the tenant's endpoint says cannot
+//! break the rows, events and logs it reaches. Answers are read up to 16 MiB and paging stops
+//! after 10,000 pages.
+//!
 //! ## Request rules
 //!
 //! - The base URL's trailing slashes are stripped; credentials, query and fragment refused.
@@ -189,6 +197,7 @@ mod limiter;
 mod metrics;
 mod policy;
 pub mod port;
+mod text;
 
 use std::sync::Arc;
 
@@ -215,6 +224,7 @@ pub use limiter::{
 pub use metrics::WmsMetrics;
 pub use policy::is_forbidden_ip;
 pub use secrecy::SecretString;
+pub use text::{MAX_WMS_CODE_CHARS, MAX_WMS_MESSAGE_CHARS, MAX_WMS_NAME_CHARS, sanitize_wms_text};
 
 /// The [`port::Wms`] of a shop: the adapter of its `wms_kind` for its endpoint and access key,
 /// waiting on `limiter` before every call. Fails like [`WmsClient::new`] (nothing is sent), and

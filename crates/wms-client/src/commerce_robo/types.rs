@@ -357,8 +357,8 @@ pub struct WmsOrder {
     pub order_no: String,
     /// See [`STATUSES`].
     pub status_id: i32,
-    /// The WMS's name of the status.
-    #[serde(default)]
+    /// The WMS's name of the status (cleaned and bounded, see [`crate::sanitize_wms_text`]).
+    #[serde(default, deserialize_with = "crate::text::de_name")]
     pub status_name: String,
     /// 1 when cancelled.
     #[serde(deserialize_with = "de_flag")]
@@ -369,8 +369,8 @@ pub struct WmsOrder {
     /// The carrier's status after shipping, see [`SHIPPING_STATUSES`].
     #[serde(default)]
     pub shipping_status_id: Option<i32>,
-    /// Tracking number once shipped.
-    #[serde(default)]
+    /// Tracking number once shipped (cleaned and bounded).
+    #[serde(default, deserialize_with = "crate::text::de_opt_name")]
     pub tracking_code: Option<String>,
     /// Shipping date once shipped (a date; a datetime is cut to its date).
     #[serde(default, deserialize_with = "de_opt_date")]

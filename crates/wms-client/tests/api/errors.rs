@@ -8,8 +8,8 @@ use tokio::io::AsyncReadExt;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use wmslink_wms_client::{
-    InProcessRateLimiter, MAX_RETRY_AFTER, RateLimitConfig, RowOutcome, SearchQuery, Unlimited,
-    WmsClientConfig, WmsError,
+    InProcessRateLimiter, MAX_RETRY_AFTER, MAX_WMS_MESSAGE_CHARS, MAX_WMS_NAME_CHARS,
+    RateLimitConfig, RowOutcome, SearchQuery, Unlimited, WmsClientConfig, WmsError,
 };
 
 use crate::helpers::*;
@@ -487,4 +487,45 @@ async fn request_rules_refuse_before_sending() {
     // Without the rule, the same name works.
     let c = client_with(&by_name, &key, &config(), Arc::new(Unlimited));
     c.search(&SearchQuery::new()).await.unwrap();
+}
+
+/// What the tenant's endpoint says is cleaned and bounded when parsed: an odd status name or
+/// error message never reaches rows, events and logs as is.
+#[tokio::test]
+async fn wms_text_is_cleaned_and_bounded_when_parsed() {
+    let mut odd = order_json(1, "A-1");
+    odd["status_name"] = json!(format!("出荷\u{0007}待ち\u{202E}{}", "x".repeat(10_000)));
+    odd["tracking_code"] = json!("TRK\r\n123");
+    let server = mock(200, json!({"result": "OK", "data": [odd], "total": 1})).await;
+    let page = client(&server.uri(), KEY)
+        .search(&SearchQuery::new())
+        .await
+        .unwrap();
+    let order = &page.orders[0];
+    assert!(
+        order.status_name.starts_with("出荷 待ち "),
+        "{}",
+        &order.status_name[..20]
+    );
+    assert_eq!(order.status_name.chars().count(), MAX_WMS_NAME_CHARS);
+    assert!(!order.status_name.chars().any(char::is_control));
+    assert_eq!(order.tracking_code.as_deref(), Some("TRK  123"));
+
+    let server = mock(
+        200,
+        json!({"result": "NG", "error": [{"code": "E_\u{0000}X", "message": format!("bad\u{001b}[31m{}", "m".repeat(5_000))}]}),
+    )
+    .await;
+    let err = client(&server.uri(), KEY)
+        .search(&SearchQuery::new())
+        .await
+        .unwrap_err();
+    match err {
+        WmsError::Rejected { code, message, .. } => {
+            assert_eq!(code, "E_ X");
+            assert!(message.starts_with("bad [31m"), "{}", &message[..20]);
+            assert_eq!(message.chars().count(), MAX_WMS_MESSAGE_CHARS);
+        }
+        other => panic!("{other:?}"),
+    }
 }
