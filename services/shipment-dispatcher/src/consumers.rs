@@ -4,8 +4,11 @@
 //! Per message, one transaction: record the message id as processed (a repeat does nothing),
 //! store the snapshot if its revision is newer, apply the state machine, write the history and
 //! the `ShipmentUpdated` outbox event; the platform consumer acks after the commit. Invalid
-//! messages are permanent failures (dead-lettered with the reason); database and settings
-//! trouble are transient (redelivered with a growing delay).
+//! messages are permanent failures (dead-lettered with the reason); the database or the
+//! settings service out of reach is an outage (`HandleError::Unavailable`: redelivered with a
+//! capped back-off for as long as it takes, never dead-lettered). A status code the cached
+//! order-status catalog does not know makes the settings be fetched again; still unknown, the
+//! event waits like an outage (the catalog is behind the cart), never guessed.
 
 use std::sync::Arc;
 
@@ -130,13 +133,27 @@ pub fn parse_order_event<E: OrderEventPayload>(
 impl<E: OrderEventPayload> Handler for OrderEvents<E> {
     async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
         let event = parse_order_event::<E>(delivery)?;
-        let view = self
-            .core
-            .settings
-            .get(event.shop.as_str())
+        let shop = event.shop.as_str();
+        let settings = &self.core.settings;
+        let mut view = settings
+            .get(shop)
             .await
-            .map_err(HandleError::transient)?
+            .map_err(HandleError::unavailable)?
             .view();
+        let code = event.order.status_code.as_str();
+        if view.policy.is_unknown_status(code) {
+            // The cached catalog may be older than the cart's: fetch it again.
+            view = settings
+                .refresh(shop)
+                .await
+                .map_err(HandleError::unavailable)?
+                .view();
+            if view.policy.is_unknown_status(code) {
+                return Err(HandleError::Unavailable(format!(
+                    "order status '{code}' is not in the shop's order-status catalog: waiting for the catalog to know it"
+                )));
+            }
+        }
         let wake =
             apply_order_event(&self.core, self.consumer, &delivery.msg_id, &event, &view).await?;
         if wake {
@@ -146,7 +163,7 @@ impl<E: OrderEventPayload> Handler for OrderEvents<E> {
     }
 }
 
-fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
+pub(crate) fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
     ShipmentFacts {
         status: row.status,
         revision: row.order_revision,

@@ -45,6 +45,12 @@ impl ShopView {
                     .status_codes(OrderStatusKind::Cancelled)
                     .map(str::to_owned)
                     .collect(),
+                known_status_codes: snapshot
+                    .order_statuses
+                    .iter()
+                    .flatten()
+                    .map(|status| status.code.clone())
+                    .collect(),
             },
             sync_period_days: snapshot.sync_period_days(),
             detail: detail.clone(),
@@ -169,8 +175,11 @@ mod tests {
                 cancellations: false,
                 target_status_codes: set(&["paid", "packed"]),
                 cancel_status_codes: set(&["cancel", "void"]),
+                known_status_codes: set(&["paid", "cancel", "void"]),
             }
         );
+        assert!(view.policy.is_unknown_status("hold"));
+        assert!(!view.policy.is_unknown_status("paid"));
 
         let bare = ShopView::of(&ShopSnapshot {
             detail: DetailSettings {
@@ -188,5 +197,9 @@ mod tests {
             "no data targets: every flow off"
         );
         assert_eq!(ShopView::unknown().policy, ShopPolicy::default());
+        assert!(
+            !bare.policy.is_unknown_status("hold"),
+            "no catalog read: nothing is unknown"
+        );
     }
 }

@@ -215,6 +215,8 @@ pub struct ShopPolicy {
     pub target_status_codes: HashSet<String>,
     /// Statuses of kind CANCELLED in the shop's catalog.
     pub cancel_status_codes: HashSet<String>,
+    /// Every status of the shop's catalog (empty when the catalog was not read).
+    pub known_status_codes: HashSet<String>,
 }
 
 impl ShopPolicy {
@@ -235,6 +237,11 @@ impl ShopPolicy {
 
     pub fn is_cancel(&self, status_code: &str) -> bool {
         self.cancel_status_codes.contains(status_code)
+    }
+
+    /// A status the shop's catalog does not list (never, when no catalog was read).
+    pub fn is_unknown_status(&self, status_code: &str) -> bool {
+        !self.known_status_codes.is_empty() && !self.known_status_codes.contains(status_code)
     }
 }
 
@@ -623,7 +630,15 @@ mod tests {
             cancellations: true,
             target_status_codes: ["ship".to_owned()].into(),
             cancel_status_codes: ["cancel".to_owned()].into(),
+            known_status_codes: ["new", "ship", "cancel"].map(str::to_owned).into(),
         }
+    }
+
+    #[test]
+    fn a_status_outside_the_catalog_is_unknown_unless_no_catalog_was_read() {
+        assert!(policy().is_unknown_status("hold"));
+        assert!(!policy().is_unknown_status("ship"));
+        assert!(!ShopPolicy::default().is_unknown_status("hold"));
     }
 
     fn facts(status: Status, revision: i64) -> ShipmentFacts {

@@ -353,6 +353,27 @@ pub async fn lock_not_sent_due(
     .await
 }
 
+/// Shipments of a shop that were not cancelled though their stored cart status is one of
+/// `cancel_codes` (an event handled under an older catalog, or lost), locked; at most
+/// `limit`, skipping rows others hold. Rows whose cancel was recorded as not sent are left.
+pub async fn lock_cancelled_in_cart(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    cancel_codes: &[String],
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status IN ('QUEUED', 'ERROR', 'SENT', 'SHIPPED')
+           AND order_status_code = ANY($2) AND NOT cancel_not_sent
+         ORDER BY order_no LIMIT $3 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(shop_id)
+    .bind(cancel_codes)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every shop the dispatcher has seen an order of.
 pub async fn shops<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT DISTINCT shop_id FROM shipments ORDER BY shop_id")

@@ -3,6 +3,10 @@
 //! so enabling a shop never floods the WMS with years-old orders — and wake the sender of every
 //! shop with work (queued, in doubt after a crash, or cancel-requested). A disabled shop is
 //! never touched (R6). Each periodic sweep also samples the queue gauges ([`metrics`]).
+//!
+//! The sweep also re-checks cancellations ([`recheck_cancels`]): a `QUEUED`, `ERROR`, `SENT`
+//! or `SHIPPED` shipment whose stored cart status is (now) a cancel status of the shop's
+//! catalog is cancelled as its order event would have done (I2).
 
 use std::sync::Arc;
 
@@ -10,11 +14,15 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::consumers::facts_of;
 use crate::core::Core;
 use crate::metrics::{self, QueueGauges};
 use crate::settings::{Lookup, ShopView};
-use crate::state_machine::Input;
-use crate::store;
+use crate::state_machine::{Input, OrderFacts, plan_order_event};
+use crate::store::{self, History};
+
+/// Shipments re-checked for a missed cancellation per shop and sweep.
+const RECHECK_BATCH: i64 = 500;
 
 /// E1/E2: queues every never-sent shipment of the shop whose order is in a target status and
 /// whose order date is within the sync period. Returns the order numbers queued.
@@ -65,13 +73,67 @@ pub async fn queue_due(
     Ok(queued)
 }
 
-/// E1 for one shop: queue what is due, and wake the sender when there is work (including
-/// shipments left in doubt by a crash).
+/// I2: cancels what the cart cancelled but the dispatcher did not (see the module docs).
+/// Returns how many shipments changed.
+pub async fn recheck_cancels(
+    core: &Core,
+    shop_id: &str,
+    view: &ShopView,
+) -> Result<usize, sqlx::Error> {
+    let policy = &view.policy;
+    let codes: Vec<String> = policy.cancel_status_codes.iter().cloned().collect();
+    if codes.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = core.pool.begin().await?;
+    let rows = store::lock_cancelled_in_cart(&mut tx, shop_id, &codes, RECHECK_BATCH).await?;
+    let mut changed = 0;
+    for mut row in rows {
+        let facts = OrderFacts {
+            revision: row.order_revision,
+            status_code: row.order_status_code.clone(),
+            fingerprint: row.content_fingerprint.clone(),
+        };
+        let plan = plan_order_event(Some(&facts_of(&row)), &facts, policy);
+        let mut history = Vec::new();
+        if let Some(note) = plan.note {
+            history.push(History::note(format!("sweep: {note}")));
+        }
+        if let Some((input, _, reason)) = plan.change {
+            match row.apply(input, format!("sweep: {reason}")) {
+                Ok(line) => history.push(line),
+                Err(refused) => history.push(History::note(format!("internal: {refused}"))),
+            }
+        }
+        row.cancel_not_sent |= plan.cancel_not_sent;
+        if history.is_empty() && !plan.cancel_not_sent {
+            continue;
+        }
+        store::persist(&mut tx, &core.subjects, &mut row, &history, true).await?;
+        changed += 1;
+    }
+    tx.commit().await?;
+    if changed > 0 {
+        core.relay.wake();
+        tracing::info!(
+            shop = shop_id,
+            count = changed,
+            "sweep: cancellations the cart made and the dispatcher had missed"
+        );
+    }
+    Ok(changed)
+}
+
+/// E1 for one shop: queue what is due, re-check missed cancellations, and wake the sender when
+/// there is work (including shipments left in doubt by a crash).
 pub async fn sweep_shop(core: &Core, shop_id: &str) {
     match core.settings.get(shop_id).await {
         Ok(Lookup::Known(view)) if view.policy.enabled => {
             if let Err(err) = queue_due(core, shop_id, &view, "E1 sweep").await {
                 tracing::warn!(shop = shop_id, error = %err, "sweep: queueing failed");
+            }
+            if let Err(err) = recheck_cancels(core, shop_id, &view).await {
+                tracing::warn!(shop = shop_id, error = %err, "sweep: re-checking cancellations failed");
             }
         }
         Ok(_) => return,

@@ -5,6 +5,7 @@
 mod api;
 mod cancel;
 mod cancel_judged;
+mod catalog;
 mod dead_letters;
 mod exactly_once;
 mod helpers;
