@@ -12,6 +12,7 @@
 //! QUEUED | ERROR ─CancelInDoubt─▶ CANCEL_REQUESTED (sent before with an unknown outcome:
 //!                                  the WMS is searched and the order cancelled there)
 //! SENT | SHIPPED | CANCEL_REQUESTED | CANCEL_REJECTED ─ObservedCancelled─▶ CANCELLED
+//! CANCEL_REJECTED ─ObservedShipped─▶ SHIPPED (the cancel_rejected flag stays)
 //! ```
 //!
 //! `CANCELLED` is final (R3): every input is refused there. `SENDING` is the in-doubt step
@@ -192,7 +193,9 @@ pub fn transition(from: Status, input: Input) -> Result<Status, Refused> {
         (S::Queued | S::Error, I::CancelInDoubt) => S::CancelRequested,
         (S::CancelRequested, I::CancelConfirmed) => S::Cancelled,
         (S::CancelRequested, I::CancelRefused) => S::CancelRejected,
-        (S::Sent, I::ObservedShipped) => S::Shipped,
+        // After a refused cancellation the WMS ships the order: SHIPPED, the refusal kept in
+        // the sticky `cancel_rejected` flag, so a search for shipped orders finds it.
+        (S::Sent | S::CancelRejected, I::ObservedShipped) => S::Shipped,
         (S::Sent | S::Shipped | S::CancelRequested | S::CancelRejected, I::ObservedCancelled) => {
             S::Cancelled
         }
@@ -473,7 +476,7 @@ pub fn plan_observation(current: &WmsFacts, obs: &Observation) -> ObservationPla
             ),
             _ => (None, false),
         }
-    } else if obs.shipped && current.status == Status::Sent {
+    } else if obs.shipped && matches!(current.status, Status::Sent | Status::CancelRejected) {
         let reason = if obs.tracking_code.is_empty() {
             format!(
                 "shipped on {}",
@@ -538,6 +541,11 @@ mod tests {
             Status::CancelRejected,
         ),
         (Status::Sent, Input::ObservedShipped, Status::Shipped),
+        (
+            Status::CancelRejected,
+            Input::ObservedShipped,
+            Status::Shipped,
+        ),
         (Status::Sent, Input::ObservedCancelled, Status::Cancelled),
         (Status::Shipped, Input::ObservedCancelled, Status::Cancelled),
         (
@@ -1013,11 +1021,12 @@ mod tests {
             applied(&plan),
             (Some((Input::ObservedShipped, Status::Shipped)), false)
         );
-        for status in [
-            Status::Shipped,
-            Status::CancelRequested,
-            Status::CancelRejected,
-        ] {
+        // R2: shipped after the WMS refused the cancellation.
+        assert_eq!(
+            applied(&plan_observation(&wms(Status::CancelRejected), &shipped)),
+            (Some((Input::ObservedShipped, Status::Shipped)), false)
+        );
+        for status in [Status::Shipped, Status::CancelRequested] {
             assert_eq!(
                 applied(&plan_observation(&wms(status), &shipped)),
                 (None, false)

@@ -18,7 +18,10 @@ pub async fn apply_shipment(
         return Ok(false);
     };
     let status = i16::try_from(shipment.shipping_status).unwrap_or_default();
-    let cancel_rejected = shipment.shipping_status == ShippingStatus::CancelRejected as i32;
+    // R2: the dispatcher's flag is sticky (it stays after the order ships); the status says
+    // only whether the refusal is the latest word.
+    let cancel_rejected = shipment.cancel_rejected
+        || shipment.shipping_status == ShippingStatus::CancelRejected as i32;
     let updated_at = shipment
         .updated_at
         .as_ref()

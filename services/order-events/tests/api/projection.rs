@@ -215,3 +215,39 @@ async fn the_flags_of_the_integration_are_shown() {
     assert_eq!(f2.shipping_status(), ShippingStatus::Cancelled);
     assert!(!f2.cancel_rejected);
 }
+
+/// R2: the WMS refused the cancellation, then shipped the order. The dispatcher's flag is
+/// sticky; the order list shows it with `SHIPPED`.
+#[tokio::test]
+async fn a_refused_cancellation_stays_flagged_after_the_order_ships() {
+    let app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+    app.upsert(&order("shop-a", "R-1", 1, "cancelled"))
+        .await
+        .expect("order");
+    let mut rejected = shipment(
+        "shop-a",
+        "R-1",
+        1,
+        ShippingStatus::CancelRejected,
+        30,
+        "梱包済み",
+    );
+    let mut shipped = shipment("shop-a", "R-1", 2, ShippingStatus::Shipped, 100, "出荷済み");
+    for update in [&mut rejected, &mut shipped] {
+        if let Some(s) = update.shipment.as_mut() {
+            s.cancel_rejected = true;
+            s.last_error = "already packed".into();
+        }
+    }
+    app.publish_shipment(&rejected).await;
+    app.publish_shipment(&shipped).await;
+    let integration = app
+        .wait_for_integration("shop-a", "R-1", "shipped", |i| {
+            i.shipping_status == ShippingStatus::Shipped as i32
+        })
+        .await
+        .integration
+        .expect("integration");
+    assert!(integration.cancel_rejected, "{integration:?}");
+}
