@@ -61,7 +61,9 @@ fn page_of(page: SearchPage, cursor: PageCursor) -> Page {
     let next = cursor
         .0
         .saturating_add(u32::try_from(returned).unwrap_or(u32::MAX));
-    let more = returned >= LIMITS.page_size && u64::from(next) < page.total;
+    // Without a `total` the count is unknown: a full page means there may be more.
+    let more =
+        returned >= LIMITS.page_size && page.total.is_none_or(|total| u64::from(next) < total);
     Page {
         orders: page.orders.into_iter().map(to_port).collect(),
         next: more.then_some(PageCursor(next)),
@@ -267,7 +269,7 @@ mod tests {
     fn pages_go_on_only_while_full_and_short_of_the_total() {
         let orders = |n: usize| SearchPage {
             orders: (0..n).map(|_| robo(50, 0, 0, None)).collect(),
-            total: 450,
+            total: Some(450),
         };
         let first = page_of(orders(200), PageCursor::FIRST);
         assert_eq!(first.next, Some(PageCursor(200)));
@@ -275,9 +277,26 @@ mod tests {
         assert_eq!(last.next, None);
         let exact = SearchPage {
             orders: (0..200).map(|_| robo(50, 0, 0, None)).collect(),
-            total: 400,
+            total: Some(400),
         };
         assert_eq!(page_of(exact, PageCursor(200)).next, None);
         assert_eq!(page_of(orders(0), PageCursor::FIRST).next, None);
+    }
+
+    #[test]
+    fn without_a_total_pages_go_on_until_a_short_one() {
+        let orders = |n: usize| SearchPage {
+            orders: (0..n).map(|_| robo(50, 0, 0, None)).collect(),
+            total: None,
+        };
+        assert_eq!(
+            page_of(orders(200), PageCursor::FIRST).next,
+            Some(PageCursor(200))
+        );
+        assert_eq!(
+            page_of(orders(200), PageCursor(200)).next,
+            Some(PageCursor(400))
+        );
+        assert_eq!(page_of(orders(199), PageCursor(400)).next, None);
     }
 }

@@ -460,13 +460,15 @@ impl WmsClient {
                 .map_err(|e| WmsError::Malformed(format!("search data: {e}")))?,
             _ => return Err(WmsError::Malformed("search data is not a list".to_owned())),
         };
-        let offset = u64::from(query.offset.unwrap_or(0));
-        let total = env.total.unwrap_or(offset + orders.len() as u64);
-        Ok(SearchPage { orders, total })
+        Ok(SearchPage {
+            orders,
+            total: env.total,
+        })
     }
 
     /// Every order matching `query`'s filters, paging with `limit=200` and `offset` until
-    /// `total` is reached (the query's own limit/offset are ignored).
+    /// `total` is reached or, when the WMS gives no `total`, until a page comes back short
+    /// (the query's own limit/offset are ignored).
     pub async fn search_all(&self, query: &SearchQuery) -> Result<Vec<WmsOrder>, WmsError> {
         let mut out = Vec::new();
         let mut offset: u32 = 0;
@@ -476,7 +478,8 @@ impl WmsClient {
             let n = page.orders.len();
             out.extend(page.orders);
             offset = offset.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-            if n == 0 || u64::from(offset) >= page.total || n < MAX_SEARCH_LIMIT as usize {
+            let total_reached = page.total.is_some_and(|total| u64::from(offset) >= total);
+            if n == 0 || total_reached || n < MAX_SEARCH_LIMIT as usize {
                 return Ok(out);
             }
         }

@@ -638,9 +638,9 @@ impl SearchQuery {
 pub struct SearchPage {
     /// The orders of this page.
     pub orders: Vec<WmsOrder>,
-    /// How many orders match in all (`total` of the answer; when the WMS omits it,
-    /// `offset + orders.len()`).
-    pub total: u64,
+    /// How many orders match in all (`total` of the answer); `None` when the WMS omits it:
+    /// unknown, so paging goes on until a page comes back short.
+    pub total: Option<u64>,
 }
 
 #[cfg(test)]

@@ -345,6 +345,37 @@ async fn look_ups_and_changes_are_batched_and_paged_by_the_ports_limits() {
     assert_eq!(searches(), 5);
 }
 
+/// A search answer without `total` is "unknown": the port pages on until a short page,
+/// never stopping after the first (full) one.
+#[tokio::test]
+async fn changes_without_a_total_are_paged_until_a_short_page() {
+    use wiremock::matchers::query_param;
+    let server = MockServer::start().await;
+    let page = |from: i64, n: i64| {
+        let data: Vec<serde_json::Value> = (from..from + n)
+            .map(|id| {
+                json!({"order_id": id, "order_no": format!("NT-{id}"), "status_id": 50,
+                       "status_name": "出荷待ち", "cancel_flag": 0, "shipped_flag": 0,
+                       "update_date": "2026-11-28T10:15:00+09:00"})
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"result": "OK", "data": data, "error": []}))
+    };
+    for (offset, from, n) in [("0", 1, 200), ("200", 201, 200), ("400", 401, 30)] {
+        Mock::given(method("GET"))
+            .and(path("/v1/order/search"))
+            .and(query_param("offset", offset))
+            .respond_with(page(from, n))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let wms = port(&format!("{}/v1", server.uri()), "k");
+    let since = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let (changed, pages) = all_pages(async |cursor| wms.changed_since(since, cursor).await).await;
+    assert_eq!((changed, pages), (430, 3));
+}
+
 #[tokio::test]
 async fn errors_metrics_and_the_kind_work_through_the_port() {
     let refused = wmslink_wms_client::connect(
