@@ -31,6 +31,11 @@ pub struct TokenConfig {
     #[serde(serialize_with = "serialize_redacted")]
     pub token: SecretString,
     pub scopes: Vec<String>,
+    /// The shops the token may act on (an operator console for one merchant); empty: every
+    /// shop. Enforced by the [`Authorize`](crate::authz::Authorize) layer, which refuses
+    /// calls that span every shop to a bound token.
+    #[serde(default)]
+    pub shops: Vec<String>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -48,11 +53,18 @@ pub struct AuthConfig {
 pub struct Caller {
     pub name: String,
     scopes: Arc<BTreeSet<String>>,
+    /// `None`: every shop.
+    shops: Option<Arc<BTreeSet<String>>>,
 }
 
 impl Caller {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
+    }
+
+    /// The shops the caller is bound to; `None` for every shop.
+    pub fn shops(&self) -> Option<&BTreeSet<String>> {
+        self.shops.as_deref()
     }
 }
 
@@ -78,6 +90,8 @@ impl Authenticator {
                 caller: Caller {
                     name: token.caller.clone(),
                     scopes: Arc::new(token.scopes.iter().cloned().collect()),
+                    shops: (!token.shops.is_empty())
+                        .then(|| Arc::new(token.shops.iter().cloned().collect())),
                 },
             })
             .collect();
@@ -86,7 +100,8 @@ impl Authenticator {
         }
     }
 
-    fn authenticate(&self, presented: &[u8]) -> Option<Caller> {
+    /// The caller whose token is `presented`.
+    pub fn caller_of(&self, presented: &[u8]) -> Option<Caller> {
         // Compare against every token, without stopping early, so timing tells nothing.
         let mut found = None;
         for credential in self.credentials.iter() {
@@ -108,7 +123,7 @@ impl Interceptor for Authenticator {
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
         let caller = self
-            .authenticate(presented.trim().as_bytes())
+            .caller_of(presented.trim().as_bytes())
             .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
         request.extensions_mut().insert(caller);
         Ok(request)
@@ -167,6 +182,7 @@ mod tests {
                 caller: "cart".into(),
                 token: SecretString::from("s3cret-token"),
                 scopes: vec![scopes::SETTINGS_READ.into()],
+                shops: Vec::new(),
             }],
         })
     }

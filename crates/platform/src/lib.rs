@@ -5,6 +5,7 @@
 //! graceful shutdown). Services keep their business logic; this crate keeps the wiring identical.
 
 pub mod auth;
+pub mod authz;
 pub mod backoff;
 pub mod config;
 pub mod consumer;

@@ -109,11 +109,13 @@ async fn setup() -> Setup {
                 caller: "operator".into(),
                 token: SecretString::from(OPERATOR),
                 scopes: vec![scopes::OPERATE.into()],
+                shops: Vec::new(),
             },
             TokenConfig {
                 caller: "reader".into(),
                 token: SecretString::from(READER),
                 scopes: vec![scopes::ORDERS_READ.into()],
+                shops: Vec::new(),
             },
         ],
     };

@@ -1,17 +1,14 @@
-//! `wmslink.settings.v1.SettingsService`: small handlers that check the caller's scope, parse
-//! the shop id, call the [`SettingsService`] and convert the answer. Errors become statuses in
-//! one place, `From<SettingsError> for Status` (`errors.rs`).
-//!
-//! | RPC | scope |
-//! | --- | --- |
-//! | GetSettings, ListOrderStatuses, ListShops | `settings.read` |
-//! | RegisterSettings, CheckConnection, SetEnabled, PutOrderStatusCatalog | `settings.write` |
-//! | GetWmsCredentials | `settings.credentials` |
+//! `wmslink.settings.v1.SettingsService`: small handlers that parse the shop id, call the
+//! [`SettingsService`] and convert the answer. Who may call what is not theirs to check: every
+//! RPC's scope (and where its shop is, for tokens bound to shops) is declared once in
+//! [`AUTHORIZATION`], enforced by the [`Authorize`](wmslink_platform::authz::Authorize) layer.
+//! Errors become statuses in one place, `From<SettingsError> for Status` (`errors.rs`).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use wmslink_platform::auth::{require, scopes};
+use wmslink_platform::auth::{Caller, scopes};
+use wmslink_platform::authz::{MethodRule, ShopRule};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
@@ -19,6 +16,58 @@ use wmslink_proto::to_timestamp as timestamp;
 
 use crate::errors::SettingsError;
 use crate::service::{CheckResult, SettingsService, SettingsView};
+
+macro_rules! rule {
+    ($method:literal, $scope:expr, $shop:expr) => {
+        MethodRule {
+            method: concat!("/wmslink.settings.v1.SettingsService/", $method),
+            scope: $scope,
+            shop: $shop,
+        }
+    };
+}
+
+/// Every RPC, the scope it needs and where its shop is: the one table the
+/// [`Authorize`](wmslink_platform::authz::Authorize) layer checks. An RPC missing here is
+/// refused.
+pub const AUTHORIZATION: &[MethodRule] = &[
+    rule!("GetSettings", scopes::SETTINGS_READ, ShopRule::ShopIdField1),
+    rule!(
+        "ListOrderStatuses",
+        scopes::SETTINGS_READ,
+        ShopRule::ShopIdField1
+    ),
+    rule!("ListShops", scopes::SETTINGS_READ, ShopRule::AllShops),
+    rule!(
+        "RegisterSettings",
+        scopes::SETTINGS_WRITE,
+        ShopRule::ShopIdField1
+    ),
+    rule!(
+        "CheckConnection",
+        scopes::SETTINGS_WRITE,
+        ShopRule::ShopIdField1
+    ),
+    rule!("SetEnabled", scopes::SETTINGS_WRITE, ShopRule::ShopIdField1),
+    rule!(
+        "PutOrderStatusCatalog",
+        scopes::SETTINGS_WRITE,
+        ShopRule::ShopIdField1
+    ),
+    rule!(
+        "GetWmsCredentials",
+        scopes::SETTINGS_CREDENTIALS,
+        ShopRule::ShopIdField1
+    ),
+];
+
+/// The caller the layer authenticated (for the audit trail).
+fn caller_name<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "unknown".to_owned(), |caller| caller.name.clone())
+}
 
 /// The gRPC face of the settings service.
 #[derive(Clone)]
@@ -99,7 +148,6 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::GetSettingsRequest>,
     ) -> Result<Response<pb::GetSettingsResponse>, Status> {
-        require(&request, scopes::SETTINGS_READ)?;
         let shop = shop_id(&request.get_ref().shop_id)?;
         let view = self.service.get(&shop).await?;
         Ok(Response::new(pb::GetSettingsResponse {
@@ -111,7 +159,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::RegisterSettingsRequest>,
     ) -> Result<Response<pb::RegisterSettingsResponse>, Status> {
-        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
+        let caller = caller_name(&request);
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let view = self
@@ -142,7 +190,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::CheckConnectionRequest>,
     ) -> Result<Response<pb::CheckConnectionResponse>, Status> {
-        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
+        let caller = caller_name(&request);
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let result = self
@@ -167,7 +215,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::SetEnabledRequest>,
     ) -> Result<Response<pb::SetEnabledResponse>, Status> {
-        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
+        let caller = caller_name(&request);
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let view = self
@@ -186,7 +234,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::PutOrderStatusCatalogRequest>,
     ) -> Result<Response<pb::PutOrderStatusCatalogResponse>, Status> {
-        let caller = require(&request, scopes::SETTINGS_WRITE)?.name.clone();
+        let caller = caller_name(&request);
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
         let result = self.service.put_catalog(&shop, &request.statuses).await;
@@ -209,7 +257,6 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::ListOrderStatusesRequest>,
     ) -> Result<Response<pb::ListOrderStatusesResponse>, Status> {
-        require(&request, scopes::SETTINGS_READ)?;
         let shop = shop_id(&request.get_ref().shop_id)?;
         let (statuses, version) = self.service.list_catalog(&shop).await?;
         Ok(Response::new(pb::ListOrderStatusesResponse {
@@ -222,9 +269,7 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::GetWmsCredentialsRequest>,
     ) -> Result<Response<pb::GetWmsCredentialsResponse>, Status> {
-        let caller = require(&request, scopes::SETTINGS_CREDENTIALS)?
-            .name
-            .clone();
+        let caller = caller_name(&request);
         let shop = shop_id(&request.get_ref().shop_id)?;
         let settings = self.service.credentials(&shop).await?;
         tracing::debug!(shop_id = %shop, caller = %caller, "sealed WMS credentials handed out");
@@ -241,7 +286,6 @@ impl SettingsRpc for SettingsApi {
         &self,
         request: Request<pb::ListShopsRequest>,
     ) -> Result<Response<pb::ListShopsResponse>, Status> {
-        require(&request, scopes::SETTINGS_READ)?;
         let request = request.into_inner();
         // The token is the id of the last shop of the previous page.
         let after = match request.page_token.as_str() {
@@ -265,5 +309,40 @@ impl SettingsRpc for SettingsApi {
                 .collect(),
             next_page_token: next.unwrap_or_default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The table names every RPC of the service (no more), and every rule that reads the shop
+    /// from field 1 is right about the request message.
+    #[test]
+    fn every_rpc_is_in_the_authorization_table() {
+        let pool =
+            prost_reflect::DescriptorPool::decode(wmslink_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let service = pool
+            .get_service_by_name("wmslink.settings.v1.SettingsService")
+            .unwrap();
+        let methods: BTreeSet<String> = service
+            .methods()
+            .map(|m| format!("/{}/{}", service.full_name(), m.name()))
+            .collect();
+        let table: BTreeSet<String> = AUTHORIZATION.iter().map(|r| r.method.to_owned()).collect();
+        assert_eq!(methods, table);
+        for method in service.methods() {
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let rule = AUTHORIZATION.iter().find(|r| r.method == path).unwrap();
+            if rule.shop == ShopRule::ShopIdField1 {
+                let field = method.input().get_field(1).unwrap();
+                assert_eq!(field.name(), "shop_id", "{path}");
+                assert_eq!(field.kind(), prost_reflect::Kind::String, "{path}");
+            }
+        }
     }
 }

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wmslink_platform::auth::Authenticator;
+use wmslink_platform::authz::Authorize;
 use wmslink_platform::config::Validate;
 use wmslink_platform::db;
 use wmslink_platform::nats::{self, StreamKind, Subjects};
@@ -48,7 +47,7 @@ const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-type Api = InterceptedService<SettingsServiceServer<SettingsApi>, Authenticator>;
+type Api = Authorize<SettingsServiceServer<SettingsApi>>;
 
 /// The service, ready to run: database migrated, stream ensured, API installed.
 pub struct Application {
@@ -119,9 +118,11 @@ impl Application {
         ));
         let server = SettingsServiceServer::new(SettingsApi::new(service))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        api.set(InterceptedService::new(
+        api.set(Authorize::new(
             server,
-            Authenticator::new(&config.auth),
+            &config.auth,
+            grpc::AUTHORIZATION,
+            MAX_REQUEST_BYTES,
         ));
         Ok(Self {
             runtime,

@@ -25,6 +25,7 @@ pub fn token(caller: &str, token: &str, scopes: &[&str]) -> TokenConfig {
         caller: caller.into(),
         token: SecretString::from(token.to_owned()),
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        shops: Vec::new(),
     }
 }
 

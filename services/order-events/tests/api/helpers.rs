@@ -43,6 +43,7 @@ fn auth_config() -> AuthConfig {
         caller: caller.into(),
         token: SecretString::from(token),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        shops: Vec::new(),
     };
     AuthConfig {
         tokens: vec![

@@ -121,3 +121,152 @@ async fn a_sealed_key_moved_to_another_shop_does_not_open() {
         pb::ConnectionCheckOutcome::Ok
     );
 }
+
+const BOUND_TOKEN: &str = "test-bound-token-0123456789";
+
+/// A token bound to one shop (an operator console of one merchant) cannot read or change
+/// another shop on any RPC, nor list every shop; on its own shop it works. The check is the
+/// authorization layer's, from the service's one table.
+#[tokio::test]
+async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
+    use wmslink_platform::auth::scopes;
+    let own = unique_shop();
+    let other = unique_shop();
+    let bound_shop = own.clone();
+    let app = spawn_app_with(move |config| {
+        let mut bound = wmslink_test_harness::grpc::token(
+            "merchant-console",
+            BOUND_TOKEN,
+            &[
+                scopes::SETTINGS_READ,
+                scopes::SETTINGS_WRITE,
+                scopes::SETTINGS_CREDENTIALS,
+            ],
+        );
+        bound.shops = vec![bound_shop];
+        config.auth.tokens.push(bound);
+    })
+    .await;
+    let sim = start_simulator().await;
+    app.registered_and_checked(&sim, &own).await;
+    let (_, other_version) = app.registered_and_checked(&sim, &other).await;
+    let before = app.get(&other).await.expect("other");
+    let bound = client_for(&app.channel().await, BOUND_TOKEN);
+
+    // Every RPC naming a shop, for `shop`.
+    async fn every_rpc(
+        client: &Client,
+        shop: &str,
+        version: i64,
+    ) -> Vec<(&'static str, tonic::Code)> {
+        let code = |r: Result<tonic::Response<_>, tonic::Status>| match r {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        let mut c = client.clone();
+        let s = || shop.to_owned();
+        vec![
+            (
+                "GetSettings",
+                code(
+                    c.get_settings(pb::GetSettingsRequest { shop_id: s() })
+                        .await
+                        .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "ListOrderStatuses",
+                code(
+                    c.list_order_statuses(pb::ListOrderStatusesRequest { shop_id: s() })
+                        .await
+                        .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "GetWmsCredentials",
+                code(
+                    c.get_wms_credentials(pb::GetWmsCredentialsRequest { shop_id: s() })
+                        .await
+                        .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "PutOrderStatusCatalog",
+                code(
+                    c.put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
+                        shop_id: s(),
+                        statuses: catalog(),
+                    })
+                    .await
+                    .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "RegisterSettings",
+                code(
+                    c.register_settings(pb::RegisterSettingsRequest {
+                        shop_id: s(),
+                        expected_version: version,
+                        detail: Some(full_detail(&String::new())),
+                        access_key: None,
+                    })
+                    .await
+                    .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "CheckConnection",
+                code(
+                    c.check_connection(pb::CheckConnectionRequest {
+                        shop_id: s(),
+                        access_key: None,
+                        endpoint_url: None,
+                    })
+                    .await
+                    .map(|_| tonic::Response::new(())),
+                ),
+            ),
+            (
+                "SetEnabled",
+                code(
+                    c.set_enabled(pb::SetEnabledRequest {
+                        shop_id: s(),
+                        enabled: false,
+                        expected_version: version,
+                    })
+                    .await
+                    .map(|_| tonic::Response::new(())),
+                ),
+            ),
+        ]
+    }
+
+    let refused = every_rpc(&bound, &other, other_version).await;
+    assert_eq!(refused.len(), 7);
+    for (rpc, code) in &refused {
+        assert_eq!(*code, Code::PermissionDenied, "{rpc} on another shop");
+    }
+    let listing = bound
+        .clone()
+        .list_shops(pb::ListShopsRequest::default())
+        .await;
+    assert_code(listing, Code::PermissionDenied);
+    assert_eq!(
+        app.get(&other).await.expect("other"),
+        before,
+        "nothing changed"
+    );
+
+    // On its own shop the token works (reads, the check, the catalog).
+    let own_version = app.get(&own).await.expect("own").version;
+    let allowed = every_rpc(&bound, &own, own_version).await;
+    for (rpc, code) in allowed {
+        if rpc != "RegisterSettings" {
+            assert_ne!(code, Code::PermissionDenied, "{rpc} on its own shop");
+            assert_ne!(code, Code::Unauthenticated, "{rpc} on its own shop");
+        } else {
+            // Past the layer: refused by validation (an empty URL), not by authorization.
+            assert_eq!(code, Code::InvalidArgument);
+        }
+    }
+}
