@@ -154,88 +154,76 @@ async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
     let bound = client_for(&app.channel().await, BOUND_TOKEN);
 
     // Every RPC naming a shop, for `shop`.
-    async fn every_rpc(
-        client: &Client,
-        shop: &str,
-        version: i64,
-    ) -> Vec<(&'static str, tonic::Code)> {
-        let code = |r: Result<tonic::Response<_>, tonic::Status>| match r {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        };
+    async fn every_rpc(client: &Client, shop: &str, version: i64) -> Vec<(&'static str, Code)> {
+        fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
+            result.map_or_else(|status| status.code(), |_| Code::Ok)
+        }
         let mut c = client.clone();
-        let s = || shop.to_owned();
+        let shop_id = || shop.to_owned();
         vec![
             (
                 "GetSettings",
                 code(
-                    c.get_settings(pb::GetSettingsRequest { shop_id: s() })
-                        .await
-                        .map(|_| tonic::Response::new(())),
+                    c.get_settings(pb::GetSettingsRequest { shop_id: shop_id() })
+                        .await,
                 ),
             ),
             (
                 "ListOrderStatuses",
                 code(
-                    c.list_order_statuses(pb::ListOrderStatusesRequest { shop_id: s() })
-                        .await
-                        .map(|_| tonic::Response::new(())),
+                    c.list_order_statuses(pb::ListOrderStatusesRequest { shop_id: shop_id() })
+                        .await,
                 ),
             ),
             (
                 "GetWmsCredentials",
                 code(
-                    c.get_wms_credentials(pb::GetWmsCredentialsRequest { shop_id: s() })
-                        .await
-                        .map(|_| tonic::Response::new(())),
+                    c.get_wms_credentials(pb::GetWmsCredentialsRequest { shop_id: shop_id() })
+                        .await,
                 ),
             ),
             (
                 "PutOrderStatusCatalog",
                 code(
                     c.put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
-                        shop_id: s(),
+                        shop_id: shop_id(),
                         statuses: catalog(),
                     })
-                    .await
-                    .map(|_| tonic::Response::new(())),
+                    .await,
                 ),
             ),
             (
                 "RegisterSettings",
                 code(
                     c.register_settings(pb::RegisterSettingsRequest {
-                        shop_id: s(),
+                        shop_id: shop_id(),
                         expected_version: version,
-                        detail: Some(full_detail(&String::new())),
+                        detail: Some(full_detail("")),
                         access_key: None,
                     })
-                    .await
-                    .map(|_| tonic::Response::new(())),
+                    .await,
                 ),
             ),
             (
                 "CheckConnection",
                 code(
                     c.check_connection(pb::CheckConnectionRequest {
-                        shop_id: s(),
+                        shop_id: shop_id(),
                         access_key: None,
                         endpoint_url: None,
                     })
-                    .await
-                    .map(|_| tonic::Response::new(())),
+                    .await,
                 ),
             ),
             (
                 "SetEnabled",
                 code(
                     c.set_enabled(pb::SetEnabledRequest {
-                        shop_id: s(),
+                        shop_id: shop_id(),
                         enabled: false,
                         expected_version: version,
                     })
-                    .await
-                    .map(|_| tonic::Response::new(())),
+                    .await,
                 ),
             ),
         ]
