@@ -83,6 +83,8 @@ impl RawWms {
             allow_http_hosts: vec!["127.0.0.1".into()],
             connect_timeout_ms: 1_000,
             request_timeout_ms,
+            // The raw server listens on loopback.
+            refuse_private_addresses: false,
             ..WmsClientConfig::default()
         };
         WmsClient::new(
