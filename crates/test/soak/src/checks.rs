@@ -358,8 +358,8 @@ pub async fn check_all(
                 format!("{name}: registered {} times", received.accepted),
             );
         }
-        // I2: a stored cancellation ends CANCELLED (and not live in the WMS) or
-        // CANCEL_REJECTED with the WMS's reason.
+        // I2: a stored cancellation ends CANCELLED (and not live in the WMS) or refused by
+        // the WMS: CANCEL_REJECTED with its reason, or SHIPPED with the refusal flagged.
         if stored.is_some_and(|o| o.status_code == STATUS_CANCELLED) {
             match integration.shipping_status() {
                 ShippingStatus::Cancelled => {
@@ -371,6 +371,8 @@ pub async fn check_all(
                     }
                 }
                 ShippingStatus::CancelRejected if !integration.last_error.is_empty() => {}
+                // Refused, then shipped: SHIPPED with the refusal flagged (R2).
+                ShippingStatus::Shipped if integration.cancel_rejected => {}
                 other => findings.add(
                     "I2 no lost cancellation",
                     format!(
