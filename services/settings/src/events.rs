@@ -29,8 +29,10 @@ impl Change {
 }
 
 /// Enqueues `SettingsChanged` for `shop` at `version` inside the caller's transaction. The
-/// shipment-results flag and the sync period are read back from the row as this transaction
-/// leaves it, so the event carries what is committed with the change.
+/// enabled flag, the shipment-results flag and the sync period are read back from the row as
+/// this transaction leaves it, so the event carries what is committed with the change (a
+/// connection check that ran while the shop was switched does not report the old switch);
+/// `enabled` is used only for a shop without registered settings.
 pub async fn enqueue_changed(
     conn: &mut PgConnection,
     subjects: &Subjects,
@@ -39,13 +41,13 @@ pub async fn enqueue_changed(
     enabled: bool,
     change: Change,
 ) -> Result<(), sqlx::Error> {
-    let committed: Option<(bool, i32)> = sqlx::query_as(
-        "SELECT ship_results, sync_period_days FROM shop_settings WHERE shop_id = $1",
+    let committed: Option<(bool, bool, i32)> = sqlx::query_as(
+        "SELECT enabled, ship_results, sync_period_days FROM shop_settings WHERE shop_id = $1",
     )
     .bind(shop.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let (shipment_results, sync_period_days) = committed.unwrap_or_default();
+    let (enabled, shipment_results, sync_period_days) = committed.unwrap_or((enabled, false, 0));
     let event_id = outbox::new_event_id();
     let event = SettingsChanged {
         shop_id: shop.to_string(),

@@ -406,7 +406,9 @@ impl SettingsService {
         let settings = store::load_settings(&mut tx, shop)
             .await?
             .ok_or_else(|| not_found(shop))?;
-        if expected_version != version {
+        // S4: switching off is the emergency stop: it works whatever version the caller saw
+        // (nothing can be lost by it); switching on needs the current version.
+        if enabled && expected_version != version {
             return Err(stale(shop, expected_version, version));
         }
         if settings.enabled == enabled {

@@ -206,6 +206,31 @@ async fn disabling_always_works() {
     assert_eq!(again, disabled);
 }
 
+/// S4: the emergency stop works whatever version the operator last saw.
+#[tokio::test]
+async fn disabling_works_with_a_stale_version() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (_key, version) = app.registered_and_checked(&sim, &shop).await;
+    let enabled = app
+        .set_enabled(&shop, true, version)
+        .await
+        .expect("enabled");
+    // Someone else changed the settings meanwhile (a recorded check bumps the version).
+    let checked = app.check(&shop).await;
+    assert!(checked.version > enabled.version);
+
+    let stopped = app
+        .set_enabled(&shop, false, version - 1)
+        .await
+        .expect("switched off with an old version");
+    assert!(!stopped.enabled);
+    assert!(!app.get(&shop).await.expect("get").enabled);
+    // Switching on still needs the current version.
+    assert_code(app.set_enabled(&shop, true, version).await, Code::Aborted);
+}
+
 #[tokio::test]
 async fn the_switch_needs_the_current_version_and_known_settings() {
     let app = spawn_app().await;

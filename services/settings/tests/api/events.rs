@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -75,4 +77,54 @@ async fn every_committed_change_is_published_with_its_version() {
     let others = app.events_until(&other_shop, 1).await;
     assert_eq!(others.len(), 1);
     assert_eq!(others[0].shop_id, other_shop);
+}
+
+/// A connection check that ran while the shop was switched off reports the switch as
+/// committed with the check, not as it was when the check started.
+#[tokio::test]
+async fn a_check_reports_the_switch_as_committed() {
+    let app = spawn_app_with(|config| config.wms.request_timeout_ms = 10_000).await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (key, version) = app.registered_and_checked(&sim, &shop).await;
+    app.set_enabled(&shop, true, version)
+        .await
+        .expect("enabled");
+    let searches = || {
+        sim.state()
+            .counters(&key)
+            .expect("counters")
+            .requests
+            .get("search")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = searches();
+    sim.state()
+        .set_faults(
+            &key,
+            wmslink_wms_simulator::Faults {
+                latency_ms: 1_500,
+                ..wmslink_wms_simulator::Faults::default()
+            },
+        )
+        .expect("faults");
+
+    // Switched off while the WMS is answering the check.
+    let (checked, stopped) = tokio::join!(app.check(&shop), async {
+        wmslink_testkit::eventually(Duration::from_secs(10), "the check at the WMS", || async {
+            (searches() > before).then_some(())
+        })
+        .await;
+        app.set_enabled(&shop, false, 0).await
+    });
+    assert!(!stopped.expect("switched off").enabled);
+    assert!(checked.recorded, "{checked:?}");
+
+    let events = app.events_until(&shop, checked.version).await;
+    let check_event = events
+        .iter()
+        .find(|e| e.change == "connection_checked" && e.version == checked.version)
+        .expect("the check's event");
+    assert!(!check_event.enabled, "{check_event:?}");
 }
