@@ -151,9 +151,14 @@ pub enum DispatchCommand {
         /// After the answer, wait until nothing of the shop is queued or sending.
         #[arg(long)]
         wait: bool,
+        /// Also send every order of the shop in ERROR again.
+        #[arg(long)]
+        retry_errors: bool,
     },
     /// Re-send an order in ERROR.
     Retry { shop: String, order_no: String },
+    /// Send a rejected cancellation (CANCEL_REJECTED) to the WMS again.
+    RetryCancel { shop: String, order_no: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -117,6 +117,12 @@ async fn run_dispatch(
         .await?
         .into_iter()
         .collect();
+    let retried = if body.retry_errors {
+        retry_errors(core, shop_id, caller).await?
+    } else {
+        Vec::new()
+    };
+    watched.extend(retried.iter().cloned());
     let queued = sweep::queue_due(core, shop_id, &view, &format!("E2 run by {caller}")).await?;
     watched.extend(queued.iter().cloned());
     let watched: Vec<String> = watched.into_iter().collect();
@@ -148,7 +154,41 @@ async fn run_dispatch(
         sent: counts.sent,
         errors: counts.errors,
         pending: counts.pending,
+        retried: u32::try_from(retried.len()).unwrap_or(u32::MAX),
     })
+}
+
+/// `ERROR → QUEUED` for every `ERROR` shipment of the shop, in chunks (one transaction each).
+/// Returns the order numbers moved.
+async fn retry_errors(
+    core: &Core,
+    shop_id: &str,
+    caller: &str,
+) -> Result<Vec<String>, DispatchError> {
+    const CHUNK: i64 = 500;
+    let mut retried = Vec::new();
+    loop {
+        let mut tx = core.pool.begin().await?;
+        let rows = store::lock_errors(&mut tx, shop_id, CHUNK).await?;
+        let done = rows.len() < usize::try_from(CHUNK).unwrap_or(usize::MAX);
+        for mut row in rows {
+            let Ok(line) = row.apply(Input::Retry, format!("retried by {caller} (RunDispatch)"))
+            else {
+                continue;
+            };
+            row.last_error = None;
+            store::persist(&mut tx, &core.subjects, &mut row, &[line], true).await?;
+            retried.push(row.order_no);
+        }
+        tx.commit().await?;
+        if done {
+            break;
+        }
+    }
+    if !retried.is_empty() {
+        core.relay.wake();
+    }
+    Ok(retried)
 }
 
 /// `ERROR → QUEUED` with the latest snapshot.

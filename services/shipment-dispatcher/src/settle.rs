@@ -8,7 +8,9 @@
 //! | a row refused as already registered (the WMS's duplicate check) | [`of_registration`] | search first ([`RowAnswer::Search`]) |
 //! | a row refused otherwise | [`of_registration`] | `Failed` → `ERROR` |
 //! | a call whose answer was lost (timeout, reset, 5xx: may have been applied) | [`of_call_failure`] | `InDoubt`: stays `SENDING`, possibly in the WMS, searched later |
-//! | a call refused as a whole, or an invalid request | [`of_call_failure`] | `Failed` → `ERROR` |
+//! | a call refused as a whole with an `NG` (maintenance, busy, ...) | [`of_call_failure`] | `Requeue` → `QUEUED`, the shop backs off (never 200 rows to `ERROR`) |
+//! | a batch refused whole with a 4xx and no `NG` (a proxy's 413 body limit) | [`of_call_failure`] | [`CallFailure::Split`]: sent again in halves until the refused row is alone |
+//! | one row refused alone that way, or an invalid request | [`of_call_failure`] | `Failed` → `ERROR` |
 //! | a call that was not applied (down, 429, 401, TLS, policy) | [`of_call_failure`] | `Requeue` → `QUEUED`, the shop backs off |
 //! | a search found a live WMS order | [`of_search`] | `Registered` → `SENT` (the newest live one) |
 //! | a search found only cancelled WMS orders | [`of_search`] | `AdoptCancelled` → `CANCELLED` (R3) |
@@ -124,18 +126,34 @@ pub enum CallFailure {
     /// Down, rate limited, or a problem a person must fix in the settings: every row settles
     /// as this (back to the queue) and the shop backs off.
     BackOff(Settle),
+    /// The batch was refused whole without a reason (surely not applied): send each half on
+    /// its own, so one bad row does not hold the others.
+    Split,
 }
 
-/// Classifies a registration call's error.
-pub fn of_call_failure(err: &WmsError) -> CallFailure {
+/// Classifies the error of a registration call of `rows` rows.
+pub fn of_call_failure(err: &WmsError, rows: usize) -> CallFailure {
     if err.may_have_been_applied() {
         return CallFailure::InDoubt(Settle::InDoubt {
             error: err.to_string(),
         });
     }
     match err {
-        WmsError::Rejected { code, message, .. } => CallFailure::Settle(Settle::Failed {
-            reason: format!("the WMS refused the call: {code}: {message}"),
+        WmsError::UnexpectedStatus { status } if (400..500).contains(status) && rows > 1 => {
+            CallFailure::Split
+        }
+        WmsError::UnexpectedStatus { status } if (400..500).contains(status) => {
+            CallFailure::Settle(Settle::Failed {
+                reason: format!(
+                    "the WMS (or a proxy before it) refused this row on its own with HTTP {status} and no reason: {err}"
+                ),
+            })
+        }
+        WmsError::Rejected { code, message, .. } => CallFailure::BackOff(Settle::Requeue {
+            reason: format!(
+                "the WMS refused the call as a whole ({code}: {message}); nothing registered, queued again"
+            ),
+            error: Some(err.to_string()),
         }),
         WmsError::InvalidRequest(_) => CallFailure::Settle(Settle::Failed {
             reason: err.to_string(),
@@ -857,7 +875,7 @@ mod tests {
             detail: "timeout".into(),
         };
         assert_eq!(
-            of_call_failure(&lost),
+            of_call_failure(&lost, 3),
             CallFailure::InDoubt(Settle::InDoubt {
                 error: lost.to_string()
             })
@@ -867,14 +885,21 @@ mod tests {
             message: "robot".into(),
             details: vec![],
         };
-        assert_eq!(
-            of_call_failure(&rejected),
-            CallFailure::Settle(Settle::Failed {
-                reason: "the WMS refused the call: E_AUTH: robot".into()
-            })
+        assert!(
+            matches!(
+                of_call_failure(&rejected, 200),
+                CallFailure::BackOff(Settle::Requeue { reason, .. }) if reason.contains("as a whole (E_AUTH: robot)")
+            ),
+            "a whole-call NG never sends the rows to ERROR"
         );
+        let too_large = WmsError::UnexpectedStatus { status: 413 };
+        assert_eq!(of_call_failure(&too_large, 2), CallFailure::Split);
         assert!(matches!(
-            of_call_failure(&WmsError::InvalidRequest("201 rows".into())),
+            of_call_failure(&too_large, 1),
+            CallFailure::Settle(Settle::Failed { reason }) if reason.contains("HTTP 413")
+        ));
+        assert!(matches!(
+            of_call_failure(&WmsError::InvalidRequest("201 rows".into()), 201),
             CallFailure::Settle(Settle::Failed { reason }) if reason.contains("201 rows")
         ));
         for err in [
@@ -892,7 +917,7 @@ mod tests {
             WmsError::PolicyRefused("http".into()),
             WmsError::Limiter("db down".into()),
         ] {
-            match of_call_failure(&err) {
+            match of_call_failure(&err, 5) {
                 CallFailure::BackOff(Settle::Requeue { reason, error }) => {
                     assert!(
                         reason.starts_with("not registered, queued again"),

@@ -374,6 +374,21 @@ pub async fn lock_cancelled_in_cart(
     .await
 }
 
+/// Up to `limit` `ERROR` shipments of a shop, locked (others skip them).
+pub async fn lock_errors(
+    conn: &mut PgConnection,
+    shop_id: &str,
+    limit: i64,
+) -> Result<Vec<ShipmentRow>, sqlx::Error> {
+    sqlx::query_as(select_shipments!(
+        "WHERE shop_id = $1 AND status = 'ERROR' ORDER BY order_no LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(shop_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every shop the dispatcher has seen an order of.
 pub async fn shops<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT DISTINCT shop_id FROM shipments ORDER BY shop_id")

@@ -91,13 +91,18 @@ pub async fn dispatch(
     command: DispatchCommand,
 ) -> Result<(), CliError> {
     match command {
-        DispatchCommand::Run { shop, wait } => {
+        DispatchCommand::Run {
+            shop,
+            wait,
+            retry_errors,
+        } => {
             let mut client = clients.dispatch(true).await?;
             let orders_client = clients.orders().await?;
             let call = async {
                 client
                     .run_dispatch(dispatch::RunDispatchRequest {
                         shop_id: shop.clone(),
+                        retry_errors,
                     })
                     .await
                     .or_cli(DISPATCH)
@@ -135,6 +140,7 @@ pub async fn dispatch(
                     ("sent", answer.sent.to_string()),
                     ("errors", answer.errors.to_string()),
                     ("pending", answer.pending.to_string()),
+                    ("errors retried", answer.retried.to_string()),
                 ])
             });
         }
@@ -152,6 +158,25 @@ pub async fn dispatch(
             printer.emit(&json, || {
                 format!(
                     "{} is {} again; the sender takes it next",
+                    shipment.order_no,
+                    shipping_name(shipment.shipping_status())
+                )
+            });
+        }
+        DispatchCommand::RetryCancel { shop, order_no } => {
+            let mut client = clients.dispatch(false).await?;
+            let answer = client
+                .retry_cancel(dispatch::RetryCancelRequest {
+                    shop_id: shop,
+                    order_no,
+                })
+                .await
+                .or_cli(DISPATCH)?;
+            let json = to_json("wmslink.dispatch.v1.RetryCancelResponse", &answer)?;
+            let shipment = answer.shipment.clone().unwrap_or_default();
+            printer.emit(&json, || {
+                format!(
+                    "{} is {} again; the sender sends the cancellation next",
                     shipment.order_no,
                     shipping_name(shipment.shipping_status())
                 )

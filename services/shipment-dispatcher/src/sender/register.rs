@@ -9,8 +9,10 @@
 //!   without an answer and a call whose answer was lost (timeout, reset, 5xx) stay `SENDING`,
 //!   possibly in the WMS, and are searched once the WMS had time to apply them: never a
 //!   blind re-send.
-//! - A call that was surely not applied (down, 429, 401) puts every row back to `QUEUED` and
-//!   the shop into back-off.
+//! - A call that was surely not applied (down, 429, 401, a whole-call `NG`) puts every row
+//!   back to `QUEUED` and the shop into back-off.
+//! - A batch refused whole with a 4xx and no `NG` (a proxy's 413 body limit) is sent again in
+//!   halves until the refused row is alone (`ERROR`); the others go.
 //! - Every settle step is fenced by the claim token taken with the claim
 //!   ([`crate::settle::stale`]).
 
@@ -132,7 +134,35 @@ pub async fn register(
         Err(err) => err,
     };
     let error = err.to_string();
-    match settle::of_call_failure(&err) {
+    match settle::of_call_failure(&err, instructions.len()) {
+        CallFailure::Split => {
+            tracing::warn!(shop = shop_id, rows = instructions.len(), error = %err, "batch refused whole without a reason; sending it in halves");
+            let mut tx = core.pool.begin().await?;
+            let order_nos: Vec<String> = claims.keys().cloned().collect();
+            for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
+                let history = [
+                    History::wms_call(request_of(&row.order_no), "", error.as_str()),
+                    History::note(
+                        "the batch was refused whole without a reason (nothing registered): sent again in halves to find the refused row",
+                    ),
+                ];
+                store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+            }
+            tx.commit().await?;
+            let mut first = instructions;
+            let second = first.split_off(first.len() / 2);
+            for half in [first, second] {
+                let half_claims: Claims = half
+                    .iter()
+                    .filter_map(|i| {
+                        let token = claims.get(i.order_no())?;
+                        Some((i.order_no().to_owned(), *token))
+                    })
+                    .collect();
+                Box::pin(register(core, shop_id, wms, view, half, &half_claims)).await?;
+            }
+            Ok(())
+        }
         CallFailure::InDoubt(outcome) => {
             tracing::warn!(shop = shop_id, error = %err, "registration outcome unknown; the shipments stay in doubt and are searched later");
             settle_all(core, shop_id, view, claims, &error, &outcome, &request_of).await?;

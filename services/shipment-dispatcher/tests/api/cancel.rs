@@ -23,12 +23,13 @@ async fn a_cancellation_before_registration_needs_no_wms_call_and_is_final() {
         .await;
     assert!(history_has(&history, "no WMS call"), "{history:?}");
 
-    // QUEUED (a proxy refuses the body: surely not applied) -> CANCELLED.
+    // QUEUED (the WMS refuses the call as a whole: surely not applied) -> CANCELLED.
     app.fault(
         &shop,
         Endpoint::Register,
         Faults {
-            body_limit_bytes: 10,
+            ng_ratio: 1.0,
+            ng_code: "E_MAINTENANCE".into(),
             ..Faults::default()
         },
     );

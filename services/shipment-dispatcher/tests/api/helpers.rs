@@ -579,6 +579,22 @@ pub async fn run_dispatch(
         .clone()
         .run_dispatch(dpb::RunDispatchRequest {
             shop_id: shop_id.to_owned(),
+            retry_errors: false,
+        })
+        .await
+        .map(Response::into_inner)
+}
+
+/// `RunDispatch` of the shop that also retries its ERROR shipments.
+pub async fn run_dispatch_retrying_errors(
+    client: &Dispatch,
+    shop_id: &str,
+) -> Result<dpb::RunDispatchResponse, Status> {
+    client
+        .clone()
+        .run_dispatch(dpb::RunDispatchRequest {
+            shop_id: shop_id.to_owned(),
+            retry_errors: true,
         })
         .await
         .map(Response::into_inner)

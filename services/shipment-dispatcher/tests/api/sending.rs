@@ -179,7 +179,8 @@ async fn the_periodic_sweep_sends_what_became_due_without_anyone_asking() {
 
 /// A 500 to a registration may have been applied (wms-api.md): the shipments stay in doubt
 /// and are searched, never sent again blindly; not found after the bounded searches they go
-/// to ERROR with the reason, and a person's retry sends them once the WMS is back.
+/// to ERROR with the reason, and RunDispatch with `retry_errors` sends them once the WMS is
+/// back.
 #[tokio::test]
 async fn orders_answered_500_are_searched_never_resent_blindly_then_error_and_retried() {
     let app = spawn_app().await;
@@ -208,12 +209,12 @@ async fn orders_answered_500_are_searched_never_resent_blindly_then_error_and_re
         assert_eq!(app.rows_received(&shop, no), 1, "{no} sent once");
     }
 
+    // An operator sends the shop's ERROR rows again with one RunDispatch.
     app.clear_faults(&shop);
-    for no in &numbers {
-        retry_shipment(&app.operator, &shop.id, no)
-            .await
-            .expect("retried");
-    }
+    let answer = run_dispatch_retrying_errors(&app.operator, &shop.id)
+        .await
+        .expect("run");
+    assert_eq!(answer.retried, 3, "{answer:?}");
     for no in &numbers {
         let (shipment, _) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
         assert!(shipment.last_error.is_empty());
@@ -289,4 +290,91 @@ async fn proto3_json_events_are_accepted_too() {
     app.wait_for(&shop, &no, ShippingStatus::Sent).await;
     let (_, row) = app.wms_row(&shop, &no);
     assert_eq!(row["payment_method_id"], 7);
+}
+
+/// The JSON size of the registration row of `order` (what a proxy's body limit counts).
+fn row_bytes(order: &wmslink_proto::orders::v1::Order) -> u64 {
+    let mut detail = full_detail();
+    detail.endpoint_url = "http://127.0.0.1".into();
+    let row = wmslink_wms_client::commerce_robo::build_row(order, &detail).expect("row");
+    serde_json::to_vec(&row).expect("json").len() as u64
+}
+
+#[tokio::test]
+async fn a_batch_refused_whole_by_a_proxy_is_split_until_the_refused_row_is_alone() {
+    let app = spawn_app().await;
+    let shop = app.shop_with(full_detail(), false).await;
+    let numbers: Vec<String> = (0..4).map(|_| unique_order_no()).collect();
+    let poison = unique_order_no();
+    let mut big = order(&shop, &poison, "paid", 1);
+    big.note = "大".repeat(5_000);
+    // A proxy in front of the WMS takes one normal row per request, never the big one.
+    let limit = row_bytes(&order(&shop, &numbers[0], "paid", 1)) + 300;
+    assert!(row_bytes(&big) > limit);
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            body_limit_bytes: limit,
+            ..Faults::default()
+        },
+    );
+    for no in &numbers {
+        app.status_changed(&order(&shop, no, "paid", 1)).await;
+    }
+    app.status_changed(&big).await;
+    app.wait_for_all(&shop, &numbers, ShippingStatus::NotSent)
+        .await;
+    app.wait_for(&shop, &poison, ShippingStatus::NotSent).await;
+    // Enabling queues all five at once: one batch.
+    app.set_enabled(&shop, true).await;
+
+    for no in &numbers {
+        let (_, history) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
+        assert!(history_has(&history, "sent again in halves"), "{history:?}");
+        assert_eq!(app.rows_received(&shop, no), 1, "{no} sent exactly once");
+    }
+    let (shipment, _) = app.wait_for(&shop, &poison, ShippingStatus::Error).await;
+    assert!(shipment.last_error.contains("413"), "{shipment:?}");
+    assert_eq!(
+        app.rows_received(&shop, &poison),
+        0,
+        "never reached the WMS"
+    );
+    assert!(app.counters(&shop).faults_413 >= 3);
+}
+
+#[tokio::test]
+async fn a_whole_call_ng_puts_the_batch_back_to_the_queue_not_to_error() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            ng_ratio: 1.0,
+            ng_code: "E_MAINTENANCE".into(),
+            ..Faults::default()
+        },
+    );
+    let numbers = app.publish_orders(&shop, 3, "paid").await;
+    eventually(WAIT, "refused whole twice", || async {
+        (app.counters(&shop).faults_ng >= 2).then_some(())
+    })
+    .await;
+    for no in &numbers {
+        let (shipment, history) = app.get(&shop, no).await.expect("shipment");
+        assert_ne!(
+            shipment.shipping_status(),
+            ShippingStatus::Error,
+            "a whole-call NG is not the rows' fault: {history:?}"
+        );
+    }
+    app.clear_faults(&shop);
+    for no in &numbers {
+        let (shipment, history) = app.wait_for(&shop, no, ShippingStatus::Sent).await;
+        assert!(shipment.last_error.is_empty());
+        assert!(history_has(&history, "E_MAINTENANCE"), "{history:?}");
+        assert_eq!(app.wms_orders(&shop, no).len(), 1);
+    }
 }

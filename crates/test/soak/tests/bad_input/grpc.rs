@@ -366,6 +366,7 @@ async fn every_bad_request_to_every_service_is_invalid_argument_naming_the_field
         dispatch_client
             .run_dispatch(dispatch::RunDispatchRequest {
                 shop_id: "a shop".into(),
+                retry_errors: false,
             })
             .await
             .map(drop),
