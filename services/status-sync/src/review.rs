@@ -96,22 +96,30 @@ pub fn review(
             // The dispatcher is registering it right now; the WMS order is most likely ours.
             continue;
         }
-        let Some(ours) = pick_ours(row, group) else {
+        let ours = pick_ours(row, group);
+        // R5/R3: another WMS order with the number of one wmslink registered, whether or not
+        // ours is in the same answer (an update_date search may return only the new one).
+        let ours_id = ours.map_or(row.wms_order_id, |o| o.order_id);
+        if ours_id != 0 {
+            out.candidates.extend(
+                group
+                    .iter()
+                    .filter(|o| o.order_id != ours_id)
+                    .filter_map(|other| anomalies::registered_again(row, other)),
+            );
+        }
+        let Some(ours) = ours else {
             continue;
         };
-        out.candidates.extend(
-            group
-                .iter()
-                .filter(|o| o.order_id != ours.order_id)
-                .filter_map(|other| anomalies::registered_again(row, other)),
-        );
+        let observation = Observation::from_wms(ours);
+        // A WMS-side cancellation is reported wherever the search saw it, even for an order
+        // outside the sync period or no longer watched.
+        out.candidates
+            .extend(anomalies::cancelled_unrequested(row, ours, &observation));
         if !(row.is_watched(ctx.now, ctx.shipped_watch) && ctx.period.contains(row.order_date)) {
             continue;
         }
         found.insert(row.order_no.as_str());
-        let observation = Observation::from_wms(ours);
-        out.candidates
-            .extend(anomalies::cancelled_unrequested(row, ours, &observation));
         let changed = row
             .last
             .as_ref()

@@ -225,3 +225,85 @@ async fn a_suspect_explained_within_the_grace_time_is_not_reported() {
     let order_nos: Vec<&str> = reported.iter().map(|a| a.order_no.as_str()).collect();
     assert_eq!(order_nos, vec!["CSV-2"]);
 }
+
+/// R3/R5: after wmslink's WMS order was cancelled, the number is registered again by hand. The
+/// update_date search returns only the new WMS order (ours did not change since the last pass):
+/// still an anomaly.
+#[tokio::test]
+async fn a_number_registered_again_is_reported_without_our_order_in_the_answer() {
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    let date = days_ago(1);
+    let ids = app.sent_orders(&shop, &[("RR-1".into(), date)]).await;
+    app.shipment(
+        &shop,
+        "RR-1",
+        ids["RR-1"],
+        ShippingStatus::CancelRequested,
+        2,
+        date,
+    )
+    .await;
+    app.patch_order(&shop, ids["RR-1"], json!({ "cancel_flag": 1 }))
+        .await;
+    app.shipment(
+        &shop,
+        "RR-1",
+        ids["RR-1"],
+        ShippingStatus::Cancelled,
+        3,
+        date,
+    )
+    .await;
+    app.wait_for_shipment(&shop, "RR-1", "CANCELLED", 3).await;
+    // The WMS's update_date has whole seconds: let the clock pass the cancellation's second,
+    // so the passes from here on start after it and no longer return our WMS order.
+    let cancelled_at = chrono::Utc::now().timestamp();
+    eventually(WAIT, "the clock past the cancellation", || async {
+        (chrono::Utc::now().timestamp() > cancelled_at + 1).then_some(())
+    })
+    .await;
+    let first = app.run_sync(&shop).await;
+    assert_eq!(first.anomalies, 0, "{first:?}");
+
+    // Registered again after the pass: the next search returns only the new WMS order.
+    let again = register_in_wms(&shop.wms, &[("RR-1".into(), date)]).await;
+    assert_ne!(again["RR-1"], ids["RR-1"]);
+    let run = app.run_sync(&shop).await;
+    assert_eq!(run.anomalies, 1, "{run:?}");
+    let listed = app.anomalies(&shop, AnomalyKind::NotSentByWmslink).await;
+    let found: Vec<(&str, i64)> = listed
+        .iter()
+        .map(|a| (a.order_no.as_str(), a.wms_order_id))
+        .collect();
+    assert_eq!(found, vec![("RR-1", again["RR-1"])]);
+    assert!(
+        listed[0].detail.contains("second time"),
+        "{}",
+        listed[0].detail
+    );
+}
+
+/// A WMS-side cancellation seen in a search is reported even for an order dated before the
+/// sync period (no longer asked about, but returned by the update_date search).
+#[tokio::test]
+async fn a_wms_cancellation_outside_the_sync_period_is_reported() {
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    let old = days_ago(i64::from(SYNC_PERIOD_DAYS) + 5);
+    let ids = app.sent_orders(&shop, &[("OLD-1".into(), old)]).await;
+    app.run_sync(&shop).await;
+    app.patch_order(&shop, ids["OLD-1"], json!({ "cancel_flag": 1 }))
+        .await;
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!(run.anomalies, 1, "{run:?}");
+    let listed = app
+        .anomalies(&shop, AnomalyKind::CancelledUnrequested)
+        .await;
+    let found: Vec<(&str, i64)> = listed
+        .iter()
+        .map(|a| (a.order_no.as_str(), a.wms_order_id))
+        .collect();
+    assert_eq!(found, vec![("OLD-1", ids["OLD-1"])]);
+}
