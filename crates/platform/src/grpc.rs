@@ -15,12 +15,33 @@ use tonic_health::server::HealthReporter;
 pub struct GrpcConfig {
     /// e.g. `0.0.0.0:50051`; port 0 picks a free port (tests).
     pub listen_addr: String,
+    /// Serve gRPC server reflection (for `grpcurl`, `buf curl`). Default `true`; turn off in
+    /// production so the API is not described to whoever connects.
+    pub reflection: bool,
+    /// Calls served at once on one connection; more wait. Default 256.
+    pub concurrency_limit_per_connection: usize,
+    /// A call not answered in this long ends with `CANCELLED` (0: no limit). Default 120,000 ms;
+    /// a client's shorter `grpc-timeout` still applies.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen_addr: "127.0.0.1:50051".into(),
+            reflection: true,
+            concurrency_limit_per_connection: 256,
+            request_timeout_ms: 120_000,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// A config listening on `listen_addr`, everything else default.
+    pub fn listening_on(listen_addr: impl Into<String>) -> Self {
+        Self {
+            listen_addr: listen_addr.into(),
+            ..Self::default()
         }
     }
 }
@@ -31,6 +52,11 @@ impl crate::config::Validate for GrpcConfig {
             self.listen_addr.contains(':'),
             crate::config::key(section, "listen_addr"),
             "must be host:port",
+        );
+        problems.check(
+            self.concurrency_limit_per_connection >= 1,
+            crate::config::key(section, "concurrency_limit_per_connection"),
+            "must be at least 1",
         );
     }
 }
@@ -60,29 +86,87 @@ pub async fn bind(config: &GrpcConfig) -> Result<(TcpListener, SocketAddr), Grpc
     Ok((listener, addr))
 }
 
-/// Routes with health and reflection already in; the reporter marks services serving.
-pub fn base_routes() -> Result<(Routes, HealthReporter), GrpcError> {
+/// Routes with health (and reflection, when `config.reflection`) already in; the reporter
+/// marks services serving.
+pub fn base_routes(config: &GrpcConfig) -> Result<(Routes, HealthReporter), GrpcError> {
     let (reporter, health) = tonic_health::server::health_reporter();
+    let routes = Routes::new(health);
+    if !config.reflection {
+        return Ok((routes, reporter));
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wmslink_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|err| GrpcError::Reflection(err.to_string()))?;
-    Ok((Routes::new(health).add_service(reflection), reporter))
+    Ok((routes.add_service(reflection), reporter))
 }
 
-/// Serves `routes` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
+/// Serves `routes` on `listener` with `config`'s limits until `shutdown` is cancelled, then
+/// drains in-flight calls. Requests that cannot be decoded answer `INVALID_ARGUMENT` (tonic
+/// says `INTERNAL`, which would blame us for the caller's bytes).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
+    config: &GrpcConfig,
     shutdown: CancellationToken,
 ) -> Result<(), GrpcError> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(config.concurrency_limit_per_connection);
+    if config.request_timeout_ms > 0 {
+        builder = builder.timeout(std::time::Duration::from_millis(config.request_timeout_ms));
+    }
+    builder
         .trace_fn(crate::telemetry::grpc_request_span)
+        .layer(tower::layer::layer_fn(DecodeErrorsAreInvalid))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// Rewrites tonic's `INTERNAL: failed to decode Protobuf message` into `INVALID_ARGUMENT`.
+#[derive(Clone)]
+pub struct DecodeErrorsAreInvalid<S>(S);
+
+impl<S, Req, ResBody> tower::Service<Req> for DecodeErrorsAreInvalid<S>
+where
+    S: tower::Service<Req, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ResBody: 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let headers = response.headers_mut();
+            let internal = headers
+                .get("grpc-status")
+                .is_some_and(|status| status.as_bytes() == b"13");
+            let undecodable = headers.get("grpc-message").is_some_and(|message| {
+                message
+                    .as_bytes()
+                    .starts_with(b"failed%20to%20decode%20Protobuf")
+                    || message.as_bytes().starts_with(b"failed to decode Protobuf")
+            });
+            if internal && undecodable {
+                headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Maps a database error to a gRPC status without leaking internals to the caller.

@@ -119,14 +119,12 @@ async fn setup() -> Setup {
             },
         ],
     };
-    let (listener, addr) = grpc::bind(&GrpcConfig {
-        listen_addr: "127.0.0.1:0".into(),
-    })
-    .await
-    .unwrap();
-    let (routes, _) = grpc::base_routes().unwrap();
+    let config = GrpcConfig::listening_on("127.0.0.1:0");
+    let (listener, addr) = grpc::bind(&config).await.unwrap();
+    let (routes, _) = grpc::base_routes(&config).unwrap();
     let routes = routes.add_service(dead_letters::service(js.clone(), subjects.clone(), &auth));
-    tokio::spawn(grpc::serve(listener, routes, stop.clone()));
+    let serving = stop.clone();
+    tokio::spawn(async move { grpc::serve(listener, routes, &config, serving).await });
     Setup {
         subjects,
         js,

@@ -64,9 +64,7 @@ async fn start(
     let runtime = Runtime::start(
         "runtime-test",
         config,
-        &GrpcConfig {
-            listen_addr: "127.0.0.1:0".into(),
-        },
+        &GrpcConfig::listening_on("127.0.0.1:0"),
         &api,
         shutdown,
     )

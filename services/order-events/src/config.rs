@@ -41,9 +41,7 @@ impl Default for Config {
                 ..DatabaseConfig::default()
             },
             nats: NatsConfig::default(),
-            grpc: GrpcConfig {
-                listen_addr: "127.0.0.1:50052".into(),
-            },
+            grpc: GrpcConfig::listening_on("127.0.0.1:50052"),
             auth: AuthConfig::default(),
             orders: OrdersConfig::default(),
             settings: SettingsClientConfig::default(),

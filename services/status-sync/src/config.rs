@@ -51,9 +51,7 @@ impl Default for Config {
                 ..DatabaseConfig::default()
             },
             nats: NatsConfig::default(),
-            grpc: GrpcConfig {
-                listen_addr: "127.0.0.1:50054".into(),
-            },
+            grpc: GrpcConfig::listening_on("127.0.0.1:50054"),
             auth: AuthConfig::default(),
             secrets: MasterKeyConfig::default(),
             settings: SettingsClientConfig::default(),

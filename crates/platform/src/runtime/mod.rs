@@ -203,7 +203,7 @@ impl Runtime {
         B::Error: Into<tonic::codegen::StdError>,
     {
         let (listener, grpc_addr) = grpc::bind(grpc).await?;
-        let (routes, reporter) = grpc::base_routes()?;
+        let (routes, reporter) = grpc::base_routes(grpc)?;
         let dead_letters = DeferredService::new();
         let routes = routes
             .add_service(api.clone())
@@ -215,8 +215,10 @@ impl Runtime {
         )
         .await;
         let stop = shutdown.child_token();
-        let server =
-            AbortOnDropHandle::new(tokio::spawn(grpc::serve(listener, routes, stop.clone())));
+        let server = AbortOnDropHandle::new(tokio::spawn({
+            let (grpc, stop) = (grpc.clone(), stop.clone());
+            async move { grpc::serve(listener, routes, &grpc, stop).await }
+        }));
         tracing::info!(service, %grpc_addr, "listening (NOT_SERVING until ready)");
         Ok(Self {
             service,

@@ -51,9 +51,7 @@ pub fn bearer(token: &str) -> BearerToken {
 
 /// gRPC on a free loopback port.
 pub fn port_zero() -> GrpcConfig {
-    GrpcConfig {
-        listen_addr: "127.0.0.1:0".into(),
-    }
+    GrpcConfig::listening_on("127.0.0.1:0")
 }
 
 /// A channel to `addr` that connects on its first call.
