@@ -63,6 +63,7 @@ pub fn shop(shop_id: &str, access_key: SecretString, wms_endpoint_url: &str) -> 
                 cart_field: "note".into(),
             }],
             line_free_fields: vec![],
+            wms_order_no_prefix: String::new(),
         },
         access_key,
     }

@@ -54,6 +54,7 @@ struct SettingsRow {
     payment_mappings: Json<Vec<PaymentMapping>>,
     header_free_fields: Json<Vec<FreeFieldMapping>>,
     line_free_fields: Json<Vec<FreeFieldMapping>>,
+    wms_order_no_prefix: String,
     enabled: bool,
     check_outcome: Option<String>,
     check_detail: Option<String>,
@@ -105,6 +106,7 @@ impl TryFrom<SettingsRow> for StoredSettings {
                 payment_mappings: row.payment_mappings.0,
                 header_free_fields: row.header_free_fields.0,
                 line_free_fields: row.line_free_fields.0,
+                wms_order_no_prefix: row.wms_order_no_prefix,
             },
             access_key: Sealed {
                 key_id: row.access_key_id,
@@ -174,7 +176,7 @@ pub async fn load_settings(
                 s.access_key_sealed, s.credentials_rev, s.ship_instructions, s.ship_cancellations,
                 s.ship_results, s.target_status_codes, s.shipper_id, s.delivery_method_id,
                 s.sync_period_days, s.robot_id, s.payment_mappings, s.header_free_fields,
-                s.line_free_fields, s.enabled, s.check_outcome, s.check_detail, s.check_at,
+                s.line_free_fields, s.wms_order_no_prefix, s.enabled, s.check_outcome, s.check_detail, s.check_at,
                 s.check_credentials_rev, s.updated_at
            FROM shop_settings s JOIN shops h ON h.shop_id = s.shop_id
           WHERE s.shop_id = $1",
@@ -200,8 +202,8 @@ pub async fn save_settings(
              shop_id, wms_kind, endpoint_url, access_key_id, access_key_sealed, credentials_rev,
              ship_instructions, ship_cancellations, ship_results, target_status_codes,
              shipper_id, delivery_method_id, sync_period_days, robot_id,
-             payment_mappings, header_free_fields, line_free_fields)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             payment_mappings, header_free_fields, line_free_fields, wms_order_no_prefix)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT (shop_id) DO UPDATE SET
              wms_kind = EXCLUDED.wms_kind,
              endpoint_url = EXCLUDED.endpoint_url,
@@ -219,6 +221,7 @@ pub async fn save_settings(
              payment_mappings = EXCLUDED.payment_mappings,
              header_free_fields = EXCLUDED.header_free_fields,
              line_free_fields = EXCLUDED.line_free_fields,
+             wms_order_no_prefix = EXCLUDED.wms_order_no_prefix,
              updated_at = now()",
     )
     .bind(shop.as_str())
@@ -238,6 +241,7 @@ pub async fn save_settings(
     .bind(Json(&detail.payment_mappings))
     .bind(Json(&detail.header_free_fields))
     .bind(Json(&detail.line_free_fields))
+    .bind(&detail.wms_order_no_prefix)
     .execute(&mut *conn)
     .await?;
     Ok(())

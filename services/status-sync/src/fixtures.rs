@@ -19,6 +19,7 @@ pub fn ctx() -> ReviewContext {
         now: now(),
         period: Period::last_days(now(), 30),
         shipped_watch: Duration::from_secs(14 * 86_400),
+        wms_order_no_prefix: String::new(),
     }
 }
 

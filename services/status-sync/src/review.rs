@@ -22,11 +22,14 @@ pub enum Search<'a> {
     OrderNos(&'a [String]),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReviewContext {
     pub now: DateTime<Utc>,
     pub period: Period,
     pub shipped_watch: Duration,
+    /// Multi-channel WMS accounts: only WMS orders whose number starts with it are the shop's
+    /// ("": all); another channel's order is never an anomaly of this shop.
+    pub wms_order_no_prefix: String,
 }
 
 /// A watched order in the period as the WMS showed it.
@@ -85,6 +88,10 @@ pub fn review(
     let mut found = BTreeSet::new();
     for (order_no, group) in &groups {
         let Some(row) = rows.get(*order_no) else {
+            if !order_no.starts_with(ctx.wms_order_no_prefix.as_str()) {
+                // Another sales channel's order in a shared WMS account.
+                continue;
+            }
             out.candidates.extend(
                 group
                     .iter()

@@ -362,6 +362,7 @@ impl Runner {
                 now: started_at,
                 period,
                 shipped_watch: self.sync.shipped_watch(),
+                wms_order_no_prefix: shop.wms_order_no_prefix.clone(),
             },
             stats: Stats::default(),
             seen: HashSet::new(),

@@ -30,6 +30,8 @@ pub struct Shop {
     /// S3 ④: shipment results (status and tracking) flow back to the cart.
     pub shipment_results: bool,
     pub sync_period_days: u32,
+    /// Multi-channel WMS accounts: the order-number prefix of this shop's WMS orders ("": all).
+    pub wms_order_no_prefix: String,
     /// Present when the shop is enabled with shipment results on.
     pub wms: Option<Arc<dyn Wms>>,
 }
@@ -42,6 +44,7 @@ impl Shop {
             enabled: snapshot.enabled,
             shipment_results: snapshot.data_targets().shipment_results,
             sync_period_days: snapshot.sync_period_days().min(MAX_SYNC_PERIOD_DAYS),
+            wms_order_no_prefix: snapshot.detail.wms_order_no_prefix.clone(),
             wms: None,
         }
     }

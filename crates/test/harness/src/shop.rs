@@ -89,5 +89,6 @@ pub fn full_detail(endpoint_url: &str) -> pb::DetailSettings {
                 cart_field: "sku".into(),
             },
         ],
+        wms_order_no_prefix: String::new(),
     }
 }

@@ -60,6 +60,7 @@ pub fn full() -> pb::DetailSettings {
             slot: 10,
             cart_field: "options.color".into(),
         }],
+        wms_order_no_prefix: String::new(),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct Detail {
     pub payment_mappings: Vec<PaymentMapping>,
     pub header_free_fields: Vec<FreeFieldMapping>,
     pub line_free_fields: Vec<FreeFieldMapping>,
+    /// Multi-channel accounts: the order-number prefix of this shop's WMS orders ("" = all).
+    pub wms_order_no_prefix: String,
 }
 
 impl Detail {
@@ -108,6 +110,7 @@ impl Detail {
                 })
                 .collect(),
             header_free_fields: free(&self.header_free_fields),
+            wms_order_no_prefix: self.wms_order_no_prefix.clone(),
             line_free_fields: free(&self.line_free_fields),
         }
     }

@@ -321,6 +321,13 @@ fn validate_detail(
         v,
     );
 
+    // Multi-channel accounts: an order-number prefix, as order numbers are written.
+    if !raw.wms_order_no_prefix.is_empty()
+        && let Err(err) = wmslink_platform::shop::OrderNo::parse(&raw.wms_order_no_prefix)
+    {
+        v.add("detail.wms_order_no_prefix", err.to_string());
+    }
+
     Some(Detail {
         wms_kind: wms_kind?,
         endpoint_url: endpoint_url?,
@@ -341,6 +348,7 @@ fn validate_detail(
             .collect(),
         header_free_fields,
         line_free_fields,
+        wms_order_no_prefix: raw.wms_order_no_prefix.clone(),
     })
 }
 
@@ -432,6 +440,7 @@ mod tests {
             slot: 11,
             cart_field: "sku".into(),
         });
+        detail.wms_order_no_prefix = "WEB 1".into();
         let fields = validate(&detail, None).unwrap_err();
         for expected in [
             "access_key",
@@ -448,13 +457,14 @@ mod tests {
             "detail.header_free_fields[1].slot",
             "detail.header_free_fields[1].cart_field",
             "detail.line_free_fields[1].slot",
+            "detail.wms_order_no_prefix",
         ] {
             assert!(
                 fields.iter().any(|f| f == expected),
                 "{expected} missing in {fields:?}"
             );
         }
-        assert_eq!(fields.len(), 14, "{fields:?}");
+        assert_eq!(fields.len(), 15, "{fields:?}");
     }
 
     #[test]

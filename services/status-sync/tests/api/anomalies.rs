@@ -307,3 +307,26 @@ async fn a_wms_cancellation_outside_the_sync_period_is_reported() {
         .collect();
     assert_eq!(found, vec![("OLD-1", ids["OLD-1"])]);
 }
+
+/// Multi-channel WMS accounts: with the shop's order-number prefix set, another channel's WMS
+/// orders are not reported as registered outside wmslink; the shop's own still are.
+#[tokio::test]
+async fn other_channels_orders_are_not_this_shops_anomalies() {
+    let app = spawn_app().await;
+    let shop = app.add_shop_with_prefix("WEB-").await;
+    let date = days_ago(1);
+    let csv = register_in_wms(
+        &shop.wms,
+        &[("WEB-9".into(), date), ("MALL-1".into(), date)],
+    )
+    .await;
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!(run.anomalies, 1, "{run:?}");
+    let listed = app.anomalies(&shop, AnomalyKind::Unspecified).await;
+    let found: Vec<(&str, i64)> = listed
+        .iter()
+        .map(|a| (a.order_no.as_str(), a.wms_order_id))
+        .collect();
+    assert_eq!(found, vec![("WEB-9", csv["WEB-9"])]);
+}

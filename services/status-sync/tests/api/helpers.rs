@@ -87,10 +87,22 @@ pub fn sync_client(addr: SocketAddr, token: &str) -> SyncClient {
 /// Registers `shop` with the simulator's `key` and URL (a sync period of
 /// [`SYNC_PERIOD_DAYS`]), checks the connection and enables it.
 pub async fn enable_shop(settings: &SettingsClient, shop: &str, sim_url: &str, key: &str) {
-    let detail = settings_pb::DetailSettings {
+    enable_shop_with(settings, shop, sim_url, key, |_| {}).await;
+}
+
+/// [`enable_shop`] with detail settings changed by `tweak`.
+pub async fn enable_shop_with(
+    settings: &SettingsClient,
+    shop: &str,
+    sim_url: &str,
+    key: &str,
+    tweak: impl FnOnce(&mut settings_pb::DetailSettings),
+) {
+    let mut detail = settings_pb::DetailSettings {
         sync_period_days: SYNC_PERIOD_DAYS,
         ..shop::full_detail(sim_url)
     };
+    tweak(&mut detail);
     shop::setup(shop, detail, key)
         .enable(&mut settings.clone())
         .await
@@ -381,6 +393,29 @@ impl TestApp {
 
     pub async fn add_shop(&self) -> TestShop {
         self.add_shop_with(None).await
+    }
+
+    /// A shop of a multi-channel WMS account: its WMS orders are those numbered `prefix…`.
+    pub async fn add_shop_with_prefix(&self, prefix: &str) -> TestShop {
+        let id = shop::unique_shop_id();
+        let key = wms::new_account(&self.sim, KeyOptions::default());
+        enable_shop_with(
+            &self.settings_client(),
+            &id,
+            &self.sim.base_url(),
+            &key,
+            |detail| detail.wms_order_no_prefix = prefix.to_owned(),
+        )
+        .await;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(Unlimited);
+        let wms = WmsClient::new(
+            &self.sim.base_url(),
+            SecretString::from(key.clone()),
+            &wms_test_config(),
+            limiter,
+        )
+        .expect("WMS client");
+        TestShop { id, key, wms }
     }
 
     /// Registers orders in the shop's WMS account and tells status-sync they were sent
