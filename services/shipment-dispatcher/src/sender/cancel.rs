@@ -19,15 +19,12 @@ use chrono::Utc;
 use wmslink_wms_client::WmsError;
 use wmslink_wms_client::port::{CancelOutcome, Exchange, Wms, WmsOrder};
 
-use super::{backoff_wait, reconcile};
+use super::{Progress, backoff_wait, reconcile, still_enabled};
 use crate::core::Core;
 use crate::errors::PassError;
 use crate::settle::{self, CancelSearch};
 use crate::state_machine::{Input, Status};
 use crate::store::{self, History, ShipmentRow};
-
-/// Cancellations sent per pass.
-const MAX_CANCELS_PER_PASS: i64 = 200;
 
 /// How a cancellation attempt is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +74,22 @@ pub fn of_read_back(order: &WmsOrder, past_cancel: bool, why: &str) -> Verdict {
     }
 }
 
-/// Sends the cancellation of every `CANCEL_REQUESTED` shipment of the shop whose turn has come.
-pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Result<(), PassError> {
-    let rows = store::cancels_due(&core.pool, shop_id, MAX_CANCELS_PER_PASS).await?;
+/// Sends the cancellation of up to `limit` `CANCEL_REQUESTED` shipments of the shop whose
+/// turn has come; returns how many were taken.
+pub async fn cancel_requested(
+    core: &Core,
+    shop_id: &str,
+    wms: &dyn Wms,
+    limit: usize,
+    progress: &Progress,
+) -> Result<usize, PassError> {
+    let rows = store::cancels_due(
+        &core.pool,
+        shop_id,
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    )
+    .await?;
+    let taken = rows.len();
     let (known, unknown): (Vec<ShipmentRow>, Vec<ShipmentRow>) =
         rows.into_iter().partition(|row| row.wms_order_id.is_some());
     let mut targets: Vec<(String, i64)> = known
@@ -88,10 +98,18 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
         .collect();
     let due: Vec<String> = unknown.into_iter().map(|row| row.order_no).collect();
     if !due.is_empty() {
-        targets.extend(search_for_cancel(core, shop_id, wms, &due).await?);
+        match search_for_cancel(core, shop_id, wms, &due).await {
+            Ok(found) => targets.extend(found),
+            // One failing search never holds the shop's other cancellations.
+            Err(PassError::Wms(err)) => {
+                reconcile::search_failed(core, shop_id, &due, &err).await?;
+            }
+            Err(err) => return Err(err),
+        }
     }
     for (order_no, order_id) in targets {
-        if core.shutdown.is_cancelled() {
+        // Disabling the shop stops its cancellations before the next call (R6).
+        if core.shutdown.is_cancelled() || !still_enabled(core, shop_id, false).await {
             break;
         }
         let request = wms.describe(Exchange::Cancel { order_id });
@@ -131,9 +149,12 @@ pub async fn cancel_requested(core: &Core, shop_id: &str, wms: &dyn Wms) -> Resu
             }
             (verdict, _) => verdict,
         };
+        if matches!(verdict, Verdict::Confirmed(_) | Verdict::Rejected(_)) {
+            progress.made();
+        }
         finish_cancel(core, shop_id, &order_no, history, verdict).await?;
     }
-    Ok(())
+    Ok(taken)
 }
 
 /// Searches the WMS for cancel-requested shipments without a WMS order id (they may exist in

@@ -6,11 +6,13 @@
 //! 1. [`reconcile`]: resolves the `SENDING` shipments whose search is due (claimed longer
 //!    than the WMS request timeout plus a margin ago, or searched without a hit an interval
 //!    ago) by searching the WMS; a miss keeps them in doubt;
-//! 2. [`register`]: claims up to `batch_size` `QUEUED` shipments, builds their instructions
-//!    (unbuildable ones go to `ERROR` naming what is missing), commits them `SENDING`
-//!    **before** the call, registers them in one call and settles each from the per-row
-//!    answer ([`crate::settle`]); repeats while full batches come;
-//! 3. [`cancel`]: sends the cancellations of `CANCEL_REQUESTED` shipments.
+//! 2. in turns, while either has more and for at most 20 s: [`register`] claims up to
+//!    `batch_size` `QUEUED` shipments, builds their instructions (unbuildable ones go to
+//!    `ERROR` naming what is missing), commits them `SENDING` **before** the call, registers
+//!    them in one call and settles each from the per-row answer ([`crate::settle`]); then
+//!    [`cancel`] sends up to 20 cancellations of `CANCEL_REQUESTED` shipments. The shop's
+//!    settings are read again (from the cache) before each call: a shop disabled meanwhile
+//!    stops sending at once.
 //!
 //! A WMS that is down or rate limited puts the batch back to `QUEUED` and the shop into
 //! back-off (the `Retry-After` of a 429 is honoured, and the shared limiter is pushed back by
@@ -18,6 +20,11 @@
 //! unknown outcome (timeout, reset, 5xx) keeps the rows `SENDING`, possibly in the WMS, until
 //! a later search settles them ([`crate::settle`]). A pass that leaves searches pending asks
 //! to run again when the first is due ([`PassOutcome::due_in`]).
+//!
+//! Back-off follows the failing thing: an order whose cancel keeps failing backs off on its
+//! own (`cancel_after`), a search that fails moves only its rows' next search; the shop backs
+//! off when a pass fails, from the bottom again after any progress. A 401 drops the shop's
+//! cached WMS client and settings (a rotated key is picked up on the next pass).
 
 pub mod cancel;
 pub mod reconcile;
@@ -27,20 +34,25 @@ pub mod shop_lock;
 pub mod sweep;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::mpsc;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use tokio::time::Instant;
 
 use crate::core::Core;
 use crate::errors::PassError;
 use crate::settings::{Lookup, ShopView};
 use shop_lock::ShopLock;
+use wmslink_wms_client::WmsError;
 
-/// Batches one pass sends before it lets cancellations and other shops have a turn.
-const MAX_BATCHES_PER_PASS: usize = 10;
+/// How long one pass may go on before it lets other shops have a turn (it runs again at
+/// once when work is left).
+const MAX_PASS_DURATION: Duration = Duration::from_secs(20);
+/// Cancellations sent per turn, between two registration batches.
+const CANCELS_PER_TURN: usize = 20;
 /// How long a pass waits before trying again when another replica holds the shop.
 const BUSY_RETRY: Duration = Duration::from_millis(500);
 
@@ -68,6 +80,9 @@ struct ShopState {
 pub struct Sender {
     wake_tx: mpsc::UnboundedSender<String>,
     shops: Mutex<HashMap<String, Arc<AsyncMutex<ShopState>>>>,
+    /// Passes running at once in this process, from the scheduler and `RunDispatch` alike
+    /// (each holds a pooled connection for its lock): never more than the pool can serve.
+    slots: Semaphore,
 }
 
 impl Sender {
@@ -77,6 +92,7 @@ impl Sender {
             Self {
                 wake_tx,
                 shops: Mutex::new(HashMap::new()),
+                slots: Semaphore::new(scheduler::MAX_PARALLEL_SHOPS),
             },
             wake_rx,
         )
@@ -110,9 +126,23 @@ pub(crate) fn backoff_wait(
     }
 }
 
+/// The shop's count of failed passes after one more failed: back-off follows what keeps
+/// failing, so a pass that got anything done starts it from the bottom again.
+fn failures_after(failures: u32, progress: bool) -> u32 {
+    if progress {
+        1
+    } else {
+        failures.saturating_add(1)
+    }
+}
+
 /// One pass for a shop (see the module docs). Never fails: trouble becomes back-off.
 #[tracing::instrument(name = "sender_pass", skip(core))]
 pub async fn pass(core: &Core, shop_id: &str) -> PassOutcome {
+    // Only fails when the semaphore is closed, which it never is.
+    let Ok(_slot) = core.sender.slots.acquire().await else {
+        return PassOutcome::default();
+    };
     let state = core.sender.shop(shop_id);
     let mut state = state.lock().await;
     if let Some(until) = state.backoff_until {
@@ -124,7 +154,8 @@ pub async fn pass(core: &Core, shop_id: &str) -> PassOutcome {
             };
         }
     }
-    match run_pass(core, shop_id).await {
+    let progress = Progress::default();
+    match run_pass(core, shop_id, &progress).await {
         Ok(outcome) => {
             state.failures = 0;
             state.backoff_until = None;
@@ -136,7 +167,12 @@ pub async fn pass(core: &Core, shop_id: &str) -> PassOutcome {
             ..PassOutcome::default()
         },
         Err(err) => {
-            state.failures = state.failures.saturating_add(1);
+            if let PassError::Wms(WmsError::Unauthorized) = err {
+                // The key may have been rotated: build the shop's client again next time.
+                core.wms.invalidate(shop_id);
+                core.settings.invalidate(shop_id);
+            }
+            state.failures = failures_after(state.failures, progress.any());
             let wait = backoff_wait(
                 state.failures,
                 core.config.base_backoff(),
@@ -153,7 +189,11 @@ pub async fn pass(core: &Core, shop_id: &str) -> PassOutcome {
     }
 }
 
-async fn run_pass(core: &Core, shop_id: &str) -> Result<PassOutcome, PassError> {
+async fn run_pass(
+    core: &Core,
+    shop_id: &str,
+    progress: &Progress,
+) -> Result<PassOutcome, PassError> {
     let view = match core.settings.get(shop_id).await? {
         Lookup::Known(view) if view.policy.enabled => view,
         // R6: a shop that is not enabled is never touched; its work waits.
@@ -162,31 +202,50 @@ async fn run_pass(core: &Core, shop_id: &str) -> Result<PassOutcome, PassError> 
     let Some(lock) = ShopLock::acquire(&core.pool, shop_id).await? else {
         return Err(PassError::Busy);
     };
-    let result = locked_pass(core, shop_id, &view).await;
+    let result = locked_pass(core, shop_id, &view, progress).await;
     lock.release().await;
     result
+}
+
+/// Whether the shop is still enabled (and sending shipment instructions when `registering`),
+/// read from the settings cache before each WMS call: disabling a shop stops its sending
+/// before the next call (R6).
+pub(crate) async fn still_enabled(core: &Core, shop_id: &str, registering: bool) -> bool {
+    match core.settings.get(shop_id).await {
+        Ok(Lookup::Known(view)) => {
+            view.policy.enabled && (!registering || view.policy.shipment_instructions)
+        }
+        Ok(Lookup::Unknown) => false,
+        // The settings service out of reach: the cache keeps what it knew; go on.
+        Err(_) => true,
+    }
 }
 
 async fn locked_pass(
     core: &Core,
     shop_id: &str,
     view: &ShopView,
+    progress: &Progress,
 ) -> Result<PassOutcome, PassError> {
     let wms = core.wms.get(shop_id).await?;
     let wms = wms.as_ref();
+    let deadline = Instant::now() + MAX_PASS_DURATION;
     reconcile::resolve_in_doubt(core, shop_id, wms, view).await?;
 
+    // Registrations and cancellations take turns, so neither holds the other up; the pass
+    // ends when neither has more, or at its deadline (then it runs again at once).
+    let batch = core.config.batch_size().min(wms.limits().register_batch);
     let mut more = false;
-    if view.policy.shipment_instructions {
-        let batch = core.config.batch_size().min(wms.limits().register_batch);
-        for round in 0.. {
-            if core.shutdown.is_cancelled() {
-                break;
-            }
-            if round == MAX_BATCHES_PER_PASS {
-                more = true;
-                break;
-            }
+    loop {
+        if core.shutdown.is_cancelled() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            more = true;
+            break;
+        }
+        let mut again = false;
+        if view.policy.shipment_instructions && still_enabled(core, shop_id, true).await {
             let claimed = register::claim(core, shop_id, wms, view, batch).await?;
             if !claimed.instructions.is_empty() {
                 register::register(
@@ -198,13 +257,17 @@ async fn locked_pass(
                     &claimed.claims,
                 )
                 .await?;
+                progress.made();
             }
-            if claimed.total < batch {
-                break;
-            }
+            again |= claimed.total == batch;
+        }
+        let cancels =
+            cancel::cancel_requested(core, shop_id, wms, CANCELS_PER_TURN, progress).await?;
+        again |= cancels == CANCELS_PER_TURN;
+        if !again {
+            break;
         }
     }
-    cancel::cancel_requested(core, shop_id, wms).await?;
     let due_in = crate::store::next_search(&core.pool, shop_id)
         .await?
         .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
@@ -215,9 +278,31 @@ async fn locked_pass(
     })
 }
 
+/// Whether a pass got anything done (a registration answered, a cancellation settled): a
+/// pass that made progress and then failed backs the shop off from the start again.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicBool);
+
+impl Progress {
+    pub fn made(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_progress_starts_the_shop_back_off_from_the_bottom() {
+        assert_eq!(failures_after(0, false), 1);
+        assert_eq!(failures_after(6, false), 7);
+        assert_eq!(failures_after(6, true), 1, "a pass that got work done");
+        assert_eq!(failures_after(u32::MAX, false), u32::MAX);
+    }
 
     #[test]
     fn back_off_doubles_up_to_the_cap_unless_the_wms_says_how_long() {

@@ -53,7 +53,7 @@ pub async fn resolve_in_doubt(
             count = claims.len(),
             "searching shipments in doubt"
         );
-        resolve(
+        let searched = resolve(
             core,
             shop_id,
             wms,
@@ -62,7 +62,17 @@ pub async fn resolve_in_doubt(
             SearchCause::UnknownOutcome,
             "in doubt (SENDING, outcome unknown)",
         )
-        .await?;
+        .await;
+        match searched {
+            Ok(()) => {}
+            // A failing search holds nothing else of the shop: only these rows wait.
+            Err(PassError::Wms(err)) => {
+                let order_nos: Vec<String> = claims.keys().cloned().collect();
+                search_failed(core, shop_id, &order_nos, &err).await?;
+                return Ok(resolved);
+            }
+            Err(err) => return Err(err),
+        }
         resolved += claims.len();
         if core.shutdown.is_cancelled() {
             return Ok(resolved);
@@ -106,6 +116,31 @@ pub async fn resolve(
     }
     tx.commit().await?;
     core.relay.wake();
+    Ok(())
+}
+
+/// A search for `order_nos` failed: each waits `in_doubt_search_interval_ms` before its next
+/// search (not counted as a miss), with the failure in its history.
+pub async fn search_failed(
+    core: &Core,
+    shop_id: &str,
+    order_nos: &[String],
+    err: &wmslink_wms_client::WmsError,
+) -> Result<(), PassError> {
+    tracing::warn!(shop = shop_id, count = order_nos.len(), error = %err, "search of shipments in doubt failed; searched again later");
+    let next = Utc::now() + core.doubt.search_interval;
+    let mut tx = core.pool.begin().await?;
+    for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
+        if !matches!(row.status, Status::Sending | Status::CancelRequested) {
+            continue;
+        }
+        row.search_after = Some(next);
+        let history = [History::note(format!(
+            "the search of the WMS failed ({err}): searched again later"
+        ))];
+        store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

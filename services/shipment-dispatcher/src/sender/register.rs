@@ -229,7 +229,7 @@ async fn settle_answers(
     tx.commit().await?;
     core.relay.wake();
     if !to_search.is_empty() {
-        reconcile::resolve(
+        let searched = reconcile::resolve(
             core,
             shop_id,
             wms,
@@ -238,7 +238,13 @@ async fn settle_answers(
             SearchCause::Duplicate,
             "after an already-registered answer",
         )
-        .await?;
+        .await;
+        // A failed search leaves them SENDING: they are searched once their claim expires.
+        if let Err(PassError::Wms(err)) = &searched {
+            tracing::warn!(shop = shop_id, error = %err, "search after E_DUPLICATE failed; searched later");
+        } else {
+            searched?;
+        }
     }
     Ok(())
 }

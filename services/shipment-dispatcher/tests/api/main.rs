@@ -21,3 +21,4 @@ mod rules;
 mod sending;
 mod settings_outage;
 mod startup;
+mod starvation;
