@@ -11,6 +11,7 @@ pub mod domain;
 pub mod errors;
 pub mod events;
 pub mod grpc;
+pub mod passed_checks;
 pub mod service;
 pub mod store;
 

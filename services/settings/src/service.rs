@@ -23,6 +23,7 @@ use crate::domain::validation::{self, RegisterContext, UrlProblem};
 use crate::domain::{CheckOutcome, OrderStatus, enable_switch};
 use crate::errors::SettingsError;
 use crate::events::{self, Change};
+use crate::passed_checks::PassedChecks;
 use crate::store::{self, StoredSettings};
 
 /// Extra time a connection check may spend waiting for the key's rate-limit budget before it
@@ -62,6 +63,8 @@ pub struct SettingsService {
     limiter: Arc<dyn RateLimiter>,
     /// The budget of connection checks against URLs other than the registered one.
     probe_limiter: Arc<dyn RateLimiter>,
+    /// S2: passed checks of a given key and URL, counted when exactly those are registered.
+    passed_checks: PassedChecks,
 }
 
 fn not_found(shop: &ShopId) -> SettingsError {
@@ -94,6 +97,7 @@ impl SettingsService {
             wms,
             limiter,
             probe_limiter,
+            passed_checks: PassedChecks::default(),
         }
     }
 
@@ -219,6 +223,21 @@ impl SettingsService {
         }
 
         store::save_settings(&mut tx, shop, &detail, &sealed, credentials_rev).await?;
+        // S2: the key and URL were checked (and passed) just before being registered.
+        if credentials_changed
+            && let Some(new_key) = &registration.access_key
+            && let Some(passed) = self.passed_checks.take(shop, &detail.endpoint_url, new_key)
+        {
+            store::record_check(
+                &mut tx,
+                shop,
+                credentials_rev,
+                CheckOutcome::Ok,
+                &passed.detail,
+                passed.checked_at,
+            )
+            .await?;
+        }
         let new_version = store::bump_version(&mut tx, shop).await?;
         events::enqueue_changed(
             &mut tx,
@@ -317,6 +336,9 @@ impl SettingsService {
         } else {
             self.probe_limiter.clone()
         };
+        // A check of a given key and URL is not recorded; when it passes, it is remembered
+        // for registering exactly that pair (S2: the operator never checks twice).
+        let tried_key = credentials_rev.is_none().then(|| key.clone());
         let checked = tokio::time::timeout(
             deadline,
             wmslink_wms_client::check_connection(&url, key, &self.wms, limiter),
@@ -335,6 +357,10 @@ impl SettingsService {
         span.in_scope(|| tracing::info!(outcome = outcome.as_str(), "connection checked"));
 
         let Some(credentials_rev) = credentials_rev else {
+            if let Some(tried_key) = tried_key.filter(|_| outcome == CheckOutcome::Ok) {
+                self.passed_checks
+                    .remember(shop, &url, &tried_key, &detail, checked_at);
+            }
             let version = {
                 let mut conn = self.pool.acquire().await?;
                 store::shop_version(&mut conn, shop).await?

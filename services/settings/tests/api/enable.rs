@@ -64,6 +64,51 @@ async fn enabling_needs_a_passing_check_first() {
     assert_eq!(again, enabled);
 }
 
+/// S2 in the help page's order: key and URL, connection check, detail fields, 登録, switch.
+/// The check of exactly the key and URL then registered counts: no second check.
+#[tokio::test]
+async fn a_passed_check_of_the_registered_key_and_url_counts() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let key = sim_key(&sim);
+    app.put_catalog(&shop).await;
+
+    let tried = app.try_check(&shop, &key, &sim.base_url()).await;
+    assert_eq!(tried.outcome(), pb::ConnectionCheckOutcome::Ok);
+    let registered = app
+        .register(&shop, 0, full_detail(&sim.base_url()), Some(&key))
+        .await
+        .expect("registered");
+    let check = registered.last_connection_check.expect("the check counts");
+    assert_eq!(check.outcome(), pb::ConnectionCheckOutcome::Ok);
+    let enabled = app
+        .set_enabled(&shop, true, registered.version)
+        .await
+        .expect("enabled without a second check");
+    assert!(enabled.enabled);
+
+    // Another key than the one checked does not count.
+    let other_shop = unique_shop();
+    let other_key = sim_key(&sim);
+    app.put_catalog(&other_shop).await;
+    app.try_check(&other_shop, &key, &sim.base_url()).await;
+    let other = app
+        .register(
+            &other_shop,
+            0,
+            full_detail(&sim.base_url()),
+            Some(&other_key),
+        )
+        .await
+        .expect("registered");
+    assert!(other.last_connection_check.is_none(), "{other:?}");
+    assert_code(
+        app.set_enabled(&other_shop, true, other.version).await,
+        Code::FailedPrecondition,
+    );
+}
+
 #[tokio::test]
 async fn enabling_is_refused_after_the_key_changes() {
     let app = spawn_app().await;
