@@ -334,21 +334,23 @@ pub async fn lock_many(
     .await
 }
 
-/// E1/E2: never-sent shipments of a shop whose order is in one of `status_codes` and whose
-/// order date is at or after `since`, locked.
+/// E1/E2: up to `limit` never-sent shipments of a shop whose order is in one of
+/// `status_codes` and whose order date is at or after `since`, locked.
 pub async fn lock_not_sent_due(
     conn: &mut PgConnection,
     shop_id: &str,
     status_codes: &[String],
     since: DateTime<Utc>,
+    limit: i64,
 ) -> Result<Vec<ShipmentRow>, sqlx::Error> {
     sqlx::query_as(select_shipments!(
         "WHERE shop_id = $1 AND status = 'NOT_SENT' AND order_status_code = ANY($2)
-           AND order_date >= $3 ORDER BY order_date, order_no FOR UPDATE SKIP LOCKED"
+           AND order_date >= $3 ORDER BY order_date, order_no LIMIT $4 FOR UPDATE SKIP LOCKED"
     ))
     .bind(shop_id)
     .bind(status_codes)
     .bind(since)
+    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -389,11 +391,19 @@ pub async fn lock_errors(
     .await
 }
 
-/// Every shop the dispatcher has seen an order of.
-pub async fn shops<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT DISTINCT shop_id FROM shipments ORDER BY shop_id")
-        .fetch_all(executor)
-        .await
+/// Every shop with work for the sender (queued, in doubt, cancel requested), from the
+/// partial indexes (never a scan of every shipment).
+pub async fn shops_with_work<'e>(
+    executor: impl PgExecutor<'e>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT shop_id FROM shipments WHERE status = 'QUEUED'
+         UNION
+         SELECT shop_id FROM shipments WHERE status IN ('SENDING', 'CANCEL_REQUESTED')
+         ORDER BY shop_id",
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// Statuses of the given shipments of a shop.

@@ -21,6 +21,8 @@ use crate::settings::{Lookup, ShopView};
 use crate::state_machine::{Input, OrderFacts, plan_order_event};
 use crate::store::{self, History};
 
+/// Shipments queued per transaction by E1/E2.
+const QUEUE_CHUNK: i64 = 500;
 /// Shipments re-checked for a missed cancellation per shop and sweep.
 const RECHECK_BATCH: i64 = 500;
 
@@ -47,20 +49,28 @@ pub async fn queue_due(
     }
     let days = i64::from(view.sync_period_days.max(1));
     let since = Utc::now() - chrono::Duration::days(days);
-    let mut tx = core.pool.begin().await?;
-    let rows = store::lock_not_sent_due(&mut tx, shop_id, &codes, since).await?;
-    let mut queued = Vec::with_capacity(rows.len());
-    for mut row in rows {
-        let reason = format!(
-            "{why}: order in target status '{}' within the {days}-day sync period",
-            row.order_status_code
-        );
-        if let Ok(line) = row.apply(Input::Queue, reason) {
-            store::persist(&mut tx, &core.subjects, &mut row, &[line], true).await?;
-            queued.push(row.order_no);
+    let mut queued = Vec::new();
+    // In chunks, one transaction each: enabling a shop with many due orders never holds
+    // one long transaction over all of them.
+    loop {
+        let mut tx = core.pool.begin().await?;
+        let rows = store::lock_not_sent_due(&mut tx, shop_id, &codes, since, QUEUE_CHUNK).await?;
+        let last = rows.len() < usize::try_from(QUEUE_CHUNK).unwrap_or(usize::MAX);
+        for mut row in rows {
+            let reason = format!(
+                "{why}: order in target status '{}' within the {days}-day sync period",
+                row.order_status_code
+            );
+            if let Ok(line) = row.apply(Input::Queue, reason) {
+                store::persist(&mut tx, &core.subjects, &mut row, &[line], true).await?;
+                queued.push(row.order_no);
+            }
+        }
+        tx.commit().await?;
+        if last {
+            break;
         }
     }
-    tx.commit().await?;
     if !queued.is_empty() {
         core.relay.wake();
         tracing::info!(
@@ -149,7 +159,21 @@ pub async fn sweep_shop(core: &Core, shop_id: &str) {
     }
 }
 
-/// Sweeps every shop now and every `sweep_interval`, and a shop at once when its settings
+/// The shops a periodic sweep visits: the enabled ones, from the settings service (a disabled
+/// shop is never touched, R6; a shop seen once long ago costs nothing). When the settings
+/// service is out of reach, the shops with work (queued, in doubt, cancel requested), from
+/// the partial indexes.
+async fn shops_to_sweep(core: &Core) -> Result<Vec<String>, sqlx::Error> {
+    match core.settings.client().list_shops(true).await {
+        Ok(shops) => Ok(shops.into_iter().map(|shop| shop.shop_id).collect()),
+        Err(err) => {
+            tracing::warn!(error = %err, "sweep: cannot list the enabled shops; sweeping the shops with work");
+            store::shops_with_work(&core.pool).await
+        }
+    }
+}
+
+/// Sweeps every enabled shop now and every `sweep_interval`, and a shop at once when its settings
 /// change (e.g. it was just enabled). Each periodic sweep also refreshes the queue gauges
 /// ([`metrics`]).
 pub async fn run_sweeper(
@@ -163,7 +187,7 @@ pub async fn run_sweeper(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {
-                match store::shops(&core.pool).await {
+                match shops_to_sweep(&core).await {
                     Ok(shops) => {
                         match metrics::sample(&core.pool, &shops).await {
                             Ok(queues) => QueueGauges::global().set(queues),
