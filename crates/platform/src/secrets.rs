@@ -229,13 +229,159 @@ pub fn mask(secret: &SecretString) -> String {
     if chars.len() <= 8 {
         return "*".repeat(8);
     }
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    // At most a quarter of the key, and never more than its last 4 characters.
+    let shown = (chars.len() / 4).min(4);
+    let tail: String = chars[chars.len() - shown..].iter().collect();
     format!("********{tail}")
+}
+
+/// The master key of the docker compose demo (`deploy/dev/master.key`): public, so refused in
+/// production.
+const DEV_MASTER_KEY: &str = "vu5ZexTl/c/fpY9cl0Yy4tsC8RM5ygwtl8X2XMKxCmg=";
+/// Shortest bearer token accepted in production.
+pub const MIN_PRODUCTION_TOKEN_LEN: usize = 32;
+
+/// The production rules for secrets at start, added to `problems` under `section`'s keys:
+/// no inline master keys, a key file only its owner can read, not the demo key, and no
+/// development (`dev-…`) or short tokens. (Kubernetes: `defaultMode: 0440` and `fsGroup`.)
+pub fn check_production(
+    profile: crate::runtime::Profile,
+    secrets: &MasterKeyConfig,
+    auth: &crate::auth::AuthConfig,
+    problems: &mut crate::config::InvalidConfig,
+) {
+    use crate::config::key;
+    if profile != crate::runtime::Profile::Production {
+        return;
+    }
+    problems.check(
+        secrets.master_keys.expose_secret().is_empty(),
+        key("secrets", "master_keys"),
+        "inline master keys are for development only; use secrets.master_key_file in production",
+    );
+    if !secrets.master_key_file.is_empty() {
+        if let Some(reason) = key_file_problem(&secrets.master_key_file) {
+            problems.add(key("secrets", "master_key_file"), reason);
+        }
+    }
+    for token in &auth.tokens {
+        let value = token.token.expose_secret();
+        problems.check(
+            !value.starts_with("dev-") && value.len() >= MIN_PRODUCTION_TOKEN_LEN,
+            key("auth", "tokens"),
+            format!(
+                "the token of caller '{}' is a development token or shorter than {MIN_PRODUCTION_TOKEN_LEN} characters",
+                token.caller
+            ),
+        );
+    }
+}
+
+/// Why the key file may not be used in production, if it may not.
+fn key_file_problem(path: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o007 != 0 => {
+                return Some(format!(
+                    "{path} can be read by every user (mode {:o}); chmod 600 (or 440 for a group) it",
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+            Ok(_) => {}
+            Err(err) => return Some(format!("cannot read {path}: {err}")),
+        }
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.contains(DEV_MASTER_KEY) => Some(format!(
+            "{path} holds the development master key of the demo"
+        )),
+        Ok(_) => None,
+        Err(err) => Some(format!("cannot read {path}: {err}")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_key_shows_at_most_a_quarter() {
+        assert_eq!(mask(&SecretString::from("k-123456")), "********");
+        assert_eq!(mask(&SecretString::from("k-1234567")), "********67");
+        assert_eq!(mask(&SecretString::from("k-1234567890")), "********890");
+        assert_eq!(
+            mask(&SecretString::from("ak-0123456789abcdef")),
+            "********cdef"
+        );
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        use crate::auth::{AuthConfig, TokenConfig};
+        use crate::config::InvalidConfig;
+        use crate::runtime::Profile;
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = std::env::temp_dir().join(format!("wmslink-secrets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_, good_line) = KeyRing::generate("prod-1");
+        let good = dir.join("good.key");
+        std::fs::write(&good, &good_line).unwrap();
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let readable = dir.join("readable.key");
+        std::fs::write(&readable, &good_line).unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let demo = dir.join("demo.key");
+        std::fs::write(&demo, format!("dev-2026-11={DEV_MASTER_KEY}\n")).unwrap();
+        std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let file = |path: &std::path::Path| MasterKeyConfig {
+            master_key_file: path.display().to_string(),
+            ..MasterKeyConfig::default()
+        };
+        let tokens = |value: &str| AuthConfig {
+            tokens: vec![TokenConfig {
+                caller: "cart".into(),
+                token: SecretString::from(value.to_owned()),
+                scopes: vec![],
+                shops: vec![],
+            }],
+        };
+        let strong = "a-production-token-of-enough-length-0123";
+        let problems = |profile, secrets: &MasterKeyConfig, auth: &AuthConfig| {
+            let mut problems = InvalidConfig::default();
+            check_production(profile, secrets, auth, &mut problems);
+            problems.to_string()
+        };
+
+        let none = InvalidConfig::default().to_string();
+        assert_eq!(
+            problems(Profile::Production, &file(&good), &tokens(strong)),
+            none
+        );
+        let inline = MasterKeyConfig {
+            master_keys: SecretString::from(good_line.clone()),
+            ..MasterKeyConfig::default()
+        };
+        for (secrets, auth, expected) in [
+            (&inline, tokens(strong), "secrets.master_keys"),
+            (
+                &file(&readable),
+                tokens(strong),
+                "can be read by every user",
+            ),
+            (&file(&demo), tokens(strong), "development master key"),
+            (&file(&good), tokens("dev-cart-token"), "auth.tokens"),
+            (&file(&good), tokens("short-token"), "auth.tokens"),
+        ] {
+            let text = problems(Profile::Production, secrets, &auth);
+            assert!(text.contains(expected), "{expected}: {text}");
+            assert_eq!(problems(Profile::Development, secrets, &auth), none);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn seal_open_round_trip_with_fresh_nonces_and_bound_owner() {
@@ -276,7 +422,10 @@ mod tests {
 
     #[test]
     fn masks_all_but_the_last_four() {
-        assert_eq!(mask(&SecretString::from("abcdefghijkl")), "********ijkl");
+        assert_eq!(
+            mask(&SecretString::from("abcdefghijklmnop")),
+            "********mnop"
+        );
         assert_eq!(mask(&SecretString::from("short")), "********");
     }
 }

@@ -74,6 +74,12 @@ impl Validate for Config {
         self.rate_limit.check(&key(section, "rate_limit"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        wmslink_platform::secrets::check_production(
+            self.runtime.profile,
+            &self.secrets,
+            &self.auth,
+            problems,
+        );
         self.runtime.check_drain_outlasts(
             &key(section, "runtime"),
             "wms.request_timeout_ms",

@@ -88,6 +88,12 @@ impl Validate for Config {
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        wmslink_platform::secrets::check_production(
+            self.runtime.profile,
+            &self.secrets,
+            &self.auth,
+            problems,
+        );
         // A pass in flight at shutdown finishes its WMS call and records itself.
         self.runtime.check_drain_outlasts(
             &key(section, "runtime"),

@@ -58,6 +58,19 @@ pub struct RuntimeConfig {
     /// failed task; doubles per failure up to `retry_max_delay_ms`.
     pub retry_base_delay_ms: u64,
     pub retry_max_delay_ms: u64,
+    /// `development` (default) or `production`. In production a service refuses to start with
+    /// development secrets: the demo master key, inline master keys, a key file others can
+    /// read, development or short tokens ([`crate::secrets::check_production`]).
+    pub profile: Profile,
+}
+
+/// Which rules for secrets apply at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    #[default]
+    Development,
+    Production,
 }
 
 impl Default for RuntimeConfig {
@@ -66,6 +79,7 @@ impl Default for RuntimeConfig {
             drain_timeout_ms: 30_000,
             retry_base_delay_ms: 500,
             retry_max_delay_ms: 30_000,
+            profile: Profile::Development,
         }
     }
 }
