@@ -259,10 +259,10 @@ pub fn check_production(
         key("secrets", "master_keys"),
         "inline master keys are for development only; use secrets.master_key_file in production",
     );
-    if !secrets.master_key_file.is_empty() {
-        if let Some(reason) = key_file_problem(&secrets.master_key_file) {
-            problems.add(key("secrets", "master_key_file"), reason);
-        }
+    if !secrets.master_key_file.is_empty()
+        && let Some(reason) = key_file_problem(&secrets.master_key_file)
+    {
+        problems.add(key("secrets", "master_key_file"), reason);
     }
     for token in &auth.tokens {
         let value = token.token.expose_secret();
