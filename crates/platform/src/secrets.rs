@@ -318,6 +318,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn production_refuses_development_secrets() {
         use crate::auth::{AuthConfig, TokenConfig};
         use crate::config::InvalidConfig;

@@ -53,6 +53,7 @@ fn config() -> RuntimeConfig {
         drain_timeout_ms: 2_000,
         retry_base_delay_ms: 20,
         retry_max_delay_ms: 200,
+        ..RuntimeConfig::default()
     }
 }
 
