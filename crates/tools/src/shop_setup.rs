@@ -57,6 +57,8 @@ impl ShopSetup {
             .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
                 shop_id: self.shop_id.clone(),
                 statuses: self.catalog.clone(),
+                // The set-up is repeatable: the catalog is replaced whatever the version.
+                expected_version: None,
             })
             .await
             .map_err(self.failed("storing the order-status catalog"))?;

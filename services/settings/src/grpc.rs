@@ -237,7 +237,10 @@ impl SettingsRpc for SettingsApi {
         let caller = caller_name(&request);
         let request = request.into_inner();
         let shop = shop_id(&request.shop_id)?;
-        let result = self.service.put_catalog(&shop, &request.statuses).await;
+        let result = self
+            .service
+            .put_catalog(&shop, &request.statuses, request.expected_version)
+            .await;
         let what = format!("statuses={}", request.statuses.len());
         audit(
             &caller,

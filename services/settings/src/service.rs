@@ -478,10 +478,16 @@ impl SettingsService {
         &self,
         shop: &ShopId,
         statuses: &[pb::OrderStatus],
+        expected_version: Option<i64>,
     ) -> Result<(Vec<OrderStatus>, i64), SettingsError> {
         let catalog = validate_catalog(statuses).map_err(SettingsError::Invalid)?;
         let mut tx = self.pool.begin().await?;
         let version = store::lock_or_create_shop(&mut tx, shop).await?;
+        if let Some(expected) = expected_version
+            && expected != version
+        {
+            return Err(stale(shop, expected, version));
+        }
         let old = store::load_catalog(&mut tx, shop).await?;
         if old == catalog {
             tx.rollback().await?;

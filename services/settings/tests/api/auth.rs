@@ -90,6 +90,7 @@ where
                     .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
                         shop_id: shop_id.clone(),
                         statuses: catalog(),
+                        expected_version: None,
                     })
                     .await,
             ),

@@ -14,6 +14,7 @@ async fn put(
         .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
             shop_id: shop.into(),
             statuses,
+            expected_version: None,
         })
         .await
         .map(|r| r.into_inner())
@@ -177,4 +178,37 @@ async fn a_registered_target_status_must_come_from_the_catalog() {
             "unknown order status 'ready': not in the shop's order-status catalog (PutOrderStatusCatalog)".to_owned()
         )]
     );
+}
+
+/// Optimistic versioning like the rest of settings: a catalog put with a stale
+/// `expected_version` is refused; the current one (0 for a new shop) is taken.
+#[tokio::test]
+async fn a_catalog_with_a_stale_expected_version_is_refused() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    let versioned = |statuses: Vec<pb::OrderStatus>, expected_version: i64| {
+        let mut admin = app.admin.clone();
+        let shop = shop.clone();
+        async move {
+            admin
+                .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
+                    shop_id: shop,
+                    statuses,
+                    expected_version: Some(expected_version),
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = versioned(catalog(), 0).await.expect("new shop at 0");
+    assert_eq!(first.version, 1);
+    let stale = versioned(without("paid"), 0)
+        .await
+        .expect_err("version 0 is stale now");
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    assert_eq!(list(&app, &shop).await.statuses.len(), catalog().len());
+    let second = versioned(without("paid"), first.version)
+        .await
+        .expect("current version");
+    assert_eq!(second.version, 2);
 }

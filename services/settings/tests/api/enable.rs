@@ -207,6 +207,7 @@ async fn cancellations_need_a_cancelled_status_in_the_catalog() {
         .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
             shop_id: shop.clone(),
             statuses: open_only,
+            expected_version: None,
         })
         .await
         .expect("catalog");

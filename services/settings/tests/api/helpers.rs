@@ -104,6 +104,7 @@ impl TestApp {
             .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
                 shop_id: shop.into(),
                 statuses: catalog(),
+                expected_version: None,
             })
             .await
             .expect("catalog stored")

@@ -31,6 +31,7 @@ async fn one_shop_never_reads_or_changes_another() {
         .put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
             shop_id: shop_a.clone(),
             statuses,
+            expected_version: None,
         })
         .await
         .expect("catalog");
@@ -188,6 +189,7 @@ async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
                     c.put_order_status_catalog(pb::PutOrderStatusCatalogRequest {
                         shop_id: shop_id(),
                         statuses: catalog(),
+                        expected_version: None,
                     })
                     .await,
                 ),

@@ -23,6 +23,7 @@ async fn catalog_with_hold(app: &TestApp, shop: &Shop, kind: spb::OrderStatusKin
         .put_order_status_catalog(spb::PutOrderStatusCatalogRequest {
             shop_id: shop.id.clone(),
             statuses,
+            expected_version: None,
         })
         .await
         .expect("catalog put");

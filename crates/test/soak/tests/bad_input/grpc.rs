@@ -486,6 +486,7 @@ async fn every_bad_request_to_every_service_is_invalid_argument_naming_the_field
             .put_order_status_catalog(settings::PutOrderStatusCatalogRequest {
                 shop_id: "".into(),
                 statuses: vec![],
+                expected_version: None,
             })
             .await
             .map(drop),
