@@ -150,6 +150,21 @@ impl KeyRing {
     }
 
     /// A key ring with one random key, for tests and first-run development.
+    /// This ring plus a freshly generated key `key_id`, which becomes the active one; returns
+    /// its `<key_id>=<base64>` line too.
+    pub fn with_generated(&self, key_id: &str) -> (Self, String) {
+        let (generated, line) = Self::generate(key_id);
+        let mut keys = self.keys.clone();
+        keys.extend(generated.keys);
+        (
+            Self {
+                active: key_id.to_owned(),
+                keys,
+            },
+            line,
+        )
+    }
+
     pub fn generate(key_id: &str) -> (Self, String) {
         let key = Aes256Gcm::generate_key(OsRng);
         let line = format!("{key_id}={}", STANDARD.encode(key));

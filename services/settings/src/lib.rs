@@ -12,6 +12,7 @@ pub mod errors;
 pub mod events;
 pub mod grpc;
 pub mod passed_checks;
+pub mod reseal;
 pub mod service;
 pub mod store;
 

@@ -233,3 +233,58 @@ async fn a_new_key_is_sealed_afresh_and_the_same_key_is_kept() {
         "a short key shows at most a quarter"
     );
 }
+
+/// After a rotation, `reseal` moves every stored key to the new active master key: it opens
+/// with the new ring as the same key, the old master key is no longer needed, and the
+/// connection check stays valid.
+#[tokio::test]
+async fn resealing_moves_every_key_to_the_active_master_key() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (key, version) = app.registered_and_checked(&sim, &shop).await;
+    let (rotated, _) = app.keys.with_generated("test-k2");
+
+    let resealed = wmslink_settings::reseal::reseal_all(&app.db.pool, &rotated)
+        .await
+        .expect("resealed");
+    assert!(resealed >= 1);
+    let (key_id, blob): (String, Vec<u8>) = sqlx::query_as(
+        "SELECT access_key_id, access_key_sealed FROM shop_settings WHERE shop_id = $1",
+    )
+    .bind(&shop)
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("row");
+    assert_eq!(key_id, "test-k2");
+    let (only_new, _) = wmslink_platform::secrets::KeyRing::generate("unused")
+        .0
+        .with_generated("test-k2");
+    assert!(
+        only_new
+            .open(
+                &Sealed {
+                    key_id: key_id.clone(),
+                    blob: blob.clone()
+                },
+                shop.as_bytes()
+            )
+            .is_err(),
+        "another key with the same id does not open it"
+    );
+    let opened = rotated
+        .open(&Sealed { key_id, blob }, shop.as_bytes())
+        .expect("opens with the new key");
+    assert_eq!(opened.expose_secret(), key);
+    assert_eq!(
+        wmslink_settings::reseal::reseal_all(&app.db.pool, &rotated)
+            .await
+            .expect("again"),
+        0,
+        "nothing left to re-seal"
+    );
+    // Re-sealing is no settings change: the version and the check are as they were.
+    let settings = app.get(&shop).await.expect("get");
+    assert_eq!(settings.version, version);
+    assert!(settings.last_connection_check.expect("check").current);
+}
