@@ -206,9 +206,19 @@ impl SettingsService {
                 )
             }
         };
+        // S2: the new key and URL were checked (and passed) just before being registered. S4:
+        // that also lets a leaked key be rotated while the integration stays on.
+        let passed_check = if credentials_changed {
+            registration
+                .access_key
+                .as_ref()
+                .and_then(|key| self.passed_checks.take(shop, &detail.endpoint_url, key))
+        } else {
+            None
+        };
         if enabled {
             let blockers = enable_switch::register_while_enabled_blockers(
-                credentials_changed,
+                credentials_changed && passed_check.is_none(),
                 &detail,
                 &catalog,
             );
@@ -223,11 +233,7 @@ impl SettingsService {
         }
 
         store::save_settings(&mut tx, shop, &detail, &sealed, credentials_rev).await?;
-        // S2: the key and URL were checked (and passed) just before being registered.
-        if credentials_changed
-            && let Some(new_key) = &registration.access_key
-            && let Some(passed) = self.passed_checks.take(shop, &detail.endpoint_url, new_key)
-        {
+        if let Some(passed) = passed_check {
             store::record_check(
                 &mut tx,
                 shop,

@@ -30,7 +30,7 @@ pub fn register_while_enabled_blockers(
         blockers.push(Blocker::new(
             "ENABLED",
             "access_key / detail.endpoint_url",
-            "the integration is enabled: disable it before changing the access key or endpoint URL, then check the connection and enable it again",
+            "the integration is enabled: check the new access key and endpoint URL first (CheckConnection with them) and register exactly those to rotate them while enabled, or disable it, change them, check the connection and enable it again",
         ));
     }
     blockers.extend(completeness_blockers(detail, catalog));

@@ -109,6 +109,57 @@ async fn a_passed_check_of_the_registered_key_and_url_counts() {
     );
 }
 
+/// S4: a leaked key is rotated without turning the integration off: the new key must pass a
+/// check before it replaces the old.
+#[tokio::test]
+async fn a_checked_new_key_replaces_the_old_while_enabled() {
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (_old_key, version) = app.registered_and_checked(&sim, &shop).await;
+    let enabled = app
+        .set_enabled(&shop, true, version)
+        .await
+        .expect("enabled");
+
+    // Not checked first: refused, as before.
+    let new_key = sim_key(&sim);
+    assert_code(
+        app.register(
+            &shop,
+            enabled.version,
+            full_detail(&sim.base_url()),
+            Some(&new_key),
+        )
+        .await,
+        Code::FailedPrecondition,
+    );
+
+    // Checked, then registered: replaced, still enabled, the check current.
+    let tried = app.try_check(&shop, &new_key, &sim.base_url()).await;
+    assert_eq!(tried.outcome(), pb::ConnectionCheckOutcome::Ok);
+    let rotated = app
+        .register(
+            &shop,
+            enabled.version,
+            full_detail(&sim.base_url()),
+            Some(&new_key),
+        )
+        .await
+        .expect("rotated while enabled");
+    assert!(rotated.enabled);
+    assert_eq!(
+        rotated
+            .last_connection_check
+            .expect("current check")
+            .outcome(),
+        pb::ConnectionCheckOutcome::Ok
+    );
+    let now = app.get(&shop).await.expect("get");
+    assert!(now.enabled);
+    assert_ne!(now.access_key_masked, enabled.access_key_masked);
+}
+
 #[tokio::test]
 async fn enabling_is_refused_after_the_key_changes() {
     let app = spawn_app().await;
