@@ -189,6 +189,7 @@ impl Application {
             wms,
             config: config.sender.clone(),
             doubt: config.sender.doubt_rules(config.wms.request_timeout_ms),
+            replica: core::replica_name(),
             sender,
             shutdown: runtime.stopping(),
         });

@@ -67,7 +67,8 @@ pub async fn claim(
                 let line = row.apply(
                     Input::Claim,
                     format!(
-                        "taken for registration (revision {}): {}",
+                        "taken for registration by replica {} (revision {}): {}",
+                        core.replica,
                         row.order_revision,
                         instruction.summary()
                     ),

@@ -376,32 +376,65 @@ async fn a_gateway_timeout_on_registration_is_resolved_by_one_search() {
     wms.verify().await;
 }
 
+/// Two replicas on one database, eight shops whose WMS answers slowly (0.5 s a call, calls of
+/// 2 rows) under the real per-key limit of the WMS (1 per second, burst 60): one replica runs
+/// at most four shops at once, so both work; every order is sent exactly once (counted per
+/// order number as the WMS received it).
 #[tokio::test]
 async fn two_replicas_share_the_work_and_register_each_order_once() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|config| config.sender.batch_size = 2).await;
     let _replica = app.replica().await;
-    let shop = app.shop().await;
-    let numbers: Vec<String> = (0..60).map(|_| unique_order_no()).collect();
-    for (i, no) in numbers.iter().enumerate() {
-        app.status_changed(&order(
+    let mut shops = Vec::new();
+    for _ in 0..8 {
+        let shop = app.shop().await;
+        app.limit_key(&shop, 1.0, 60);
+        app.fault(
             &shop,
-            no,
-            if i % 2 == 0 { "paid" } else { "ready" },
-            1,
-        ))
-        .await;
+            Endpoint::Register,
+            Faults {
+                latency_ms: 500,
+                ..Faults::default()
+            },
+        );
+        shops.push(shop);
     }
-    eventually(Duration::from_secs(30), "60 registered", || async {
-        (app.counters(&shop).registrations_accepted >= 60).then_some(())
-    })
-    .await;
-    for no in &numbers {
-        app.wait_for(&shop, no, ShippingStatus::Sent).await;
-        assert_eq!(app.wms_orders(&shop, no).len(), 1, "{no}");
+    let mut all = Vec::new();
+    for (i, shop) in shops.iter().enumerate() {
+        for n in 0..10 {
+            let no = unique_order_no();
+            let status = if (i + n) % 2 == 0 { "paid" } else { "ready" };
+            app.status_changed(&order(shop, &no, status, 1)).await;
+            all.push((shop, no));
+        }
     }
-    let counters = app.counters(&shop);
-    assert_eq!(counters.registrations_accepted, 60);
-    assert_eq!(counters.duplicates_refused, 0);
+    let mut replicas = std::collections::BTreeSet::new();
+    for (shop, no) in &all {
+        let (_, history) = app.wait_for(shop, no, ShippingStatus::Sent).await;
+        let claim = history
+            .iter()
+            .find(|h| h.reason.starts_with("taken for registration by replica "))
+            .expect("claimed");
+        let replica = claim
+            .reason
+            .trim_start_matches("taken for registration by replica ")
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        replicas.insert(replica);
+        assert_eq!(app.rows_received(shop, no), 1, "{no} sent exactly once");
+        assert_eq!(app.wms_orders(shop, no).len(), 1, "{no}");
+    }
+    assert_eq!(replicas.len(), 2, "both replicas worked: {replicas:?}");
+    for shop in &shops {
+        let counters = app.counters(shop);
+        assert_eq!(counters.registrations_accepted, 10);
+        assert_eq!(counters.duplicates_refused, 0);
+        assert_eq!(
+            counters.rate_limited, 0,
+            "the shared limiter kept within the WMS limit"
+        );
+    }
 }
 
 #[tokio::test]
