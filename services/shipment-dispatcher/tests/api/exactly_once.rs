@@ -1,7 +1,6 @@
 //! I1: exactly one registration, whatever is redelivered, reordered, crashed or timed out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use wiremock::matchers::{method, path, query_param};
