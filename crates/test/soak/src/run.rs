@@ -16,6 +16,8 @@ use tonic::transport::Channel;
 use wmslink_platform::auth::BearerToken;
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::secrets::KeyRing;
+use wmslink_proto::dispatch::v1 as dispatch;
+use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
 use wmslink_proto::ops::v1::dead_letter_service_client::DeadLetterServiceClient;
 use wmslink_proto::orders::v1 as pb;
 use wmslink_proto::orders::v1::order_service_client::OrderServiceClient;
@@ -147,6 +149,10 @@ pub struct Outcome {
     pub total: Duration,
     pub dir: PathBuf,
     pub violations_by_profile: BTreeMap<String, usize>,
+    /// Shipments an operator sent again (RetryShipment) after the dispatcher gave up on them:
+    /// sent with an unknown outcome (a kill mid-call) and not found in the WMS by its bounded
+    /// searches, it waits in ERROR for a person, as issue 10 asks.
+    pub operator_retries: Vec<String>,
 }
 
 impl Outcome {
@@ -712,11 +718,16 @@ async fn drive(
         js,
         subjects,
     };
+    let mut operator =
+        DispatchServiceClient::with_interceptor(client_channel(ports.dispatch)?, bearer()?);
     let settle_start = Instant::now();
     let mut last_report = Instant::now();
     loop {
         let open = match sources.snapshot().await {
-            Ok(snapshot) => checks::disagreements(&plan, &snapshot),
+            Ok(snapshot) => {
+                retry_given_up(&mut operator, &snapshot, outcome).await;
+                checks::disagreements(&plan, &snapshot)
+            }
             Err(err) => vec![format!("snapshot failed: {err}")],
         };
         if open.is_empty() {
@@ -755,4 +766,55 @@ async fn drive(
         }
     }
     Ok(())
+}
+
+type OperatorClient =
+    DispatchServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>;
+
+/// Plays the operator for shipments the dispatcher gave up on after its bounded in-doubt
+/// searches (ERROR, "not sent again without a person"): a kill between committing SENDING and
+/// the request leaving the process looks, from outside, exactly like a request the WMS may
+/// still apply, so the dispatcher leaves the resend to a person. I1 is then checked on what the
+/// retry sent: still exactly one registration received per order.
+async fn retry_given_up(
+    operator: &mut OperatorClient,
+    snapshot: &checks::Snapshot,
+    outcome: &mut Outcome,
+) {
+    for ((shop, order_no), row) in &snapshot.rows {
+        let in_wms = snapshot.wms.contains_key(&(shop.clone(), order_no.clone()));
+        if row.shipping_status() != pb::ShippingStatus::Error || in_wms {
+            continue;
+        }
+        let key = format!("{shop}/{order_no}");
+        if outcome.operator_retries.contains(&key) {
+            continue;
+        }
+        let shipment = operator
+            .get_shipment(dispatch::GetShipmentRequest {
+                shop_id: shop.clone(),
+                order_no: order_no.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|answer| answer.into_inner().shipment);
+        let given_up =
+            shipment.is_some_and(|s| s.last_error.contains("not sent again without a person"));
+        if !given_up {
+            continue;
+        }
+        let retried = operator
+            .retry_shipment(dispatch::RetryShipmentRequest {
+                shop_id: shop.clone(),
+                order_no: order_no.clone(),
+            })
+            .await;
+        match retried {
+            Ok(_) => {
+                eprintln!("soak: operator retried {key} (in doubt, not found, given up)");
+                outcome.operator_retries.push(key);
+            }
+            Err(status) => eprintln!("soak: operator retry of {key} refused: {status}"),
+        }
+    }
 }

@@ -128,6 +128,11 @@ fn print(params: &Params, outcome: &Outcome) {
     );
     println!("shipping statuses: {:?}", f.shipping_statuses);
     println!(
+        "operator retries (in doubt, not found after the searches, left to a person): {} {:?}",
+        outcome.operator_retries.len(),
+        outcome.operator_retries
+    );
+    println!(
         "dead letters: {} ({} distinct messages); R4 refusals published: {}",
         f.dead_letters, f.dead_lettered_messages, f.r4_refusals
     );
