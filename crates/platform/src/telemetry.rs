@@ -231,6 +231,49 @@ pub fn inject_trace_context_into_map(headers: &mut std::collections::BTreeMap<St
     });
 }
 
+/// The current span's W3C `traceparent`, to keep with a row that work later picks up outside
+/// this span (the dispatcher's queue); `None` without a sampled trace.
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = std::collections::BTreeMap::new();
+    inject_trace_context_into_map(&mut headers);
+    headers.remove("traceparent")
+}
+
+/// Makes `span`, which carries work done for several queued items at once (one WMS call for a
+/// batch of orders), continue the trace of the first item and link the traces of the others,
+/// so each order's trace reaches the call that carried it. Call before `span` is first entered.
+pub fn continue_traces<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a str>) {
+    let mut contexts = traceparents.into_iter().map(|traceparent| {
+        let carrier =
+            std::collections::BTreeMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&MapExtractor(&carrier))
+        })
+    });
+    if let Some(first) = contexts.next() {
+        let _ = span.set_parent(first);
+    }
+    for context in contexts {
+        use opentelemetry::trace::TraceContextExt as _;
+        let linked = context.span().span_context().clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
+}
+
+struct MapExtractor<'a>(&'a std::collections::BTreeMap<String, String>);
+
+impl Extractor for MapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
 /// A span for one gRPC call, child of the caller's W3C trace context when it sent one.
 pub fn grpc_request_span<B>(request: &http::Request<B>) -> tracing::Span {
     let span = tracing::info_span!("grpc", rpc = %request.uri().path());

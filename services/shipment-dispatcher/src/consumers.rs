@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use wmslink_platform::consumer::{Delivery, HandleError, Handler};
-use wmslink_platform::db;
 use wmslink_platform::shop::{OrderNo, ShopId};
+use wmslink_platform::{db, telemetry};
 use wmslink_proto::orders::v1::{Order, OrderStatusChanged, OrderUpdated};
 use wmslink_proto::sync::v1::WmsObserved;
 
@@ -213,6 +213,7 @@ pub async fn apply_order_event(
         row.order_status_code = order.status_code.clone();
         row.order_date = snapshot::order_date(order);
         row.content_fingerprint = facts.fingerprint.clone();
+        row.trace_context = telemetry::current_traceparent();
     }
     if let Some(note) = plan.note {
         history.push(History::note(note));

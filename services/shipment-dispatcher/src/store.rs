@@ -61,6 +61,9 @@ pub struct ShipmentRow {
     pub cancel_after: Option<DateTime<Utc>>,
     /// Cancelled in the cart, the cancel not sent (cancellations are not a data target).
     pub cancel_not_sent: bool,
+    /// The W3C traceparent of the event that last stored the snapshot (the registration
+    /// continues its trace).
+    pub trace_context: Option<String>,
     pub sequence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -104,6 +107,7 @@ impl ShipmentRow {
             cancel_attempts: 0,
             cancel_after: None,
             cancel_not_sent: false,
+            trace_context: None,
             sequence: 0,
             created_at: now,
             updated_at: now,
@@ -194,7 +198,8 @@ macro_rules! select_shipments {
              wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
              edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
              queued_at, possibly_in_wms, doubt_searches, search_after, claim_token, \
-             cancel_attempts, cancel_after, cancel_not_sent, sequence, created_at, updated_at FROM shipments ",
+             cancel_attempts, cancel_after, cancel_not_sent, trace_context, sequence, created_at, updated_at \
+             FROM shipments ",
             $rest
         )
     };
@@ -501,9 +506,9 @@ pub async fn persist(
          wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
          edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
          queued_at, sequence, created_at, updated_at, possibly_in_wms, doubt_searches, \
-         search_after, claim_token, cancel_attempts, cancel_after, cancel_not_sent",
+         search_after, claim_token, cancel_attempts, cancel_after, cancel_not_sent, trace_context",
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)"
+                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)"
     );
     // $25 (created_at) is not changed by an update.
     let update = "UPDATE shipments SET
@@ -514,7 +519,8 @@ pub async fn persist(
             edited_revision = $18, cancelled_in_wms_unrequested = $19, cancel_pending = $20,
             cancel_rejected = $21, last_error = $22, queued_at = $23, sequence = $24,
             updated_at = $26, possibly_in_wms = $27, doubt_searches = $28, search_after = $29,
-            claim_token = $30, cancel_attempts = $31, cancel_after = $32, cancel_not_sent = $33
+            claim_token = $30, cancel_attempts = $31, cancel_after = $32, cancel_not_sent = $33,
+            trace_context = $34
           WHERE shop_id = $1 AND order_no = $2 AND created_at = $25";
     // A new row is inserted, never upserted: two first events of one order racing each
     // other make the later one fail (and be redelivered to see the row), so neither can
@@ -554,6 +560,7 @@ pub async fn persist(
         .bind(row.cancel_attempts)
         .bind(row.cancel_after)
         .bind(row.cancel_not_sent)
+        .bind(&row.trace_context)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {

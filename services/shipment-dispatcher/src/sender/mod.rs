@@ -41,6 +41,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument as _;
+use wmslink_platform::telemetry;
 
 use crate::core::Core;
 use crate::errors::PassError;
@@ -248,6 +250,14 @@ async fn locked_pass(
         if view.policy.shipment_instructions && still_enabled(core, shop_id, true).await {
             let claimed = register::claim(core, shop_id, wms, view, batch).await?;
             if !claimed.instructions.is_empty() {
+                // The call continues the trace of the batch's first order and links the
+                // others', so every order's trace reaches the WMS call that carried it.
+                let span = tracing::info_span!(
+                    "register_batch",
+                    shop = shop_id,
+                    rows = claimed.instructions.len()
+                );
+                telemetry::continue_traces(&span, claimed.traceparents.iter().map(String::as_str));
                 register::register(
                     core,
                     shop_id,
@@ -256,6 +266,7 @@ async fn locked_pass(
                     claimed.instructions,
                     &claimed.claims,
                 )
+                .instrument(span)
                 .await?;
                 progress.made();
             }

@@ -38,6 +38,8 @@ pub struct Claimed {
     pub claims: Claims,
     /// Shipments taken off the queue (built or refused).
     pub total: usize,
+    /// The traces of the claimed shipments' events, for the call's span.
+    pub traceparents: Vec<String>,
 }
 
 /// Takes up to `batch` queued shipments: builds each instruction, moves the buildable ones to
@@ -55,6 +57,7 @@ pub async fn claim(
     let total = queued.len();
     let mut instructions = Vec::with_capacity(total);
     let mut claims = Claims::new();
+    let mut traceparents = Vec::new();
     let now = chrono::Utc::now();
     for mut row in queued {
         let built = snapshot::decode(&row.order_snapshot)
@@ -77,6 +80,7 @@ pub async fn claim(
                 row.sent_fingerprint = Some(row.content_fingerprint.clone());
                 settle::claim(&mut row, &core.doubt, now);
                 claims.insert(row.order_no.clone(), row.claim_token);
+                traceparents.extend(row.trace_context.clone());
                 instructions.push(instruction);
                 line
             }
@@ -97,6 +101,7 @@ pub async fn claim(
         instructions,
         claims,
         total,
+        traceparents,
     })
 }
 
