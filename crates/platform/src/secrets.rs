@@ -279,17 +279,46 @@ pub fn check_production(
     {
         problems.add(key("secrets", "master_key_file"), reason);
     }
+    check_production_tokens(profile, auth, problems);
+}
+
+/// The production rule for the tokens a service accepts (`auth.tokens`): no development
+/// (`dev-…`) or short tokens. For services without a master key (order-events).
+pub fn check_production_tokens(
+    profile: crate::runtime::Profile,
+    auth: &crate::auth::AuthConfig,
+    problems: &mut crate::config::InvalidConfig,
+) {
     for token in &auth.tokens {
-        let value = token.token.expose_secret();
-        problems.check(
-            !value.starts_with("dev-") && value.len() >= MIN_PRODUCTION_TOKEN_LEN,
-            key("auth", "tokens"),
-            format!(
-                "the token of caller '{}' is a development token or shorter than {MIN_PRODUCTION_TOKEN_LEN} characters",
-                token.caller
-            ),
+        check_production_token(
+            profile,
+            crate::config::key("auth", "tokens"),
+            &format!("the token of caller '{}'", token.caller),
+            &token.token,
+            problems,
         );
     }
+}
+
+/// The same rule for one token a service presents to another (e.g. `settings.token`).
+pub fn check_production_token(
+    profile: crate::runtime::Profile,
+    field: String,
+    what: &str,
+    token: &SecretString,
+    problems: &mut crate::config::InvalidConfig,
+) {
+    if profile != crate::runtime::Profile::Production {
+        return;
+    }
+    let value = token.expose_secret();
+    problems.check(
+        !value.starts_with("dev-") && value.len() >= MIN_PRODUCTION_TOKEN_LEN,
+        field,
+        format!(
+            "{what} is a development token or shorter than {MIN_PRODUCTION_TOKEN_LEN} characters"
+        ),
+    );
 }
 
 /// Why the key file may not be used in production, if it may not.

@@ -11,6 +11,7 @@ use wmslink_platform::grpc::GrpcConfig;
 use wmslink_platform::nats::NatsConfig;
 use wmslink_platform::outbox::OutboxConfig;
 use wmslink_platform::runtime::RuntimeConfig;
+use wmslink_platform::secrets;
 use wmslink_platform::telemetry::TelemetryConfig;
 use wmslink_settings_client::SettingsClientConfig;
 
@@ -71,7 +72,15 @@ impl Validate for Config {
         self.orders.check(&key(section, "orders"), problems);
         if self.orders.ask_settings {
             self.settings.check(&key(section, "settings"), problems);
+            secrets::check_production_token(
+                self.runtime.profile,
+                key(&key(section, "settings"), "token"),
+                "the token for the settings service",
+                &self.settings.token,
+                problems,
+            );
         }
+        secrets::check_production_tokens(self.runtime.profile, &self.auth, problems);
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
@@ -137,5 +146,40 @@ mod tests {
                 "consumers.max_deliver: must be at least 1",
             ]
         );
+    }
+
+    #[test]
+    fn production_refuses_development_tokens_taken_and_presented() {
+        use secrecy::SecretString;
+        use wmslink_platform::auth::TokenConfig;
+        use wmslink_platform::runtime::Profile;
+
+        let mut config = Config::default();
+        config.runtime.profile = Profile::Production;
+        config.orders.ask_settings = true;
+        config.auth.tokens = vec![TokenConfig {
+            caller: "cart".into(),
+            token: SecretString::from("dev-cart-token".to_owned()),
+            scopes: vec![],
+            shops: vec![],
+        }];
+        config.settings.token = SecretString::from("dev-order-events-token".to_owned());
+        let problems = config.validate().expect_err("refused");
+        assert_eq!(
+            problems.problems(),
+            [
+                "settings.token: the token for the settings service is a development token or shorter than 32 characters",
+                "auth.tokens: the token of caller 'cart' is a development token or shorter than 32 characters",
+            ]
+        );
+
+        let strong =
+            |name: &str| SecretString::from(format!("{name}-a-production-token-0123456789"));
+        config.auth.tokens[0].token = strong("cart");
+        config.settings.token = strong("order-events");
+        assert_eq!(config.validate(), Ok(()));
+        config.runtime.profile = Profile::Development;
+        config.settings.token = SecretString::from("dev-order-events-token".to_owned());
+        assert_eq!(config.validate(), Ok(()), "development accepts them");
     }
 }

@@ -94,6 +94,13 @@ impl Validate for Config {
             &self.auth,
             problems,
         );
+        wmslink_platform::secrets::check_production_token(
+            self.runtime.profile,
+            key(&key(section, "settings"), "token"),
+            "the token for the settings service",
+            &self.settings.token,
+            problems,
+        );
         // A pass in flight at shutdown finishes its WMS call and records itself.
         self.runtime.check_drain_outlasts(
             &key(section, "runtime"),
