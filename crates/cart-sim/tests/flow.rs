@@ -1,5 +1,5 @@
 //! The cart simulator against the whole system in-process (real PostgreSQL, NATS, gRPC and
-//! the WMS simulator, whose warehouse the test moves on): the order list ends up showing every
+//! the WMS simulator, whose warehouse moves orders on every 1.5 s): the order list ends up showing every
 //! shipping status that lasts, edits after sending, R4 refusals answered with a revert, and
 //! both kinds of R5 anomaly.
 
@@ -15,7 +15,7 @@ use wmslink_e2e::{OPERATOR_TOKEN, System, SystemOptions};
 use wmslink_proto::orders::v1 as orders;
 use wmslink_proto::orders::v1::ShippingStatus;
 use wmslink_proto::sync::v1 as sync;
-use wmslink_testkit::unique;
+use wmslink_testkit::{eventually_every, unique};
 
 /// What the order list shows now.
 #[derive(Debug, Default)]
@@ -74,26 +74,15 @@ async fn the_cart_keeps_every_shipping_status_refusals_and_anomalies_in_the_orde
         scheduled_sync: true,
         wms_rate_limit: wmslink_wms_simulator::SimRateLimit::new(50.0, 100),
         anomaly_grace_ms: 2_000,
+        // The warehouse works at its own pace: every order stays a while in each status.
+        warehouse_step_ms: Some(1_500),
     })
     .await
     .unwrap();
     let shop = unique("shop-");
     let key = system.enable_shop(&shop).await.unwrap();
 
-    // The warehouse works at its own pace: every order stays a while in each status.
     let stop = CancellationToken::new();
-    let warehouse = {
-        let state = system.simulator.state().clone();
-        let key = key.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                let _ = state.tick_warehouse(Some(&key));
-            }
-        })
-    };
-
     let sim = CartSim::connect(CartSimConfig {
         shop_id: shop.clone(),
         nats: system.nats.config(),
@@ -133,29 +122,37 @@ async fn the_cart_keeps_every_shipping_status_refusals_and_anomalies_in_the_orde
     // anomaly list does not get this kind today: status-sync's grace check sees the shipment
     // CANCELLED by the dispatcher's own R5 handling and drops the suspect as explained).
     let anomalies: BTreeSet<i32> = [sync::AnomalyKind::NotSentByWmslink as i32].into();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
-    let shown = loop {
-        let now = seen(&system, &shop).await;
-        let counts = stats.snapshot();
-        if now.statuses.is_superset(&wanted)
-            && now.edited_after_sending
-            && now.cancelled_in_wms_unrequested
-            && now.anomaly_kinds.is_superset(&anomalies)
-            && counts.r4_refusals > 0
-            && counts.reverted > 0
-        {
-            break now;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for every shipping status, edits after sending, R4 refusals \
-             and R5 anomalies; the list shows {now:?}, the cart did {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    // What the list showed last, printed whenever it changes: on a time-out the test's output
+    // says what was missing.
+    let last = std::cell::RefCell::new(String::new());
+    let (wanted, anomalies, last) = (&wanted, &anomalies, &last);
+    let shown = eventually_every(
+        Duration::from_millis(500),
+        Duration::from_secs(150),
+        "every shipping status, edits after sending, R4 refusals and R5 anomalies",
+        || {
+            let now_seen = seen(&system, &shop);
+            let counts = stats.snapshot();
+            async move {
+                let now = now_seen.await;
+                let state = format!("the list shows {now:?}, the cart did {counts:?}");
+                if *last.borrow() != state {
+                    eprintln!("{state}");
+                    last.replace(state);
+                }
+                (now.statuses.is_superset(wanted)
+                    && now.edited_after_sending
+                    && now.cancelled_in_wms_unrequested
+                    && now.anomaly_kinds.is_superset(anomalies)
+                    && counts.r4_refusals > 0
+                    && counts.reverted > 0)
+                    .then_some(now)
+            }
+        },
+    )
+    .await;
     stop.cancel();
     let counts = running.await.unwrap().unwrap();
-    let _ = warehouse.await;
 
     assert!(counts.json_messages > 0, "{counts:?}");
     assert!(counts.json_messages < counts.orders_published, "{counts:?}");
@@ -168,7 +165,7 @@ async fn the_cart_keeps_every_shipping_status_refusals_and_anomalies_in_the_orde
         "{counts:?}"
     );
     assert_eq!(counts.errors, 0, "{counts:?}");
-    assert!(shown.statuses.is_superset(&wanted), "{shown:?}");
+    assert!(shown.statuses.is_superset(wanted), "{shown:?}");
 
     // Nothing the cart sent was lost: every order it published is in the list or was refused
     // on purpose (none is dead-lettered).

@@ -19,6 +19,7 @@ use wmslink_platform::grpc::{self, GrpcConfig};
 use wmslink_platform::nats::{StreamKind, Subjects, ensure_streams};
 use wmslink_proto::ops::v1 as ops;
 use wmslink_proto::ops::v1::dead_letter_service_client::DeadLetterServiceClient;
+use wmslink_testkit::eventually;
 
 const OPERATOR: &str = "dlq-test-operator-token";
 const READER: &str = "dlq-test-reader-token";
@@ -179,18 +180,18 @@ async fn list(
 }
 
 async fn wait_for_dead_letters(client: &mut Client, count: usize) -> Vec<ops::DeadLetter> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = list(client, "", 100, "").await.dead_letters;
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {count} dead letters, have {found:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        &format!("{count} dead letters"),
+        || {
+            let mut client = client.clone();
+            async move {
+                let found = list(&mut client, "", 100, "").await.dead_letters;
+                (found.len() >= count).then_some(found)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -313,18 +314,11 @@ async fn a_replayed_dead_letter_goes_back_to_its_subject_with_a_fresh_id_and_is_
     assert_ne!(replayed[0].msg_id, "event-1");
 
     // The consumer takes it again, under the new id, marked as a replay.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let accepted = loop {
+    let accepted = eventually(Duration::from_secs(20), "the replay consumed", || async {
         let accepted = setup.handler.accepted.lock().unwrap().clone();
-        if !accepted.is_empty() {
-            break accepted;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replay not consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!accepted.is_empty()).then_some(accepted)
+    })
+    .await;
     assert_eq!(
         accepted,
         [(

@@ -17,7 +17,7 @@ use wmslink_testkit::{TestDb, TestNats};
 use wmslink_tools::demo;
 pub use wmslink_tools::demo::{STATUS_CANCELLED, STATUS_HOLD, STATUS_NEW, STATUS_READY};
 use wmslink_wms_client::SharedRateLimitConfig;
-use wmslink_wms_simulator::{KeyOptions, RunningSimulator, SimRateLimit};
+use wmslink_wms_simulator::{KeyOptions, RunningSimulator, SimConfig, SimRateLimit};
 
 /// One token with every scope, as the cart platform's back office would hold.
 pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789";
@@ -34,6 +34,9 @@ pub struct SystemOptions {
     pub scheduled_sync: bool,
     /// How long status-sync lets a suspected anomaly stand before it reports it.
     pub anomaly_grace_ms: u64,
+    /// The simulator's warehouse moves orders on by itself every this many milliseconds;
+    /// `None`: only when a test ticks it.
+    pub warehouse_step_ms: Option<u64>,
 }
 
 impl Default for SystemOptions {
@@ -42,6 +45,7 @@ impl Default for SystemOptions {
             wms_rate_limit: SimRateLimit::new(1.0, 60),
             scheduled_sync: false,
             anomaly_grace_ms: 120_000,
+            warehouse_step_ms: None,
         }
     }
 }
@@ -85,7 +89,12 @@ impl System {
             ..SharedRateLimitConfig::default()
         };
 
-        let simulator = wmslink_test_harness::wms::start_simulator().await;
+        let mut simulator_config = SimConfig::for_tests();
+        if let Some(step_interval_ms) = options.warehouse_step_ms {
+            simulator_config.warehouse.enabled = true;
+            simulator_config.warehouse.step_interval_ms = step_interval_ms;
+        }
+        let simulator = wmslink_test_harness::wms::start_simulator_with(simulator_config).await;
 
         let settings = SettingsService::start_with(
             &nats,

@@ -180,7 +180,22 @@ impl TestNats {
 }
 
 /// Polls `check` until it returns `Some`, or fails after `deadline`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_every(Duration::from_millis(20), deadline, what, check).await
+}
+
+/// [`eventually`], polling every `every`: for checks that are costly to make (a whole order
+/// list), so the polling does not load the system under test.
+pub async fn eventually_every<T, F, Fut>(
+    every: Duration,
+    deadline: Duration,
+    what: &str,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -193,7 +208,7 @@ where
         if start.elapsed() > deadline {
             panic!("timed out after {deadline:?} waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use wmslink_testkit::eventually;
 use wmslink_wms_simulator::{SimConfig, SimRateLimit};
 
 use crate::helpers::*;
@@ -271,11 +272,7 @@ async fn apply_late_applies_the_request_after_the_client_gave_up() {
         0,
         "not cancelled yet"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"] != 1 {
-        assert!(Instant::now() < deadline, "the late cancel never applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_cancel(&sim, &key, id, "the late cancel applied").await;
     assert_eq!(sim.counters(&key).await["faults_applied_late"], 2);
 
     // A patient client gets the answer once the request is applied.
@@ -287,17 +284,28 @@ async fn apply_late_applies_the_request_after_the_client_gave_up() {
 
 /// Waits until the WMS holds `order_no` and returns its `order_id`.
 async fn wait_for_order(sim: &Sim, key: &str, order_no: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = sim
-            .get(key, &format!("/order/search?order_no-eq={order_no}"))
-            .await;
-        if a.body["total"] == 1 {
-            return a.body["data"][0]["order_id"].as_i64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "{order_no} never registered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("{order_no} registered"),
+        || async {
+            let a = sim
+                .get(key, &format!("/order/search?order_no-eq={order_no}"))
+                .await;
+            (a.body["total"] == 1)
+                .then(|| a.body["data"][0]["order_id"].as_i64())
+                .flatten()
+        },
+    )
+    .await
+}
+
+/// Waits until the WMS shows order `id` cancelled.
+async fn wait_for_cancel(sim: &Sim, key: &str, id: i64, what: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        let order = sim.get(key, &format!("/order/{id}")).await;
+        (order.body["data"]["cancel_flag"] == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -536,12 +544,5 @@ async fn a_request_received_is_applied_even_when_the_client_hangs_up_during_late
         .send()
         .await;
     assert!(sent.unwrap_err().is_timeout());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.get(&key, &format!("/order/{id}")).await.body["data"]["cancel_flag"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the cancel received was never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_cancel(&sim, &key, id, "the cancel received applied").await;
 }
