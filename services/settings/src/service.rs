@@ -345,21 +345,16 @@ impl SettingsService {
         // A check of a given key and URL is not recorded; when it passes, it is remembered
         // for registering exactly that pair (S2: the operator never checks twice).
         let tried_key = credentials_rev.is_none().then(|| key.clone());
-        let checked = tokio::time::timeout(
-            deadline,
-            wmslink_wms_client::check_connection(&url, key, &self.wms, limiter),
+        // Cut short while still waiting for the key's budget: RATE_LIMITED; once the request
+        // went out, a WMS that has not answered is a TIMEOUT (also after a wait for the budget).
+        let report = wmslink_wms_client::check_connection_within(
+            &url, key, &self.wms, limiter, deadline,
         )
         .instrument(span.clone())
         .await;
         // Microseconds, as PostgreSQL stores it, so the answer equals what is read back later.
         let checked_at = Utc::now().trunc_subsecs(6);
-        let (outcome, detail) = match checked {
-            Ok(report) => (CheckOutcome::from(report.status), report.detail),
-            Err(_) => (
-                CheckOutcome::RateLimited,
-                "the WMS rate limit for this access key is used up; try again later".to_owned(),
-            ),
-        };
+        let (outcome, detail) = (CheckOutcome::from(report.status), report.detail);
         span.in_scope(|| tracing::info!(outcome = outcome.as_str(), "connection checked"));
 
         let Some(credentials_rev) = credentials_rev else {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -212,6 +213,73 @@ pub async fn check_connection(
     match WmsClient::new(base_url, access_key, config, limiter) {
         Ok(client) => client.check_connection().await,
         Err(err) => ConnectionReport::from_error(&err, start.elapsed()),
+    }
+}
+
+/// [`check_connection`] that gives up after `deadline` (the rate-limit wait included). What
+/// the deadline cut short is classified by where it was: still waiting for the key's budget is
+/// [`ConnectionStatus::RateLimited`]; a request that had gone out and got no answer yet is
+/// [`ConnectionStatus::Timeout`] (a slow WMS, even when the budget was waited for first).
+pub async fn check_connection_within(
+    base_url: &str,
+    access_key: SecretString,
+    config: &WmsClientConfig,
+    limiter: Arc<dyn RateLimiter>,
+    deadline: Duration,
+) -> ConnectionReport {
+    let passed = Arc::new(AtomicBool::new(false));
+    let watched: Arc<dyn RateLimiter> = Arc::new(PassWatch {
+        inner: limiter,
+        passed: passed.clone(),
+    });
+    let start = Instant::now();
+    match tokio::time::timeout(
+        deadline,
+        check_connection(base_url, access_key, config, watched),
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(_) if passed.load(Ordering::SeqCst) => ConnectionReport {
+            status: ConnectionStatus::Timeout,
+            detail: "the WMS did not answer in time".to_owned(),
+            elapsed: start.elapsed(),
+        },
+        Err(_) => ConnectionReport {
+            status: ConnectionStatus::RateLimited,
+            detail: "the WMS rate limit for this access key is used up; try again later"
+                .to_owned(),
+            elapsed: start.elapsed(),
+        },
+    }
+}
+
+/// A limiter that notes when it let the request go (the connection check goes on when the
+/// limiter cannot be consulted, so an error counts as let through too).
+#[derive(Debug)]
+struct PassWatch {
+    inner: Arc<dyn RateLimiter>,
+    passed: Arc<AtomicBool>,
+}
+
+impl RateLimiter for PassWatch {
+    fn acquire<'a>(
+        &'a self,
+        bucket: &'a BucketId,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::limiter::LimiterError>> {
+        Box::pin(async move {
+            let result = self.inner.acquire(bucket).await;
+            self.passed.store(true, Ordering::SeqCst);
+            result
+        })
+    }
+
+    fn defer<'a>(
+        &'a self,
+        bucket: &'a BucketId,
+        retry_after: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::limiter::LimiterError>> {
+        self.inner.defer(bucket, retry_after)
     }
 }
 

@@ -10,7 +10,7 @@ mod types;
 
 pub use client::{
     ConnectionReport, ConnectionStatus, FailedBatch, MAX_RETRY_AFTER, RegisterReport, WmsClient,
-    check_connection,
+    check_connection, check_connection_within,
 };
 pub use rows::{build_row, summarize};
 pub use types::{

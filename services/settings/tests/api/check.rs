@@ -110,6 +110,57 @@ async fn a_slow_wms_times_out() {
     assert_eq!(check.outcome(), Outcome::Timeout);
 }
 
+/// A slow WMS stays a timeout when the check first waited for the key's budget: the check
+/// waits about 7 s for a token (one request per 7 s, burst 1, the first check took it), so the
+/// request goes out after the extra limiter time and the check's own deadline (request + connect
+/// timeout + 5 s) ends while the WMS is still silent. It was reported as `RATE_LIMITED`.
+#[tokio::test]
+async fn a_slow_wms_after_a_wait_for_the_budget_is_a_timeout_not_rate_limited() {
+    let app = spawn_app_with(|config| {
+        config.wms.request_timeout_ms = 4_000;
+        config.wms.connect_timeout_ms = 200;
+        config.rate_limit.requests_per_second = 1.0 / 7.0;
+        config.rate_limit.burst = 1;
+        config.rate_limit.reserve = 0;
+    })
+    .await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/order/search"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(r#"{"result":"OK","data":[],"total":0}"#),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/order/search"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"{"result":"OK","data":[],"total":0}"#)
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let shop = unique_shop();
+    let first = recorded_check(&app, &shop, &format!("{}/v1", server.uri())).await;
+    assert_eq!(first.outcome(), Outcome::Ok, "{}", first.detail);
+
+    let answer = app.check(&shop).await;
+    let check = answer.check.expect("check");
+    assert_eq!(
+        check.outcome(),
+        Outcome::Timeout,
+        "the WMS got the request and did not answer: {}",
+        check.detail
+    );
+    assert_eq!(
+        server.received_requests().await.map(|r| r.len()),
+        Some(2),
+        "the second check reached the WMS"
+    );
+}
+
 #[tokio::test]
 async fn the_simulator_with_latency_times_out_too() {
     let app = spawn_app_with(|config| config.wms.request_timeout_ms = 300).await;
