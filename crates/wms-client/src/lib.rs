@@ -210,8 +210,8 @@ pub use commerce_robo::{
     MAX_IN_VALUES, MAX_RETRY_AFTER, MAX_ROWS_PER_REGISTRATION, MAX_SEARCH_LIMIT, Orderer,
     RegisterReport, RowOutcome, RowResult, SHIPPING_STATUSES, STATUSES, SearchColumn, SearchFilter,
     SearchOp, SearchPage, SearchQuery, ShipmentInstruction, Shipping, WmsClient, WmsOrder,
-    check_connection, check_connection_within, is_cancel_refused_status, jst, normalize_text, shipping_status_name,
-    status_name,
+    check_connection, check_connection_within, is_cancel_refused_status, jst, normalize_text,
+    shipping_status_name, status_name,
 };
 pub use config::{
     DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig, WmsClientConfig,

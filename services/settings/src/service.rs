@@ -347,11 +347,10 @@ impl SettingsService {
         let tried_key = credentials_rev.is_none().then(|| key.clone());
         // Cut short while still waiting for the key's budget: RATE_LIMITED; once the request
         // went out, a WMS that has not answered is a TIMEOUT (also after a wait for the budget).
-        let report = wmslink_wms_client::check_connection_within(
-            &url, key, &self.wms, limiter, deadline,
-        )
-        .instrument(span.clone())
-        .await;
+        let report =
+            wmslink_wms_client::check_connection_within(&url, key, &self.wms, limiter, deadline)
+                .instrument(span.clone())
+                .await;
         // Microseconds, as PostgreSQL stores it, so the answer equals what is read back later.
         let checked_at = Utc::now().trunc_subsecs(6);
         let (outcome, detail) = (CheckOutcome::from(report.status), report.detail);

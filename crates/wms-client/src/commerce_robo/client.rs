@@ -247,8 +247,7 @@ pub async fn check_connection_within(
         },
         Err(_) => ConnectionReport {
             status: ConnectionStatus::RateLimited,
-            detail: "the WMS rate limit for this access key is used up; try again later"
-                .to_owned(),
+            detail: "the WMS rate limit for this access key is used up; try again later".to_owned(),
             elapsed: start.elapsed(),
         },
     }
