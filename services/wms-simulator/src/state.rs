@@ -486,7 +486,22 @@ impl SimState {
         Ok(map.insert(key.to_owned(), account).is_none())
     }
 
-    /// Remove a key and its orders. Returns whether it existed.
+    /// Issue `new_key` for the account of `key` (a key rotation at the WMS: both keys reach the
+    /// same orders, counters and faults until the old one is removed with
+    /// [`remove_key`](Self::remove_key)). Returns `true` when `new_key` is new.
+    pub fn issue_key(&self, key: &str, new_key: &str) -> Result<bool, ControlError> {
+        if new_key.trim().is_empty() || new_key.chars().any(|c| c.is_control()) {
+            return Err(ControlError::Invalid(
+                "an access key must be non-empty printable text".to_owned(),
+            ));
+        }
+        let account = self.account_or_err(key)?;
+        let mut map = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        Ok(map.insert(new_key.to_owned(), account).is_none())
+    }
+
+    /// Remove a key (refused from then on) and, unless another key was issued for its account
+    /// ([`issue_key`](Self::issue_key)), its orders. Returns whether it existed.
     pub fn remove_key(&self, key: &str) -> bool {
         let mut map = self.accounts.write().unwrap_or_else(|e| e.into_inner());
         map.remove(key).is_some()

@@ -60,11 +60,26 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts everything with the test defaults; `configure` changes the dispatcher's config.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(configure, false).await
+}
+
+/// [`spawn_app_with`], with a settings service that publishes its `settings.{shop}.changed`
+/// events where the dispatcher does not listen: what a dispatcher that missed them sees (its
+/// settings watch is a plain subscription, so a reconnect loses what was sent meanwhile).
+pub async fn spawn_app_missing_settings_events(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(configure, true).await
+}
+
+async fn spawn(configure: impl FnOnce(&mut Config), settings_events_missed: bool) -> TestApp {
     let nats = TestNats::create().await.expect("test NATS");
     let sim = wms::start_simulator().await;
     let (_, master_keys) = KeyRing::generate("test-k1");
+    let elsewhere = match settings_events_missed {
+        true => Some(TestNats::create().await.expect("test NATS")),
+        false => None,
+    };
     let settings_service = SettingsService::start(
-        &nats,
+        elsewhere.as_ref().unwrap_or(&nats),
         &master_keys,
         vec![
             admin_token(),
@@ -241,6 +256,46 @@ impl TestApp {
             self.set_enabled(&shop, true).await;
         }
         shop
+    }
+
+    /// Rotates the shop's access key in settings while it stays enabled, as an operator does:
+    /// the new key checked against the registered endpoint, then registered.
+    pub async fn rotate_key(&self, shop: &mut Shop, new_key: &str) {
+        let mut settings = self.settings.clone();
+        let current = settings
+            .get_settings(spb::GetSettingsRequest {
+                shop_id: shop.id.clone(),
+            })
+            .await
+            .expect("settings")
+            .into_inner()
+            .settings
+            .expect("settings in answer");
+        let detail = current.detail.expect("detail");
+        let checked = settings
+            .check_connection(spb::CheckConnectionRequest {
+                shop_id: shop.id.clone(),
+                access_key: Some(new_key.to_owned()),
+                endpoint_url: Some(detail.endpoint_url.clone()),
+            })
+            .await
+            .expect("check answered")
+            .into_inner();
+        assert_eq!(
+            checked.check.map(|check| check.outcome()),
+            Some(spb::ConnectionCheckOutcome::Ok),
+            "the new key passes its check"
+        );
+        settings
+            .register_settings(spb::RegisterSettingsRequest {
+                shop_id: shop.id.clone(),
+                expected_version: current.version,
+                detail: Some(detail),
+                access_key: Some(new_key.to_owned()),
+            })
+            .await
+            .expect("the key rotated while enabled");
+        shop.key = new_key.to_owned();
     }
 
     pub async fn shop(&self) -> Shop {

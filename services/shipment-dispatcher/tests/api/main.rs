@@ -10,6 +10,7 @@ mod dead_letters;
 mod exactly_once;
 mod helpers;
 mod in_doubt;
+mod key_rotation;
 mod logs;
 mod mappings;
 mod metrics;
