@@ -1,6 +1,8 @@
 //! Sealing secrets at rest: AES-256-GCM with a fresh random nonce per seal, caller-supplied
 //! associated data (the shop id, so a sealed key cannot be moved to another shop), and a key id
 //! so the master key can be rotated (new seals use the active key; old ones still open).
+//! [`KeyRing::fingerprints`]: keyed fingerprints (HMAC-SHA256) to compare secrets without
+//! opening them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,10 +11,29 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 const NONCE_LEN: usize = 12;
+
+/// What a master key is mixed with to derive its fingerprint key (never the key itself).
+const FINGERPRINT_LABEL: &[u8] = b"wmslink fingerprint key v1";
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes a key of any length.
+    <HmacSha256 as hmac::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+/// The fingerprint key of a master key: HMAC-SHA256(master key, label).
+fn fingerprint_key(master_key: &[u8]) -> [u8; 32] {
+    let mut mac = hmac(master_key);
+    mac.update(FINGERPRINT_LABEL);
+    mac.finalize().into_bytes().into()
+}
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -78,6 +99,8 @@ impl fmt::Debug for Sealed {
 pub struct KeyRing {
     active: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// Per master key, the key of its fingerprints.
+    fingerprint_keys: HashMap<String, [u8; 32]>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -108,6 +131,7 @@ impl KeyRing {
     /// Parses `<key_id>=<base64>` lines.
     pub fn parse(text: &str, active_key_id: &str) -> Result<Self, SecretsError> {
         let mut keys = HashMap::new();
+        let mut fingerprint_keys = HashMap::new();
         let mut last = None;
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -135,6 +159,7 @@ impl KeyRing {
                 id.to_owned(),
                 Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
             );
+            fingerprint_keys.insert(id.to_owned(), fingerprint_key(&bytes));
             last = Some(id.to_owned());
         }
         let last = last.ok_or(SecretsError::NoKeys)?;
@@ -146,7 +171,11 @@ impl KeyRing {
         if !keys.contains_key(&active) {
             return Err(SecretsError::UnknownActiveKey(active));
         }
-        Ok(Self { active, keys })
+        Ok(Self {
+            active,
+            keys,
+            fingerprint_keys,
+        })
     }
 
     /// A key ring with one random key, for tests and first-run development.
@@ -156,10 +185,13 @@ impl KeyRing {
         let (generated, line) = Self::generate(key_id);
         let mut keys = self.keys.clone();
         keys.extend(generated.keys);
+        let mut fingerprint_keys = self.fingerprint_keys.clone();
+        fingerprint_keys.extend(generated.fingerprint_keys);
         (
             Self {
                 active: key_id.to_owned(),
                 keys,
+                fingerprint_keys,
             },
             line,
         )
@@ -170,10 +202,13 @@ impl KeyRing {
         let line = format!("{key_id}={}", STANDARD.encode(key));
         let mut keys = HashMap::new();
         keys.insert(key_id.to_owned(), Aes256Gcm::new(&key));
+        let mut fingerprint_keys = HashMap::new();
+        fingerprint_keys.insert(key_id.to_owned(), fingerprint_key(key.as_slice()));
         (
             Self {
                 active: key_id.to_owned(),
                 keys,
+                fingerprint_keys,
             },
             line,
         )
@@ -181,6 +216,28 @@ impl KeyRing {
 
     pub fn active_key_id(&self) -> &str {
         &self.active
+    }
+
+    /// Keyed fingerprints of `parts` (each length-prefixed, so no two splits of the same bytes
+    /// agree): HMAC-SHA256 under a key derived from each master key, the active key's first.
+    /// Equal inputs give equal fingerprints under the same master key; without the master key a
+    /// fingerprint tells nothing of its input (not even a short key can be guessed offline).
+    /// Compare against all of them so that a master-key rotation does not hide a match.
+    /// Secret-derived: store it, never log it.
+    pub fn fingerprints(&self, parts: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut ids: Vec<&String> = self.fingerprint_keys.keys().collect();
+        ids.sort_by_key(|id| (**id != self.active, id.as_str()));
+        ids.into_iter()
+            .filter_map(|id| self.fingerprint_keys.get(id))
+            .map(|key| {
+                let mut mac = hmac(key);
+                for part in parts {
+                    mac.update(&(part.len() as u64).to_be_bytes());
+                    mac.update(part);
+                }
+                mac.finalize().into_bytes().to_vec()
+            })
+            .collect()
     }
 
     /// Seals `secret` with the active key, binding `associated_data` (e.g. the shop id).
@@ -349,6 +406,42 @@ fn key_file_problem(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_match_equal_inputs_under_every_master_key_and_nothing_else() {
+        let (ring, _) = KeyRing::generate("k1");
+        let pair = |url: &str, key: &str| ring.fingerprints(&[url.as_bytes(), key.as_bytes()]);
+        let a = pair("https://wms.example/api", "ak-1");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].len(), 32);
+        assert_eq!(a, pair("https://wms.example/api", "ak-1"));
+        assert_ne!(a, pair("https://wms.example/api", "ak-2"));
+        assert_ne!(a, pair("https://other.example/api", "ak-1"));
+        assert_ne!(
+            a,
+            pair("https://wms.example/apiak-", "1"),
+            "parts are delimited"
+        );
+        assert!(
+            !a[0].windows(4).any(|w| w == b"ak-1"),
+            "no part of the input shows"
+        );
+
+        let (other, _) = KeyRing::generate("k1");
+        assert_ne!(
+            a,
+            other.fingerprints(&[b"https://wms.example/api", b"ak-1"]),
+            "keyed: another master key, other fingerprints"
+        );
+
+        // After a master-key rotation the old fingerprint is still among them, after the
+        // active key's.
+        let (rotated, _) = ring.with_generated("k2");
+        let both = rotated.fingerprints(&[b"https://wms.example/api", b"ak-1"]);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1], a[0]);
+        assert_ne!(both[0], a[0]);
+    }
 
     #[test]
     fn a_short_key_shows_at_most_a_quarter() {

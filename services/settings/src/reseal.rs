@@ -47,7 +47,10 @@ pub async fn reseal_all(pool: &PgPool, keys: &KeyRing) -> Result<usize, ResealEr
             .map_err(failed)?;
         let sealed = keys.seal(&key, shop.as_bytes()).map_err(failed)?;
         sqlx::query(
-            "UPDATE shop_settings SET access_key_id = $2, access_key_sealed = $3 WHERE shop_id = $1",
+            // The fingerprint was keyed by the old master key: made again when next needed.
+            "UPDATE shop_settings
+                SET access_key_id = $2, access_key_sealed = $3, credentials_fingerprint = NULL
+              WHERE shop_id = $1",
         )
         .bind(&shop)
         .bind(&sealed.key_id)

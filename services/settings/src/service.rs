@@ -109,6 +109,48 @@ impl SettingsService {
             })
     }
 
+    /// The keyed fingerprints of an endpoint URL and access key, the active master key's first
+    /// (`KeyRing::fingerprints`). Derived from the key: stored, never logged.
+    fn credentials_fingerprints(&self, endpoint_url: &str, key: &SecretString) -> Vec<Vec<u8>> {
+        self.keys
+            .fingerprints(&[endpoint_url.as_bytes(), key.expose_secret().as_bytes()])
+    }
+
+    /// Two shops on one WMS account: whether another enabled shop uses the same endpoint URL
+    /// and access key as `shop` is about to, compared by keyed fingerprint (only keys whose
+    /// fingerprint is not stored yet are opened). Stores `shop`'s fingerprint, and holds a lock
+    /// on it until the transaction ends so two shops switched on at once see each other.
+    async fn shares_an_enabled_account(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        shop: &ShopId,
+        endpoint_url: &str,
+        key: &SecretString,
+    ) -> Result<bool, SettingsError> {
+        let fingerprints = self.credentials_fingerprints(endpoint_url, key);
+        let Some(active) = fingerprints.first() else {
+            return Ok(false);
+        };
+        store::lock_fingerprint(tx, active).await?;
+        store::set_credentials_fingerprint(tx, shop, Some(active)).await?;
+        for (other, url, sealed) in store::enabled_without_fingerprint(tx, shop).await? {
+            let Ok(other) = ShopId::parse(&other) else {
+                continue;
+            };
+            match self.open_key(&other, &sealed) {
+                Ok(other_key) => {
+                    let made = self.credentials_fingerprints(&url, &other_key);
+                    store::set_credentials_fingerprint(tx, &other, made.first().map(Vec::as_slice))
+                        .await?;
+                }
+                Err(err) => {
+                    tracing::warn!(shop_id = %other, error = %err, "cannot fingerprint the stored access key");
+                }
+            }
+        }
+        Ok(store::enabled_shop_with_fingerprint(tx, shop, &fingerprints).await?)
+    }
+
     fn view(&self, shop: &ShopId, settings: StoredSettings) -> SettingsView {
         let access_key_masked = match self.open_key(shop, &settings.access_key) {
             Ok(key) => secrets::mask(&key),
@@ -233,6 +275,26 @@ impl SettingsService {
         }
 
         store::save_settings(&mut tx, shop, &detail, &sealed, credentials_rev).await?;
+        if credentials_changed {
+            // A new key or URL while enabled must not land on another enabled shop's WMS
+            // account; otherwise the fingerprint is made when the shop is switched on.
+            match &registration.access_key {
+                Some(key) if enabled => {
+                    if self
+                        .shares_an_enabled_account(&mut tx, shop, &detail.endpoint_url, key)
+                        .await?
+                    {
+                        return Err(SettingsError::Precondition {
+                            context: format!(
+                                "cannot register the settings of shop {shop} while the integration is enabled"
+                            ),
+                            blockers: vec![enable_switch::shared_account_blocker()],
+                        });
+                    }
+                }
+                _ => store::set_credentials_fingerprint(&mut tx, shop, None).await?,
+            }
+        }
         if let Some(passed) = passed_check {
             store::record_check(
                 &mut tx,
@@ -442,12 +504,19 @@ impl SettingsService {
         }
         if enabled {
             let catalog = store::load_catalog(&mut tx, shop).await?;
-            let blockers = enable_switch::enable_blockers(
+            let mut blockers = enable_switch::enable_blockers(
                 settings.check.as_ref(),
                 settings.credentials_rev,
                 &settings.detail,
                 &catalog,
             );
+            let key = self.open_key(shop, &settings.access_key)?;
+            if self
+                .shares_an_enabled_account(&mut tx, shop, &settings.detail.endpoint_url, &key)
+                .await?
+            {
+                blockers.push(enable_switch::shared_account_blocker());
+            }
             if !blockers.is_empty() {
                 return Err(SettingsError::Precondition {
                     context: format!("cannot enable the integration of shop {shop}"),

@@ -286,6 +286,76 @@ pub async fn set_enabled(
     Ok(())
 }
 
+/// Stores the keyed fingerprint of the shop's endpoint URL and access key (`None`: to be made
+/// again when needed).
+pub async fn set_credentials_fingerprint(
+    conn: &mut PgConnection,
+    shop: &ShopId,
+    fingerprint: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE shop_settings SET credentials_fingerprint = $2 WHERE shop_id = $1")
+        .bind(shop.as_str())
+        .bind(fingerprint)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Enabled shops other than `shop` whose fingerprint is not computed yet, with their endpoint
+/// URL and sealed key (rows from before fingerprints, or re-sealed since).
+pub async fn enabled_without_fingerprint(
+    conn: &mut PgConnection,
+    shop: &ShopId,
+) -> Result<Vec<(String, String, Sealed)>, StoreError> {
+    let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT shop_id, endpoint_url, access_key_id, access_key_sealed FROM shop_settings
+          WHERE enabled AND credentials_fingerprint IS NULL AND shop_id <> $1
+          ORDER BY shop_id",
+    )
+    .bind(shop.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(shop_id, endpoint_url, key_id, blob)| {
+            (shop_id, endpoint_url, Sealed { key_id, blob })
+        })
+        .collect())
+}
+
+/// Whether an enabled shop other than `shop` has one of `fingerprints`.
+pub async fn enabled_shop_with_fingerprint(
+    conn: &mut PgConnection,
+    shop: &ShopId,
+    fingerprints: &[Vec<u8>],
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM shop_settings
+                         WHERE enabled AND shop_id <> $1 AND credentials_fingerprint = ANY($2))",
+    )
+    .bind(shop.as_str())
+    .bind(fingerprints)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Serialises, until the transaction ends, the writes that look for a shop on the same
+/// credentials as `fingerprint` (two shops enabled at once on one account both see the other).
+pub async fn lock_fingerprint(
+    conn: &mut PgConnection,
+    fingerprint: &[u8],
+) -> Result<(), StoreError> {
+    let mut head = [0u8; 8];
+    for (slot, byte) in head.iter_mut().zip(fingerprint) {
+        *slot = *byte;
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(i64::from_be_bytes(head))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct StatusRow {
     code: String,

@@ -37,6 +37,17 @@ pub fn register_while_enabled_blockers(
     blockers
 }
 
+/// Another enabled shop uses the same WMS access key and endpoint URL: one WMS account for two
+/// shops, where adopting an order by its number could take the other shop's order. The other
+/// shop is not named (it may belong to another tenant).
+pub fn shared_account_blocker() -> Blocker {
+    Blocker::new(
+        "SHARED_WMS_ACCOUNT",
+        "access_key / detail.endpoint_url",
+        "another enabled shop uses the same WMS access key and endpoint URL; two shops on one WMS account could take each other's orders, so each shop needs a WMS account (access key) of its own",
+    )
+}
+
 /// What the detail settings lack before the integration may be enabled (S4).
 ///
 /// "Complete" means:

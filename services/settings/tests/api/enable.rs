@@ -395,3 +395,99 @@ async fn while_enabled_the_settings_stay_complete_and_checked() {
     assert!(saved.enabled);
     assert!(saved.last_connection_check.expect("check").current);
 }
+
+/// Two shops on one WMS account: with the same key and endpoint, adopting an order by its
+/// number could take the other shop's order, so the second is never enabled. Compared by a
+/// keyed fingerprint that is stored, and never logged nor answered.
+#[tokio::test(flavor = "current_thread")]
+async fn a_second_shop_on_the_same_key_and_endpoint_cannot_be_enabled() {
+    let (logs, _guard) = wmslink_testkit::LogCapture::install();
+    let app = spawn_app().await;
+    let sim = start_simulator().await;
+    let first = unique_shop();
+    let (key, version) = app.registered_and_checked(&sim, &first).await;
+    app.set_enabled(&first, true, version)
+        .await
+        .expect("the first shop enabled");
+
+    let second = unique_shop();
+    app.put_catalog(&second).await;
+    app.register(&second, 0, full_detail(&sim.base_url()), Some(&key))
+        .await
+        .expect("registered: only enabling is refused");
+    let checked = app.check(&second).await;
+    let status = assert_code(
+        app.set_enabled(&second, true, checked.version).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["access_key / detail.endpoint_url"]);
+    assert!(
+        status
+            .message()
+            .contains("same WMS access key and endpoint URL"),
+        "{status:?}"
+    );
+    assert!(
+        !status.message().contains(&first),
+        "the other shop is not named"
+    );
+
+    // An enabled shop cannot rotate onto the first shop's account either.
+    let third = unique_shop();
+    let (_, third_version) = app.registered_and_checked(&sim, &third).await;
+    let third_enabled = app
+        .set_enabled(&third, true, third_version)
+        .await
+        .expect("another account: enabled");
+    let tried = app.try_check(&third, &key, &sim.base_url()).await;
+    assert_eq!(tried.outcome(), pb::ConnectionCheckOutcome::Ok);
+    let status = assert_code(
+        app.register(
+            &third,
+            third_enabled.version,
+            full_detail(&sim.base_url()),
+            Some(&key),
+        )
+        .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["access_key / detail.endpoint_url"]);
+
+    // Once the first shop is switched off, the second may take the account.
+    app.set_enabled(&first, false, 0).await.expect("disabled");
+    app.set_enabled(&second, true, checked.version)
+        .await
+        .expect("the account is free again");
+    let status = assert_code(
+        app.set_enabled(&first, true, version + 2).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(subjects(&status), ["access_key / detail.endpoint_url"]);
+
+    // The fingerprints are stored (so no key is opened to compare), never logged.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("database");
+    let fingerprints: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT credentials_fingerprint FROM shop_settings
+          WHERE shop_id = ANY($1) AND credentials_fingerprint IS NOT NULL",
+    )
+    .bind(vec![first.clone(), second.clone()])
+    .fetch_all(&pool)
+    .await
+    .expect("fingerprints");
+    assert_eq!(fingerprints.len(), 2);
+    assert_eq!(fingerprints[0], fingerprints[1]);
+    app.stop().await;
+    let captured = logs.contents();
+    assert!(
+        captured.contains("integration switched"),
+        "the capture works"
+    );
+    let fingerprint = &fingerprints[0];
+    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!captured.contains(&hex));
+    assert!(!captured.contains(&base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        fingerprint
+    )));
+    assert!(!captured.contains(&key));
+}
