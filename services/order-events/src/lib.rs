@@ -14,6 +14,7 @@ pub mod domain;
 pub mod errors;
 pub mod events;
 pub mod grpc;
+pub mod list_bench;
 pub mod metrics;
 pub mod service;
 pub mod shop_directory;

@@ -392,7 +392,11 @@ fn register_rows(
             }
             let order_id = app.insert_order(&mut data, &order_no, row);
             data.counters.registrations_accepted += 1;
-            data.order_no_counters(&order_no).accepted += 1;
+            let counters = data.order_no_counters(&order_no);
+            counters.accepted += 1;
+            counters
+                .first_accepted_unix_ms
+                .get_or_insert_with(crate::state::unix_millis);
             results.push(json!({ "order_no": order_no, "result": "OK", "order_id": order_id }));
         }
     }

@@ -20,6 +20,11 @@ use tokio::time::Instant;
 use crate::config::{SimConfig, SimRateLimit};
 
 /// The JST offset the WMS uses.
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn unix_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 pub fn jst() -> FixedOffset {
     FixedOffset::east_opt(9 * 3600).expect("+09:00 is a valid offset")
 }
@@ -206,6 +211,11 @@ pub struct OrderNoCounters {
     pub accepted: u64,
     /// Rows refused by the duplicate check (`E_DUPLICATE`).
     pub duplicates_refused: u64,
+    /// When the first row with this `order_no` was registered (an `order_id` handed out), in
+    /// milliseconds since the Unix epoch on the simulator's clock; `None` until then. A
+    /// benchmark on the same machine takes latency from the cart's message to here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_accepted_unix_ms: Option<i64>,
 }
 
 /// An order as the WMS returns it.

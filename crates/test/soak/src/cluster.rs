@@ -99,11 +99,23 @@ pub struct Postgres {
     pub port: u16,
     data: PathBuf,
     log: PathBuf,
+    fsync: bool,
 }
 
 impl Postgres {
-    /// `initdb` into `dir/pg` (trust auth, user `postgres`) and start it on a spare port.
+    /// `initdb` into `dir/pg` (trust auth, user `postgres`) and start it on a spare port, with
+    /// `fsync=off` (see [`Postgres::start`]).
     pub fn create(dir: &Path) -> anyhow::Result<Self> {
+        Self::create_with(dir, false)
+    }
+
+    /// As [`Postgres::create`], but durable as in production (`fsync=on`): what a benchmark
+    /// measures.
+    pub fn create_durable(dir: &Path) -> anyhow::Result<Self> {
+        Self::create_with(dir, true)
+    }
+
+    fn create_with(dir: &Path, fsync: bool) -> anyhow::Result<Self> {
         let data = dir.join("pg");
         std::fs::create_dir_all(&data)?;
         if running_as_root() {
@@ -138,6 +150,7 @@ impl Postgres {
             port: spare_port()?,
             log: dir.join("pg.log"),
             data,
+            fsync,
         };
         postgres.start()?;
         Ok(postgres)
@@ -147,15 +160,16 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Starts the cluster. `fsync=off` (the OS keeps what was written when PostgreSQL is
-    /// killed); never `synchronous_commit=off`, which loses acknowledged commits on the
-    /// immediate stop the long variant does (the soak then blamed the services for it).
+    /// Starts the cluster. `fsync=off` unless durable (the OS keeps what was written when
+    /// PostgreSQL is killed); never `synchronous_commit=off`, which loses acknowledged commits
+    /// on the immediate stop the long variant does (the soak then blamed the services for it).
     pub fn start(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400 \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=400 \
              -c shared_buffers=64MB",
             self.port,
-            self.data.to_string_lossy()
+            self.data.to_string_lossy(),
+            if self.fsync { "on" } else { "off" },
         );
         run_ok(
             pg_command(
@@ -319,6 +333,11 @@ impl ServiceProcess {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Stops it gracefully: SIGTERM by pid, then SIGKILL after `grace`.

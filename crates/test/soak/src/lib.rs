@@ -9,3 +9,4 @@ pub mod checks;
 pub mod cluster;
 pub mod run;
 pub mod sim;
+pub mod system;

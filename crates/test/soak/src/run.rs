@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -21,19 +20,15 @@ use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
 use wmslink_proto::ops::v1::dead_letter_service_client::DeadLetterServiceClient;
 use wmslink_proto::orders::v1 as pb;
 use wmslink_proto::orders::v1::order_service_client::OrderServiceClient;
-use wmslink_proto::settings::v1::settings_service_client::SettingsServiceClient;
-use wmslink_tools::demo::{self, STATUS_NEW};
 use wmslink_wms_simulator::{Endpoint, Faults};
 
 use crate::cart::{Cart, CartOrder, Scenario};
 use crate::checks::{self, Findings, Sources};
-use crate::cluster::{Nats, Postgres, ServiceProcess, spare_port, wait_for_port};
+use crate::cluster::{Nats, Postgres, ServiceProcess, wait_for_port};
 use crate::sim::SimControl;
-
-const TOKEN: &str = "soak-operator-token-0123456789abcdef";
-const DISPATCHER_TOKEN: &str = "soak-dispatcher-token-0123456789abc";
-const SYNC_TOKEN: &str = "soak-status-sync-token-0123456789ab";
-const NATS_PREFIX: &str = "soak";
+use crate::system::{
+    self, NATS_PREFIX, Ports, bearer, client_channel, set_up_shop, wait_shop_known,
+};
 
 /// The faults a shop's WMS account injects; shops take them in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -168,30 +163,8 @@ struct Fleet {
     services: BTreeMap<&'static str, ServiceProcess>,
 }
 
-fn toml_tokens(tokens: &[(&str, &str, &[&str])]) -> String {
-    let entries: Vec<String> = tokens
-        .iter()
-        .map(|(caller, token, scopes)| {
-            let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
-            format!(
-                "{{caller=\"{caller}\", token=\"{token}\", scopes=[{}]}}",
-                scopes.join(", ")
-            )
-        })
-        .collect();
-    format!("[{}]", entries.join(", "))
-}
-
-struct Ports {
-    sim: u16,
-    settings: u16,
-    orders: u16,
-    dispatch: u16,
-    sync: u16,
-    dispatch_replica: u16,
-    sync_replica: u16,
-}
-
+/// The soak's tunings on top of the wiring ([`system::service_env`]): short retries, ack waits,
+/// sweeps and in-doubt searches, so that a run settles within minutes.
 fn service_env(
     service: &str,
     port: u16,
@@ -200,131 +173,44 @@ fn service_env(
     ports: &Ports,
     master_keys: &str,
 ) -> Vec<(String, String)> {
-    let operator: &[&str] = &[
-        "orders.read",
-        "orders.write",
-        "operate",
-        "settings.read",
-        "settings.write",
-    ];
-    let mut env: Vec<(String, String)> = vec![
-        (
-            "WMSLINK_GRPC__LISTEN_ADDR".into(),
-            format!("127.0.0.1:{port}"),
-        ),
-        ("WMSLINK_NATS__URL".into(), nats.url()),
-        ("WMSLINK_NATS__PREFIX".into(), NATS_PREFIX.into()),
-        ("WMSLINK_TELEMETRY__LOG_FORMAT".into(), "json".into()),
-        ("WMSLINK_RUNTIME__RETRY_MAX_DELAY_MS".into(), "2000".into()),
-        ("WMSLINK_RUNTIME__RETRY_BASE_DELAY_MS".into(), "200".into()),
-    ];
-    let mut set = |key: &str, value: String| env.push((key.to_owned(), value));
-    let database = match service {
-        "settings" => "settings",
-        "order-events" => "orders",
-        "shipment-dispatcher" => "dispatch",
-        _ => "sync",
-    };
-    set("WMSLINK_DATABASE__URL", postgres.url(database));
-    if service != "order-events" {
-        set("WMSLINK_SECRETS__MASTER_KEYS", master_keys.to_owned());
-        set(
-            "WMSLINK_RATE_LIMIT__DATABASE_URL",
-            postgres.url("rate_limit"),
-        );
-        set("WMSLINK_WMS__ALLOW_HTTP_HOSTS", "[\"127.0.0.1\"]".into());
-        // The simulator listens on loopback.
-        set("WMSLINK_WMS__REFUSE_PRIVATE_ADDRESSES", "false".into());
-    }
+    let mut env = system::service_env(service, port, postgres, nats, ports, master_keys);
+    let mut set = |key: &str, value: &str| env.push((key.to_owned(), value.to_owned()));
+    set("WMSLINK_RUNTIME__RETRY_MAX_DELAY_MS", "2000");
+    set("WMSLINK_RUNTIME__RETRY_BASE_DELAY_MS", "200");
     if service != "settings" {
-        set("WMSLINK_CONSUMERS__ACK_WAIT_MS", "5000".into());
-        set("WMSLINK_CONSUMERS__RETRY_MAX_DELAY_MS", "5000".into());
+        set("WMSLINK_CONSUMERS__ACK_WAIT_MS", "5000");
+        set("WMSLINK_CONSUMERS__RETRY_MAX_DELAY_MS", "5000");
     }
     match service {
-        "settings" => set(
-            "WMSLINK_AUTH__TOKENS",
-            toml_tokens(&[
-                ("soak", TOKEN, operator),
-                (
-                    "shipment-dispatcher",
-                    DISPATCHER_TOKEN,
-                    &["settings.read", "settings.credentials"],
-                ),
-                (
-                    "status-sync",
-                    SYNC_TOKEN,
-                    &["settings.read", "settings.credentials"],
-                ),
-            ]),
-        ),
-        "order-events" => set(
-            "WMSLINK_AUTH__TOKENS",
-            toml_tokens(&[("soak", TOKEN, operator)]),
-        ),
         "shipment-dispatcher" => {
-            set(
-                "WMSLINK_AUTH__TOKENS",
-                toml_tokens(&[("soak", TOKEN, operator)]),
-            );
-            set(
-                "WMSLINK_SETTINGS__URL",
-                format!("http://127.0.0.1:{}", ports.settings),
-            );
-            set("WMSLINK_SETTINGS__TOKEN", DISPATCHER_TOKEN.into());
-            set("WMSLINK_SETTINGS__CACHE_TTL_MS", "5000".into());
-            set("WMSLINK_SENDER__SWEEP_INTERVAL_MS", "2000".into());
-            set("WMSLINK_SENDER__MAX_BACKOFF_MS", "5000".into());
-            set("WMSLINK_WMS__REQUEST_TIMEOUT_MS", "5000".into());
-            set("WMSLINK_RUNTIME__DRAIN_TIMEOUT_MS", "10000".into());
+            set("WMSLINK_SETTINGS__CACHE_TTL_MS", "5000");
+            set("WMSLINK_SENDER__SWEEP_INTERVAL_MS", "2000");
+            set("WMSLINK_SENDER__MAX_BACKOFF_MS", "5000");
+            set("WMSLINK_WMS__REQUEST_TIMEOUT_MS", "5000");
+            set("WMSLINK_RUNTIME__DRAIN_TIMEOUT_MS", "10000");
             // In doubt: searched once the request timeout plus 3 s passed (the faults apply
             // at most 6.5 s late), every 3 s, 4 misses then ERROR (CANCELLED when cancelled).
-            set("WMSLINK_SENDER__IN_DOUBT_MARGIN_MS", "3000".into());
-            set("WMSLINK_SENDER__IN_DOUBT_SEARCH_INTERVAL_MS", "3000".into());
-            set("WMSLINK_SENDER__IN_DOUBT_MAX_SEARCHES", "4".into());
+            set("WMSLINK_SENDER__IN_DOUBT_MARGIN_MS", "3000");
+            set("WMSLINK_SENDER__IN_DOUBT_SEARCH_INTERVAL_MS", "3000");
+            set("WMSLINK_SENDER__IN_DOUBT_MAX_SEARCHES", "4");
         }
-        _ => {
-            set(
-                "WMSLINK_AUTH__TOKENS",
-                toml_tokens(&[("soak", TOKEN, operator)]),
-            );
-            set(
-                "WMSLINK_SETTINGS__URL",
-                format!("http://127.0.0.1:{}", ports.settings),
-            );
-            set("WMSLINK_SETTINGS__TOKEN", SYNC_TOKEN.into());
-            set("WMSLINK_SETTINGS__CACHE_TTL_MS", "5000".into());
-            set("WMSLINK_SYNC__INTERVAL_MS", "3000".into());
-            set("WMSLINK_SYNC__TICK_MS", "500".into());
-            set("WMSLINK_SYNC__FULL_PASS_EVERY", "1".into());
-            set("WMSLINK_SYNC__DISCOVER_MS", "5000".into());
-            set("WMSLINK_SYNC__RETRY_BASE_MS", "2000".into());
-            set("WMSLINK_WMS__REQUEST_TIMEOUT_MS", "5000".into());
-            set("WMSLINK_RUNTIME__DRAIN_TIMEOUT_MS", "10000".into());
+        "status-sync" => {
+            set("WMSLINK_SETTINGS__CACHE_TTL_MS", "5000");
+            set("WMSLINK_SYNC__INTERVAL_MS", "3000");
+            set("WMSLINK_SYNC__TICK_MS", "500");
+            set("WMSLINK_SYNC__FULL_PASS_EVERY", "1");
+            set("WMSLINK_SYNC__DISCOVER_MS", "5000");
+            set("WMSLINK_SYNC__RETRY_BASE_MS", "2000");
+            set("WMSLINK_WMS__REQUEST_TIMEOUT_MS", "5000");
+            set("WMSLINK_RUNTIME__DRAIN_TIMEOUT_MS", "10000");
         }
+        _ => {}
     }
     env
 }
 
 fn binary(params: &Params, name: &str) -> anyhow::Result<PathBuf> {
-    let path = params.bin_dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{path:?} is missing: build the services first (cargo build --bins -p wmslink-settings \
-             -p wmslink-order-events -p wmslink-shipment-dispatcher -p wmslink-status-sync \
-             -p wmslink-wms-simulator)"
-        );
-    }
-    Ok(path)
-}
-
-fn client_channel(port: u16) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(format!("http://127.0.0.1:{port}"))?
-        .timeout(Duration::from_secs(30))
-        .connect_lazy())
-}
-
-fn bearer() -> anyhow::Result<BearerToken> {
-    BearerToken::new(&SecretString::from(TOKEN.to_owned())).context("token")
+    system::binary(&params.bin_dir, name)
 }
 
 /// One thing the chaos task does.
@@ -448,54 +334,6 @@ async fn run_chaos(
     log
 }
 
-/// Sets `shop` up through the settings service (catalog, settings, check, enable), retrying
-/// while the service is still starting.
-async fn set_up_shop(
-    settings_port: u16,
-    shop: &str,
-    key: &str,
-    endpoint: &str,
-) -> anyhow::Result<()> {
-    let mut client =
-        SettingsServiceClient::with_interceptor(client_channel(settings_port)?, bearer()?);
-    let setup = demo::shop(shop, SecretString::from(key.to_owned()), endpoint);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match setup.enable(&mut client).await {
-            Ok(_) => return Ok(()),
-            Err(_) if Instant::now() < deadline => {
-                retry_pause().await;
-            }
-            Err(err) => bail!("setting up {shop}: {err}"),
-        }
-    }
-}
-
-async fn retry_pause() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
-/// Waits until order-events knows `shop` (its settings event arrived): a probe order on hold
-/// is accepted.
-async fn wait_shop_known(orders: &mut checks::OrdersClient, shop: &str) -> anyhow::Result<()> {
-    let probe = demo::order(shop, "PROBE-0", 1, STATUS_NEW, "card");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match orders
-            .upsert_order(pb::UpsertOrderRequest {
-                order: Some(probe.clone()),
-            })
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(_) if Instant::now() < deadline => {
-                retry_pause().await;
-            }
-            Err(status) => bail!("order-events never knew {shop}: {status}"),
-        }
-    }
-}
-
 /// Runs the soak.
 pub async fn run(params: Params) -> anyhow::Result<Outcome> {
     wmslink_platform::install_crypto_provider();
@@ -513,42 +351,11 @@ pub async fn run(params: Params) -> anyhow::Result<Outcome> {
 
     let postgres = Postgres::create(&dir).context("PostgreSQL")?;
     let nats = Nats::start(&dir).context("NATS")?;
-    let ports = Ports {
-        sim: spare_port()?,
-        settings: spare_port()?,
-        orders: spare_port()?,
-        dispatch: spare_port()?,
-        sync: spare_port()?,
-        dispatch_replica: spare_port()?,
-        sync_replica: spare_port()?,
-    };
+    let ports = Ports::spare()?;
     let (_, master_keys) = KeyRing::generate("soak");
 
     let mut services = BTreeMap::new();
-    let sim_env = vec![
-        (
-            "WMSLINK_SIM__LISTEN_ADDR".to_owned(),
-            format!("127.0.0.1:{}", ports.sim),
-        ),
-        ("WMSLINK_SIM__ACCESS_KEYS".to_owned(), "[]".to_owned()),
-        (
-            "WMSLINK_SIM__RATE_LIMIT__ENABLED".to_owned(),
-            "true".to_owned(),
-        ),
-        (
-            "WMSLINK_SIM__RATE_LIMIT__PER_SECOND".to_owned(),
-            "1.0".to_owned(),
-        ),
-        ("WMSLINK_SIM__RATE_LIMIT__BURST".to_owned(), "60".to_owned()),
-        (
-            "WMSLINK_SIM__WAREHOUSE__ENABLED".to_owned(),
-            "true".to_owned(),
-        ),
-        (
-            "WMSLINK_SIM__WAREHOUSE__STEP_INTERVAL_MS".to_owned(),
-            "3000".to_owned(),
-        ),
-    ];
+    let sim_env = system::simulator_env(ports.sim, Some((1.0, 60)), Some(3_000));
     services.insert(
         "wms-simulator",
         ServiceProcess::new(

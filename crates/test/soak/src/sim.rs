@@ -49,6 +49,29 @@ impl SimControl {
         Ok(())
     }
 
+    /// Adds an account with a rate limit of its own: `Some((per_second, burst))`, or `None`
+    /// for none at all.
+    pub async fn add_key_limited(
+        &self,
+        key: &str,
+        rate_limit: Option<(f64, u32)>,
+    ) -> anyhow::Result<()> {
+        let rate_limit = match rate_limit {
+            Some((per_second, burst)) => {
+                serde_json::json!({ "enabled": true, "per_second": per_second, "burst": burst })
+            }
+            None => serde_json::json!({ "enabled": false }),
+        };
+        self.http
+            .post(format!("{}/_sim/keys", self.base))
+            .json(&serde_json::json!({ "key": key, "rate_limit": rate_limit }))
+            .send()
+            .await?
+            .error_for_status()
+            .context("adding a simulator key")?;
+        Ok(())
+    }
+
     pub async fn set_faults(&self, key: &str, faults: &Faults) -> anyhow::Result<()> {
         self.http
             .put(self.key_url(key, "/faults"))

@@ -103,6 +103,38 @@ async fn counters_count_requests_by_endpoint() {
 }
 
 #[tokio::test]
+async fn order_nos_say_when_each_order_was_first_registered() {
+    let sim = start_default().await;
+    let key = sim.key(None).await;
+    let before = chrono::Utc::now().timestamp_millis();
+    sim.register_ok(&key, &["T-1"]).await;
+    let after = chrono::Utc::now().timestamp_millis();
+    // A duplicate later keeps the first registration's time.
+    sim.register(&key, vec![row("T-1")]).await;
+    let mut invalid = row("T-2");
+    invalid["order_date"] = json!("not a date");
+    sim.register(&key, vec![invalid]).await;
+    let nos = sim
+        .ctl(Method::GET, &format!("/_sim/keys/{key}/order_nos"), None)
+        .await;
+    let first = nos.body["order_nos"]["T-1"]["first_accepted_unix_ms"]
+        .as_i64()
+        .expect("a registration time");
+    assert!(
+        (before..=after).contains(&first),
+        "{before} <= {first} <= {after}"
+    );
+    assert_eq!(nos.body["order_nos"]["T-1"]["received"], 2);
+    // Received but never accepted: no time.
+    assert_eq!(nos.body["order_nos"]["T-2"]["accepted"], 0);
+    assert!(
+        nos.body["order_nos"]["T-2"]
+            .get("first_accepted_unix_ms")
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn patch_sets_status_and_flags() {
     let sim = start_default().await;
     let key = sim.key(None).await;
