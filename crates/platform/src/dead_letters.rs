@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 
 use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use wmslink_proto::ops::v1 as ops;
 use wmslink_proto::ops::v1::dead_letter_service_server::{
     DeadLetterService, DeadLetterServiceServer,
 };
 
-use crate::auth::{AuthConfig, Authenticator, require, scopes};
+use crate::auth::{AuthConfig, scopes};
+use crate::authz::{Authorize, MethodRule, ShopRule};
 use crate::consumer::{
     DEAD_LETTER_CONSUMER, DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT,
     DEAD_LETTER_TRUNCATED,
@@ -36,14 +36,35 @@ pub struct DeadLetters {
     subjects: Subjects,
 }
 
-/// The service, behind the bearer-token interceptor, ready for `Routes::add_service`.
-pub type DeadLetterServer = InterceptedService<DeadLetterServiceServer<DeadLetters>, Authenticator>;
+/// The service, behind the authorization layer, ready for `Routes::add_service`.
+pub type DeadLetterServer = Authorize<DeadLetterServiceServer<DeadLetters>>;
 
-/// The dead-letter service for `subjects`' prefix, authenticated with `auth` (scope `operate`).
+/// Every RPC and its scope, checked by the [`Authorize`] layer. Dead letters are of every shop
+/// (one stream), so tokens bound to shops are refused.
+pub const AUTHORIZATION: &[MethodRule] = &[
+    MethodRule {
+        method: "/wmslink.ops.v1.DeadLetterService/List",
+        scope: scopes::OPERATE,
+        shop: ShopRule::AllShops,
+    },
+    MethodRule {
+        method: "/wmslink.ops.v1.DeadLetterService/Replay",
+        scope: scopes::OPERATE,
+        shop: ShopRule::AllShops,
+    },
+];
+
+/// Requests are small (a filter, at most 100 sequences).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The dead-letter service for `subjects`' prefix, authorized with `auth` ([`AUTHORIZATION`]).
 pub fn service(js: jetstream::Context, subjects: Subjects, auth: &AuthConfig) -> DeadLetterServer {
-    InterceptedService::new(
-        DeadLetterServiceServer::new(DeadLetters::new(js, subjects)),
-        Authenticator::new(auth),
+    Authorize::new(
+        DeadLetterServiceServer::new(DeadLetters::new(js, subjects))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        auth,
+        AUTHORIZATION,
+        MAX_REQUEST_BYTES,
     )
 }
 
@@ -219,7 +240,6 @@ impl DeadLetterService for DeadLetters {
         &self,
         request: Request<ops::ListDeadLettersRequest>,
     ) -> Result<Response<ops::ListDeadLettersResponse>, Status> {
-        require(&request, scopes::OPERATE)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         if !request.subject.is_empty()
@@ -302,7 +322,6 @@ impl DeadLetterService for DeadLetters {
         &self,
         request: Request<ops::ReplayDeadLettersRequest>,
     ) -> Result<Response<ops::ReplayDeadLettersResponse>, Status> {
-        require(&request, scopes::OPERATE)?;
         let sequences = request.into_inner().sequences;
         let mut violations = FieldViolations::new();
         if sequences.is_empty() || sequences.len() > MAX_REPLAY {
@@ -344,7 +363,14 @@ impl DeadLetterService for DeadLetters {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_filter;
+    use super::{AUTHORIZATION, valid_filter};
+
+    #[test]
+    fn every_rpc_is_in_the_authorization_table() {
+        let problems =
+            crate::authz::table_problems("wmslink.ops.v1.DeadLetterService", AUTHORIZATION);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
 
     #[test]
     fn subject_filters_follow_nats_rules() {

@@ -23,6 +23,7 @@ use wmslink_testkit::eventually;
 
 const OPERATOR: &str = "dlq-test-operator-token";
 const READER: &str = "dlq-test-reader-token";
+const BOUND_OPERATOR: &str = "dlq-test-bound-operator-token";
 
 type Client = DeadLetterServiceClient<InterceptedService<Channel, BearerToken>>;
 
@@ -117,6 +118,12 @@ async fn setup() -> Setup {
                 token: SecretString::from(READER),
                 scopes: vec![scopes::ORDERS_READ.into()],
                 shops: Vec::new(),
+            },
+            TokenConfig {
+                caller: "shop-a-console".into(),
+                token: SecretString::from(BOUND_OPERATOR),
+                scopes: vec![scopes::OPERATE.into()],
+                shops: vec!["shop-a".into()],
             },
         ],
     };
@@ -377,4 +384,53 @@ fn prefix_of(setup: &Setup) -> String {
         .dead_letters_all()
         .trim_end_matches(".deadletter.>")
         .to_owned()
+}
+
+/// Dead letters are of every shop (one stream): a token bound to shops is refused on every
+/// RPC of the service, even with `operate`, and even for a filter naming its own shop.
+#[tokio::test]
+async fn a_shop_bound_token_is_refused_on_every_dead_letter_rpc() {
+    let setup = setup().await;
+    let mut operator = client(&setup, OPERATOR);
+    let subject = format!("{}.orders.shop-b.status_changed", prefix_of(&setup));
+    publish(&setup, subject, "event-b", b"bad event of shop b").await;
+    let dead = wait_for_dead_letters(&mut operator, 1).await.remove(0);
+
+    let mut bound = client(&setup, BOUND_OPERATOR);
+    let mut called = Vec::new();
+    let status = bound
+        .list(ops::ListDeadLettersRequest {
+            subject: "orders.shop-a.>".into(),
+            ..ops::ListDeadLettersRequest::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    called.push(("/wmslink.ops.v1.DeadLetterService/List", status.code()));
+    let status = bound
+        .replay(ops::ReplayDeadLettersRequest {
+            sequences: vec![dead.sequence],
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    called.push(("/wmslink.ops.v1.DeadLetterService/Replay", status.code()));
+
+    let every_rpc = wmslink_platform::authz::methods_of("wmslink.ops.v1.DeadLetterService");
+    assert_eq!(
+        called
+            .iter()
+            .map(|(rpc, _)| rpc.to_string())
+            .collect::<Vec<_>>(),
+        every_rpc,
+        "the test calls every RPC"
+    );
+    for (rpc, code) in called {
+        assert_eq!(code, Code::PermissionDenied, "{rpc}");
+    }
+    // Nothing was replayed: the dead letter is still the only one, and still there.
+    let left = list(&mut operator, "", 10, "").await.dead_letters;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].sequence, dead.sequence);
+    setup.stop.cancel();
 }

@@ -1,10 +1,13 @@
-//! gRPC `wmslink.orders.v1.OrderService`: scope check, input check, then the order rules.
-//! Errors become statuses in one place, `From<OrderError> for Status` (`errors.rs`).
+//! gRPC `wmslink.orders.v1.OrderService`: input check, then the order rules. Who may call
+//! what is declared once in [`AUTHORIZATION`] and enforced by the
+//! [`Authorize`](wmslink_platform::authz::Authorize) layer before a handler runs. Errors become
+//! statuses in one place, `From<OrderError> for Status` (`errors.rs`).
 
 use prost::Message;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
-use wmslink_platform::auth::{require, scopes};
+use wmslink_platform::auth::scopes;
+use wmslink_platform::authz::{MethodRule, ShopRule};
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::orders::v1::order_service_server::OrderService;
@@ -18,6 +21,34 @@ use crate::domain::validation::{check_order, check_order_no, check_shop_id, chec
 use crate::errors::OrderError;
 use crate::service::{Orders, Source};
 use crate::store;
+
+macro_rules! rule {
+    ($method:literal, $scope:expr, $shop:expr) => {
+        MethodRule {
+            method: concat!("/wmslink.orders.v1.OrderService/", $method),
+            scope: $scope,
+            shop: $shop,
+        }
+    };
+}
+
+/// Every RPC, the scope it needs and where its shop is: the one table the
+/// [`Authorize`](wmslink_platform::authz::Authorize) layer checks. An RPC missing here is
+/// refused.
+pub const AUTHORIZATION: &[MethodRule] = &[
+    rule!(
+        "UpsertOrder",
+        scopes::ORDERS_WRITE,
+        ShopRule::ShopIdField1OfField1
+    ),
+    rule!(
+        "ChangeOrderStatus",
+        scopes::ORDERS_WRITE,
+        ShopRule::ShopIdField1
+    ),
+    rule!("GetOrder", scopes::ORDERS_READ, ShopRule::ShopIdField1),
+    rule!("ListOrders", scopes::ORDERS_READ, ShopRule::ShopIdField1),
+];
 
 pub struct OrderApi {
     orders: Orders,
@@ -54,7 +85,6 @@ impl OrderService for OrderApi {
         &self,
         request: Request<UpsertOrderRequest>,
     ) -> Result<Response<UpsertOrderResponse>, Status> {
-        require(&request, scopes::ORDERS_WRITE)?;
         let Some(order) = request.into_inner().order else {
             return Err(OrderError::invalid("order", "must be set").into());
         };
@@ -80,7 +110,6 @@ impl OrderService for OrderApi {
         &self,
         request: Request<ChangeOrderStatusRequest>,
     ) -> Result<Response<ChangeOrderStatusResponse>, Status> {
-        require(&request, scopes::ORDERS_WRITE)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         let shop = check_shop_id("shop_id", &request.shop_id, &mut violations);
@@ -112,7 +141,6 @@ impl OrderService for OrderApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
-        require(&request, scopes::ORDERS_READ)?;
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         let shop = check_shop_id("shop_id", &request.shop_id, &mut violations);
@@ -132,8 +160,21 @@ impl OrderService for OrderApi {
         &self,
         request: Request<ListOrdersRequest>,
     ) -> Result<Response<ListOrdersResponse>, Status> {
-        require(&request, scopes::ORDERS_READ)?;
         let (response, _) = list_orders(self.orders.pool(), request.get_ref()).await?;
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AUTHORIZATION;
+
+    #[test]
+    fn every_rpc_is_in_the_authorization_table() {
+        let problems = wmslink_platform::authz::table_problems(
+            "wmslink.orders.v1.OrderService",
+            AUTHORIZATION,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

@@ -25,8 +25,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wmslink_platform::auth::Authenticator;
+use wmslink_platform::authz::Authorize;
 use wmslink_platform::config::Validate;
 use wmslink_platform::consumer::{self, ConsumerSpec};
 use wmslink_platform::nats::{StreamKind, Subjects};
@@ -58,7 +57,7 @@ pub const STREAMS: &[StreamKind] = &[
 /// Slack on top of the largest order for the rest of a gRPC request.
 const GRPC_DECODING_SLACK: usize = 64 * 1024;
 
-type Api = InterceptedService<OrderServiceServer<OrderApi>, Authenticator>;
+type Api = Authorize<OrderServiceServer<OrderApi>>;
 
 /// The service, ready to run: database migrated, streams and consumers ensured, API installed.
 pub struct Application {
@@ -160,20 +159,21 @@ impl Application {
             metrics.clone(),
             directory,
         );
+        let max_request_bytes = config
+            .orders
+            .max_message_bytes
+            .saturating_add(GRPC_DECODING_SLACK);
         let server = OrderServiceServer::new(OrderApi::new(
             orders.clone(),
             config.orders.max_message_bytes,
         ))
-        .max_decoding_message_size(
-            config
-                .orders
-                .max_message_bytes
-                .saturating_add(GRPC_DECODING_SLACK),
-        );
+        .max_decoding_message_size(max_request_bytes);
         runtime.serve_dead_letters(js.clone(), subjects.clone(), &config.auth);
-        api.set(InterceptedService::new(
+        api.set(Authorize::new(
             server,
-            Authenticator::new(&config.auth),
+            &config.auth,
+            grpc::AUTHORIZATION,
+            max_request_bytes,
         ));
         tracing::info!(prefix = %config.nats.prefix, relay = relay.is_some(), "order-events ready");
         Ok(Self {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use wmslink_platform::auth::{Caller, scopes};
+use wmslink_platform::auth::{caller_name, scopes};
 use wmslink_platform::authz::{MethodRule, ShopRule};
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::settings::v1 as pb;
@@ -60,14 +60,6 @@ pub const AUTHORIZATION: &[MethodRule] = &[
         ShopRule::ShopIdField1
     ),
 ];
-
-/// The caller the layer authenticated (for the audit trail).
-fn caller_name<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "unknown".to_owned(), |caller| caller.name.clone())
-}
 
 /// The gRPC face of the settings service.
 #[derive(Clone)]

@@ -1,4 +1,6 @@
-//! `wmslink.dispatch.v1.DispatchService`.
+//! `wmslink.dispatch.v1.DispatchService`. Who may call what is declared once in
+//! [`AUTHORIZATION`] and enforced by the [`Authorize`](wmslink_platform::authz::Authorize)
+//! layer before a handler runs:
 //!
 //! | RPC | scope |
 //! | --- | --- |
@@ -11,7 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
-use wmslink_platform::auth::{require, scopes};
+use wmslink_platform::auth::{caller_name, scopes};
+use wmslink_platform::authz::{MethodRule, ShopRule};
 use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1 as pb;
@@ -25,6 +28,26 @@ use crate::sender::sweep;
 use crate::settings::Lookup;
 use crate::state_machine::{Input, Status as Shipping};
 use crate::store;
+
+macro_rules! rule {
+    ($method:literal, $scope:expr) => {
+        MethodRule {
+            method: concat!("/wmslink.dispatch.v1.DispatchService/", $method),
+            scope: $scope,
+            shop: ShopRule::ShopIdField1,
+        }
+    };
+}
+
+/// Every RPC and the scope it needs (each names its shop in field 1): the one table the
+/// [`Authorize`](wmslink_platform::authz::Authorize) layer checks. An RPC missing here is
+/// refused.
+pub const AUTHORIZATION: &[MethodRule] = &[
+    rule!("RunDispatch", scopes::OPERATE),
+    rule!("RetryShipment", scopes::OPERATE),
+    rule!("RetryCancel", scopes::OPERATE),
+    rule!("GetShipment", scopes::ORDERS_READ),
+];
 
 #[derive(Clone)]
 pub struct DispatchApi {
@@ -61,7 +84,7 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<pb::RunDispatchRequest>,
     ) -> Result<Response<pb::RunDispatchResponse>, Status> {
-        let caller = require(&request, scopes::OPERATE)?.name.clone();
+        let caller = caller_name(&request);
         let answer = run_dispatch(&self.core, &caller, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
@@ -70,7 +93,7 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<pb::RetryShipmentRequest>,
     ) -> Result<Response<pb::RetryShipmentResponse>, Status> {
-        let caller = require(&request, scopes::OPERATE)?.name.clone();
+        let caller = caller_name(&request);
         let answer = retry_shipment(&self.core, &caller, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
@@ -79,7 +102,7 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<pb::RetryCancelRequest>,
     ) -> Result<Response<pb::RetryCancelResponse>, Status> {
-        let caller = require(&request, scopes::OPERATE)?.name.clone();
+        let caller = caller_name(&request);
         let answer = retry_cancel(&self.core, &caller, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
@@ -88,7 +111,6 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<pb::GetShipmentRequest>,
     ) -> Result<Response<pb::GetShipmentResponse>, Status> {
-        require(&request, scopes::ORDERS_READ)?;
         let answer = get_shipment(&self.core, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
@@ -294,4 +316,18 @@ async fn count(core: &Core, shop_id: &str, order_nos: &[String]) -> Result<Count
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AUTHORIZATION;
+
+    #[test]
+    fn every_rpc_is_in_the_authorization_table() {
+        let problems = wmslink_platform::authz::table_problems(
+            "wmslink.dispatch.v1.DispatchService",
+            AUTHORIZATION,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+    }
 }

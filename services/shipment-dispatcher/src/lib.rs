@@ -43,8 +43,7 @@ use async_nats::jetstream;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wmslink_platform::auth::Authenticator;
+use wmslink_platform::authz::Authorize;
 use wmslink_platform::config::Validate;
 use wmslink_platform::consumer::{self, ConsumerSpec};
 use wmslink_platform::db;
@@ -78,7 +77,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-type Api = InterceptedService<DispatchServiceServer<DispatchApi>, Authenticator>;
+type Api = Authorize<DispatchServiceServer<DispatchApi>>;
 
 /// The service, ready to run: database migrated, streams and consumers ensured, the settings
 /// service reached, API installed. Nothing but the gRPC server runs until
@@ -196,9 +195,11 @@ impl Application {
         let server = DispatchServiceServer::new(DispatchApi::new(core.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         runtime.serve_dead_letters(js.clone(), core.subjects.clone(), &config.auth);
-        api.set(InterceptedService::new(
+        api.set(Authorize::new(
             server,
-            Authenticator::new(&config.auth),
+            &config.auth,
+            grpc::AUTHORIZATION,
+            MAX_REQUEST_BYTES,
         ));
         Ok(Self {
             runtime,

@@ -1,11 +1,14 @@
-//! `wmslink.sync.v1.SyncService`: scope, request checks, then the runner or the store. Errors
-//! become statuses in one place, `From<SyncError> for Status` (`errors.rs`).
+//! `wmslink.sync.v1.SyncService`: request checks, then the runner or the store. Who may call
+//! what is declared once in [`AUTHORIZATION`] and enforced by the
+//! [`Authorize`](wmslink_platform::authz::Authorize) layer before a handler runs. Errors become
+//! statuses in one place, `From<SyncError> for Status` (`errors.rs`).
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use wmslink_platform::auth::{self, scopes};
+use wmslink_platform::auth::{caller_name, scopes};
+use wmslink_platform::authz::{MethodRule, ShopRule};
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::sync::v1::sync_service_server::SyncService;
@@ -22,6 +25,25 @@ use crate::errors::SyncError;
 use crate::model::Period;
 use crate::runner::Runner;
 use crate::store::RunRecord;
+
+macro_rules! rule {
+    ($method:literal, $scope:expr) => {
+        MethodRule {
+            method: concat!("/wmslink.sync.v1.SyncService/", $method),
+            scope: $scope,
+            shop: ShopRule::ShopIdField1,
+        }
+    };
+}
+
+/// Every RPC and the scope it needs (each names its shop in field 1): the one table the
+/// [`Authorize`](wmslink_platform::authz::Authorize) layer checks. An RPC missing here is
+/// refused.
+pub const AUTHORIZATION: &[MethodRule] = &[
+    rule!("RunSync", scopes::OPERATE),
+    rule!("GetSyncRuns", scopes::ORDERS_READ),
+    rule!("ListAnomalies", scopes::ORDERS_READ),
+];
 
 /// Longest explicit period of `RunSync`.
 const MAX_PERIOD_DAYS: i64 = 366;
@@ -124,7 +146,7 @@ impl SyncService for SyncApi {
         &self,
         request: Request<RunSyncRequest>,
     ) -> Result<Response<RunSyncResponse>, Status> {
-        let caller = auth::require(&request, scopes::OPERATE)?.name.clone();
+        let caller = caller_name(&request);
         let (shop, period) = check_run_sync(request.get_ref())?;
         tracing::info!(%shop, %caller, ?period, "manual sync requested");
         // Its own task: the pass is finished and recorded even if the caller goes away.
@@ -143,7 +165,6 @@ impl SyncService for SyncApi {
         &self,
         request: Request<GetSyncRunsRequest>,
     ) -> Result<Response<GetSyncRunsResponse>, Status> {
-        auth::require(&request, scopes::ORDERS_READ)?;
         let mut violations = FieldViolations::new();
         let shop = shop_id(&request.get_ref().shop_id, &mut violations);
         SyncError::check(violations)?;
@@ -163,7 +184,6 @@ impl SyncService for SyncApi {
         &self,
         request: Request<ListAnomaliesRequest>,
     ) -> Result<Response<ListAnomaliesResponse>, Status> {
-        auth::require(&request, scopes::ORDERS_READ)?;
         let body = request.get_ref();
         let mut violations = FieldViolations::new();
         let shop = shop_id(&body.shop_id, &mut violations);
@@ -194,6 +214,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use wmslink_platform::validation::violations_of;
+
+    #[test]
+    fn every_rpc_is_in_the_authorization_table() {
+        let problems =
+            wmslink_platform::authz::table_problems("wmslink.sync.v1.SyncService", AUTHORIZATION);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
 
     fn at(seconds: i64) -> Option<prost_types::Timestamp> {
         Some(prost_types::Timestamp { seconds, nanos: 0 })

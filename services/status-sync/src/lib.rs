@@ -34,8 +34,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wmslink_platform::auth::Authenticator;
+use wmslink_platform::authz::Authorize;
 use wmslink_platform::config::Validate;
 use wmslink_platform::consumer::{self, ConsumerSpec};
 use wmslink_platform::db;
@@ -65,7 +64,10 @@ pub const STREAMS: &[StreamKind] = &[
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-type Api = InterceptedService<SyncServiceServer<grpc::SyncApi>, Authenticator>;
+/// Requests are small (a shop id, a period, a limit).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+type Api = Authorize<SyncServiceServer<grpc::SyncApi>>;
 
 /// The service, ready to run: database migrated, streams and consumer ensured, the settings
 /// service reached, API installed.
@@ -160,9 +162,11 @@ impl Application {
         ));
         let api_impl = grpc::SyncApi::new(runner.clone(), runtime.stopping());
         runtime.serve_dead_letters(js.clone(), subjects.clone(), &config.auth);
-        api.set(InterceptedService::new(
-            SyncServiceServer::new(api_impl),
-            Authenticator::new(&config.auth),
+        api.set(Authorize::new(
+            SyncServiceServer::new(api_impl).max_decoding_message_size(MAX_REQUEST_BYTES),
+            &config.auth,
+            grpc::AUTHORIZATION,
+            MAX_REQUEST_BYTES,
         ));
         Ok(Self {
             runtime,

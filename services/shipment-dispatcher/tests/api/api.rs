@@ -153,3 +153,90 @@ async fn a_stopped_dispatcher_stops_cleanly_and_a_new_one_goes_on() {
     app.wait_for(&shop, &second, ShippingStatus::Sent).await;
     assert_eq!(app.counters(&shop).registrations_accepted, 2);
 }
+
+const BOUND_TOKEN: &str = "test-merchant-console-token-0123456789";
+
+/// I6: a token bound to one shop (a merchant's console with `operate` and `orders.read`)
+/// cannot read or change another shop's shipments on any RPC; on its own shop it passes. The
+/// check is the authorization layer's, from the service's one table, and the test calls
+/// every RPC the service has.
+#[tokio::test]
+async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
+    use wmslink_platform::auth::scopes;
+    let own = wmslink_test_harness::shop::unique_shop_id();
+    let bound_shop = own.clone();
+    let app = spawn_app_with(move |config| {
+        let mut token = wmslink_test_harness::grpc::token(
+            "merchant-console",
+            BOUND_TOKEN,
+            &[scopes::OPERATE, scopes::ORDERS_READ],
+        );
+        token.shops = vec![bound_shop];
+        config.auth.tokens.push(token);
+    })
+    .await;
+    let key = wmslink_test_harness::wms::new_account(&app.sim, Default::default());
+    let own = app
+        .shop_with_id(own, full_detail(), &app.sim.base_url(), &key, true)
+        .await;
+    let other = app.shop().await;
+    let (own_no, other_no) = (unique_order_no(), unique_order_no());
+    app.status_changed(&order(&own, &own_no, "paid", 1)).await;
+    app.status_changed(&order(&other, &other_no, "paid", 1))
+        .await;
+    app.wait_for(&own, &own_no, ShippingStatus::Sent).await;
+    let (before, _) = app.wait_for(&other, &other_no, ShippingStatus::Sent).await;
+    let bound = dispatch_client(
+        channel(app.dispatcher_addr().expect("running")).await,
+        BOUND_TOKEN,
+    );
+
+    async fn every_rpc(client: &Dispatch, shop: &str, order_no: &str) -> Vec<(&'static str, Code)> {
+        fn code<T>(result: Result<T, tonic::Status>) -> Code {
+            result.map_or_else(|status| status.code(), |_| Code::Ok)
+        }
+        vec![
+            (
+                "/wmslink.dispatch.v1.DispatchService/RunDispatch",
+                code(run_dispatch(client, shop).await),
+            ),
+            (
+                "/wmslink.dispatch.v1.DispatchService/RetryShipment",
+                code(retry_shipment(client, shop, order_no).await),
+            ),
+            (
+                "/wmslink.dispatch.v1.DispatchService/RetryCancel",
+                code(retry_cancel(client, shop, order_no).await),
+            ),
+            (
+                "/wmslink.dispatch.v1.DispatchService/GetShipment",
+                code(get_shipment(client, shop, order_no).await),
+            ),
+        ]
+    }
+
+    let refused = every_rpc(&bound, &other.id, &other_no).await;
+    assert_eq!(
+        refused
+            .iter()
+            .map(|(rpc, _)| (*rpc).to_owned())
+            .collect::<Vec<_>>(),
+        wmslink_platform::authz::methods_of("wmslink.dispatch.v1.DispatchService"),
+        "the test calls every RPC"
+    );
+    for (rpc, code) in &refused {
+        assert_eq!(*code, Code::PermissionDenied, "{rpc} on another shop");
+    }
+    let (after, _) = app.wait_for(&other, &other_no, ShippingStatus::Sent).await;
+    assert_eq!(after.updated_at, before.updated_at, "nothing changed");
+
+    // On its own shop the token passes the layer (a retry of a SENT shipment may still be
+    // refused by the shipment rules); the dispatch run and the read succeed.
+    for (rpc, code) in every_rpc(&bound, &own.id, &own_no).await {
+        assert_ne!(code, Code::PermissionDenied, "{rpc} on its own shop");
+        assert_ne!(code, Code::Unauthenticated, "{rpc} on its own shop");
+        if rpc.ends_with("RunDispatch") || rpc.ends_with("GetShipment") {
+            assert_eq!(code, Code::Ok, "{rpc} on its own shop");
+        }
+    }
+}

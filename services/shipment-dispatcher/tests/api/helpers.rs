@@ -239,7 +239,19 @@ impl TestApp {
         key: &str,
         enabled: bool,
     ) -> Shop {
-        let id = shop::unique_shop_id();
+        self.shop_with_id(shop::unique_shop_id(), detail, endpoint, key, enabled)
+            .await
+    }
+
+    /// [`Self::shop_at`] with a shop id of the test's choosing.
+    pub async fn shop_with_id(
+        &self,
+        id: String,
+        detail: spb::DetailSettings,
+        endpoint: &str,
+        key: &str,
+        enabled: bool,
+    ) -> Shop {
         let detail = spb::DetailSettings {
             endpoint_url: endpoint.to_owned(),
             ..detail

@@ -8,3 +8,4 @@ mod helpers;
 mod migrations;
 mod observations;
 mod runs;
+mod tenancy;
