@@ -139,9 +139,13 @@ pub struct Delivery<'a> {
     pub subject: &'a str,
     pub payload: &'a [u8],
     pub headers: Option<&'a async_nats::HeaderMap>,
-    /// `Nats-Msg-Id` when the publisher set one, else `<stream>:<sequence>`: the id to record
-    /// as processed in the same transaction as the effects.
+    /// `Nats-Msg-Id` when the publisher set one, else `<stream>:<sequence>` (for logs and
+    /// answers; record [`Self::dedup_id`], not this).
     pub msg_id: String,
+    /// The id to record as processed in the same transaction as the effects: the subject (which
+    /// names the shop) and `msg_id`, so one shop's `Nats-Msg-Id` never marks another shop's
+    /// message as processed.
+    pub dedup_id: String,
     pub delivered: i64,
     subjects: &'a Subjects,
     max_message_bytes: usize,
@@ -160,6 +164,7 @@ impl<'a> Delivery<'a> {
             subject,
             payload,
             headers,
+            dedup_id: dedup_id(subject, &msg_id),
             msg_id,
             delivered: 1,
             subjects,
@@ -225,7 +230,13 @@ impl<'a> Delivery<'a> {
     }
 }
 
-/// Processes one message. Must be idempotent on `msg_id`.
+/// The processed-message id of `msg_id` on `subject`: `<subject> <msg_id>` (a subject has no
+/// spaces).
+pub fn dedup_id(subject: &str, msg_id: &str) -> String {
+    format!("{subject} {msg_id}")
+}
+
+/// Processes one message. Must be idempotent on [`Delivery::dedup_id`].
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
@@ -514,6 +525,7 @@ async fn process<H: Handler>(
         subject: message.subject.as_str(),
         payload: &message.payload,
         headers: message.headers.as_ref(),
+        dedup_id: dedup_id(message.subject.as_str(), &msg_id),
         msg_id,
         delivered,
         subjects,

@@ -44,7 +44,7 @@ impl Handler for CartOrders {
         }
         let source = Source::Nats {
             consumer: CART_ORDERS_CONSUMER,
-            msg_id: &delivery.msg_id,
+            msg_id: &delivery.dedup_id,
         };
         let (applied, _) = self
             .orders
@@ -68,7 +68,7 @@ impl Handler for Settings {
         let event: SettingsChanged = delivery.decode()?;
         delivery.shop(&event.shop_id, "shop_id")?;
         self.orders
-            .apply_settings(&event, SETTINGS_CONSUMER, &delivery.msg_id)
+            .apply_settings(&event, SETTINGS_CONSUMER, &delivery.dedup_id)
             .await
             .map_err(|err| err.to_handle_error())?;
         Ok(())
@@ -92,7 +92,7 @@ impl Handler for Shipments {
         check_shipment_update(&update)
             .map_err(|violations| invalid("shipment update", &violations))?;
         self.orders
-            .apply_shipment(&update, SHIPMENTS_CONSUMER, &delivery.msg_id)
+            .apply_shipment(&update, SHIPMENTS_CONSUMER, &delivery.dedup_id)
             .await
             .map_err(|err| err.to_handle_error())?;
         Ok(())

@@ -155,7 +155,7 @@ impl<E: OrderEventPayload> Handler for OrderEvents<E> {
             }
         }
         let wake =
-            apply_order_event(&self.core, self.consumer, &delivery.msg_id, &event, &view).await?;
+            apply_order_event(&self.core, self.consumer, &delivery.dedup_id, &event, &view).await?;
         if wake {
             self.core.sender.wake(event.shop.as_str());
         }
@@ -292,7 +292,7 @@ impl Handler for Observations {
         let wake = apply_observation(
             &self.core,
             OBSERVED_CONSUMER,
-            &delivery.msg_id,
+            &delivery.dedup_id,
             shop.as_str(),
             &observed.order_no,
             &observation,

@@ -100,7 +100,7 @@ impl Handler for WatchListHandler {
     async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
         let update = check(delivery, Utc::now())?;
         let mut tx = self.pool.begin().await?;
-        if !db::mark_processed(&mut tx, CONSUMER, &delivery.msg_id).await? {
+        if !db::mark_processed(&mut tx, CONSUMER, &delivery.dedup_id).await? {
             return Ok(());
         }
         Store::upsert_shop(&mut tx, update.shop_id.as_str()).await?;

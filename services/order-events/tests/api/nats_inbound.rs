@@ -151,3 +151,63 @@ async fn revision_rules_on_nats() {
     assert_eq!(described, vec!["status_changed 2 ->paid", "updated 3"]);
     assert!(app.dead_letters().await.is_empty(), "all acked");
 }
+
+/// Two shops' carts that number their messages alike (the same `Nats-Msg-Id`): the second
+/// shop's order is stored too. The consumer records the subject (which names the shop) with
+/// the id, so one shop's id never marks another shop's message as processed.
+#[tokio::test]
+async fn two_shops_publishing_the_same_msg_id_are_both_stored() {
+    use std::time::Duration;
+    use wmslink_platform::nats::StreamKind;
+    use wmslink_platform::shop::ShopId;
+
+    let app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+    app.make_shop_known("shop-b").await;
+    // JetStream's own duplicate window is per stream and keyed by the id alone (see
+    // docs/security.md): shortened here so the second publication reaches the stream.
+    let name = app.nats.subjects.stream_name(StreamKind::CartOrders);
+    let mut stream = app.nats.js.get_stream(&name).await.expect("stream");
+    let mut config = stream.info().await.expect("info").config.clone();
+    config.duplicate_window = Duration::from_millis(100);
+    app.nats.js.update_stream(&config).await.expect("window");
+
+    let publish = |order: wmslink_proto::orders::v1::Order| {
+        let js = app.nats.js.clone();
+        let subject = app
+            .nats
+            .subjects
+            .cart_order_upserted(&ShopId::parse(&order.shop_id).expect("shop"));
+        async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, "cart-message-1");
+            js.publish_with_headers(subject, headers, order.encode_to_vec().into())
+                .await
+                .expect("publish")
+                .await
+                .expect("publish ack")
+        }
+    };
+    let a = order("shop-a", "SAME-1", 1, "new");
+    publish(a.clone()).await;
+    assert_eq!(
+        app.wait_for_revision("shop-a", "SAME-1", 1).await.order,
+        Some(a)
+    );
+
+    let b = order("shop-b", "SAME-1", 1, "paid");
+    wmslink_testkit::eventually(
+        Duration::from_secs(10),
+        "JetStream stores shop-b's message past its window",
+        || {
+            let ack = publish(b.clone());
+            async move { (!ack.await.duplicate).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        app.wait_for_revision("shop-b", "SAME-1", 1).await.order,
+        Some(b)
+    );
+    assert!(app.dead_letters().await.is_empty());
+}

@@ -31,11 +31,12 @@ async fn redelivered_and_repeated_events_register_once() {
     }
     let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
     let processed = eventually(WAIT, "all four messages processed", || async {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM processed_messages WHERE msg_id LIKE 'evt-%'")
-                .fetch_one(&app.db.pool)
-                .await
-                .expect("count");
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM processed_messages WHERE msg_id LIKE '% evt-%'",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
         (count == 4).then_some(count)
     })
     .await;
