@@ -93,7 +93,9 @@ impl Validate for Config {
 pub struct OrdersConfig {
     /// WMS status ids during which the cart may not change an order's status (R4; 20 = 処理中).
     pub processing_wms_status_ids: Vec<i32>,
-    /// Largest accepted order message (NATS payload or encoded gRPC order), in bytes.
+    /// Largest accepted order message (NATS payload or encoded gRPC order), in bytes. Lowered
+    /// at start to the NATS server's `max_payload` less 8 KiB, so every event of an accepted
+    /// order can be published.
     pub max_message_bytes: usize,
     /// Ask the settings service (`[settings]`) about a shop whose settings event has not
     /// arrived before refusing its orders, and learn every registered shop at start. Off: only

@@ -3,6 +3,7 @@
 //! `Delivery::shop`; a message that can never be processed is dead-lettered with the reason by
 //! the platform consumer and the messages behind it keep flowing.
 
+use prost::Message;
 use wmslink_platform::consumer::{Delivery, HandleError, Handler};
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
@@ -32,10 +33,11 @@ impl Handler for CartOrders {
         let order: Order = delivery.decode()?;
         let shop = delivery.shop(&order.shop_id, "order.shop_id")?;
         let mut violations = FieldViolations::new();
+        // The larger of the message and the order as stored (JSON is usually the larger).
         check_order(
             "order",
             &order,
-            delivery.payload.len(),
+            delivery.payload.len().max(order.encoded_len()),
             self.max_message_bytes,
             &mut violations,
         );

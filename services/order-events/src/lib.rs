@@ -57,6 +57,19 @@ pub const STREAMS: &[StreamKind] = &[
 /// Slack on top of the largest order for the rest of a gRPC request.
 const GRPC_DECODING_SLACK: usize = 64 * 1024;
 
+/// Room an order event (`OrderStatusChanged`, `OrderUpdated`) takes around the order it
+/// carries: event id, status codes (64 characters each), revision, time, and its headers
+/// (`Nats-Msg-Id`, `traceparent`, `tracestate`), with a wide margin.
+pub const EVENT_HEADROOM_BYTES: usize = 8 * 1024;
+
+/// The largest order accepted (I5): `orders.max_message_bytes`, lowered so that every event
+/// of the order fits the NATS server's `max_payload`. An order the outbox could never publish
+/// is refused at the door (`INVALID_ARGUMENT`, or a dead letter on NATS) instead of being
+/// moved aside after it was accepted.
+pub fn max_order_bytes(configured: usize, max_payload: usize) -> usize {
+    configured.min(max_payload.saturating_sub(EVENT_HEADROOM_BYTES))
+}
+
 type Api = Authorize<OrderServiceServer<OrderApi>>;
 
 /// The service, ready to run: database migrated, streams and consumers ensured, API installed.
@@ -122,7 +135,7 @@ impl Application {
     }
 
     async fn connect(
-        config: Config,
+        mut config: Config,
         runtime: Runtime,
         api: DeferredService<Api>,
     ) -> Result<Self, StartupError> {
@@ -144,6 +157,18 @@ impl Application {
             })
             .await?;
 
+        // Known once the server answered (JetStream did, above).
+        let max_payload = js.client().server_info().max_payload;
+        let max_order = max_order_bytes(config.orders.max_message_bytes, max_payload);
+        if max_payload > 0 && max_order < config.orders.max_message_bytes {
+            tracing::warn!(
+                configured = config.orders.max_message_bytes,
+                max_payload,
+                accepted = max_order,
+                "orders.max_message_bytes lowered so that every order event fits NATS's max_payload"
+            );
+            config.orders.max_message_bytes = max_order;
+        }
         let relay = config.outbox.relay(&pool, &js);
         let metrics = Arc::new(Metrics::default());
         let directory = if config.orders.ask_settings {

@@ -142,3 +142,94 @@ async fn the_events_of_each_order_keep_their_order() {
         assert_eq!(per_order[order_no], expected, "events of {order_no}");
     }
 }
+
+/// An order of `bytes` bytes encoded (or 1 byte less, where a length prefix grows), made of
+/// lines whose names are long Japanese texts (3 bytes a character), within every text bound.
+fn order_of_size(shop: &str, order_no: &str, bytes: usize) -> wmslink_proto::orders::v1::Order {
+    use prost::Message;
+    let mut order = order(shop, order_no, 1, "new");
+    let template = order.lines[0].clone();
+    order.lines.clear();
+    // Whole lines of 1,000 characters while they fit.
+    loop {
+        let mut next = template.clone();
+        next.sku = format!("SKU-{}", order.lines.len());
+        next.name = "商".repeat(1_000);
+        order.lines.push(next);
+        if order.encoded_len() > bytes {
+            order.lines.pop();
+            break;
+        }
+    }
+    // Then a last line: its name three bytes at a time, its SKU one byte at a time.
+    let mut last = template;
+    last.sku = "S".into();
+    last.name = String::new();
+    order.lines.push(last);
+    let index = order.lines.len() - 1;
+    while order.encoded_len() + 3 <= bytes && order.lines[index].name.chars().count() < 1_000 {
+        order.lines[index].name.push('商');
+    }
+    while order.encoded_len() < bytes {
+        order.lines[index].sku.push('S');
+    }
+    if order.encoded_len() > bytes {
+        order.lines[index].sku.pop();
+    }
+    assert!(order.encoded_len() <= bytes && order.encoded_len() + 1 >= bytes);
+    assert!((1..=1_000).contains(&order.lines[index].sku.len()));
+    order
+}
+
+/// I5: the largest order the service accepts produces events NATS takes. The test asks at the
+/// configured limit; a service that bounds orders lower says its limit, and the test takes an
+/// order of that size. Every event of it is published, none is moved aside.
+#[tokio::test]
+async fn the_largest_accepted_order_produces_publishable_events() {
+    let app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+    let max_payload = app.nats.client.server_info().max_payload;
+    let configured = app.config.orders.max_message_bytes;
+    assert!(
+        configured >= max_payload - 100,
+        "the default limit is the NATS payload size or near it"
+    );
+
+    let mut largest = order_of_size("shop-a", "BIG-1", configured);
+    if let Err(status) = app.upsert(&largest).await {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        let violations = wmslink_platform::validation::violations_of(&status);
+        let (_, reason) = violations
+            .iter()
+            .find(|(field, _)| field == "order")
+            .unwrap_or_else(|| panic!("the size violation: {status:?}"));
+        let limit: usize = reason
+            .split("at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the limit in the reason");
+        assert!(limit < configured);
+        largest = order_of_size("shop-a", "BIG-1", limit);
+        app.upsert(&largest)
+            .await
+            .expect("the largest order is accepted");
+    }
+    // A status change adds a second event of the same size.
+    let mut changed = largest.clone();
+    changed.revision = 2;
+    changed.status_code = "paid".into();
+    while prost::Message::encoded_len(&changed) > prost::Message::encoded_len(&largest) {
+        changed.lines.last_mut().expect("a line").sku.pop();
+    }
+    app.upsert(&changed).await.expect("a newer revision");
+
+    let events = app.wait_for_events("shop-a", "BIG-1", 2).await;
+    assert_eq!(events.len(), 2);
+    all_marked_published(&app).await;
+    let aside: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_unpublishable")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(aside, 0, "no event was moved aside");
+}
