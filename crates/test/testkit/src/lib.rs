@@ -272,3 +272,79 @@ impl LogCapture {
             .unwrap_or_default()
     }
 }
+
+/// A `nats-server` of the test's own (its own port and directory), for tests of the server's
+/// configuration (accounts, TLS) that the shared server cannot change. Killed and its
+/// directory removed when dropped.
+pub struct PrivateNats {
+    pub port: u16,
+    /// Where the configuration, the files written with it and the JetStream store are.
+    pub dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl PrivateNats {
+    /// Starts `nats-server` with `config` (without `listen` and `jetstream`, which are added:
+    /// loopback on a free port, a store in the directory), with `files` (name, contents)
+    /// written next to it (for `include ./name` and TLS files) and `env` in its environment.
+    /// Returns once the server accepts connections.
+    pub async fn start(
+        config: &str,
+        files: &[(&str, &[u8])],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique("wmslink-nats-"));
+        std::fs::create_dir_all(&dir)?;
+        for (name, contents) in files {
+            std::fs::write(dir.join(name), contents)?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let full = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{config}\n",
+            dir.join("js").display()
+        );
+        let conf = dir.join("server.conf");
+        std::fs::write(&conf, full)?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = std::process::Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let server = Self { port, dir, child };
+        eventually(
+            Duration::from_secs(20),
+            "the private nats-server listens",
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// What the server logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
