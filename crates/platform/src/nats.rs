@@ -212,6 +212,9 @@ impl Subjects {
     pub fn wms_anomaly(&self, shop: &ShopId) -> String {
         self.subject(&format!("wms.{shop}.anomaly"))
     }
+    pub fn wms_anomaly_all(&self) -> String {
+        self.subject("wms.*.anomaly")
+    }
     /// Where a message that arrived on `original_subject` goes when it cannot be processed.
     pub fn dead_letter(&self, original_subject: &str) -> String {
         let original = self.strip(original_subject).unwrap_or(original_subject);

@@ -124,6 +124,9 @@ pub struct ListOrdersArgs {
     /// Order number prefix (case-sensitive).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Orders with this R5 anomaly kind; repeat or comma-separate (any of them).
+    #[arg(long = "anomaly", value_delimiter = ',', value_enum)]
+    pub anomalies: Vec<AnomalyKindArg>,
     /// Rows per page, 1..=200.
     #[arg(long, default_value_t = 50)]
     pub page_size: u32,
@@ -184,6 +187,7 @@ pub enum AnomalyKindArg {
     CancelledUnrequested,
     NotSentByWmslink,
     MissingInWms,
+    RegisteredOutsideWmslink,
 }
 
 #[derive(Debug, Subcommand)]

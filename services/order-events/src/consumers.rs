@@ -9,14 +9,17 @@ use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::Order;
 use wmslink_proto::settings::v1::SettingsChanged;
+use wmslink_proto::sync::v1::WmsAnomaly;
 
-use crate::domain::inbound::check_shipment_update;
+use crate::domain::inbound::{check_anomaly, check_shipment_update};
 use crate::domain::validation::check_order;
 use crate::service::{Applied, Orders, Source};
+use crate::store::OrderAnomaly;
 
 pub const CART_ORDERS_CONSUMER: &str = "order-events-cart-orders";
 pub const SETTINGS_CONSUMER: &str = "order-events-settings";
 pub const SHIPMENTS_CONSUMER: &str = "order-events-shipments";
+pub const ANOMALIES_CONSUMER: &str = "order-events-anomalies";
 
 fn invalid(what: &str, violations: &FieldViolations) -> HandleError {
     HandleError::Permanent(format!("invalid {what}: {}", violations.summary()))
@@ -95,6 +98,40 @@ impl Handler for Shipments {
             .map_err(|violations| invalid("shipment update", &violations))?;
         self.orders
             .apply_shipment(&update, SHIPMENTS_CONSUMER, &delivery.dedup_id)
+            .await
+            .map_err(|err| err.to_handle_error())?;
+        Ok(())
+    }
+}
+
+/// `wms.{shop}.anomaly`: R5 anomalies status-sync recorded, shown on their orders.
+pub struct Anomalies {
+    pub orders: Orders,
+}
+
+impl Handler for Anomalies {
+    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+        let anomaly: WmsAnomaly = delivery.decode()?;
+        delivery.shop(&anomaly.shop_id, "shop_id")?;
+        let kind = check_anomaly(&anomaly).map_err(|violations| invalid("anomaly", &violations))?;
+        let detected_at = anomaly
+            .detected_at
+            .as_ref()
+            .and_then(crate::domain::validation::to_datetime)
+            .unwrap_or_else(chrono::Utc::now);
+        self.orders
+            .apply_anomaly(
+                &OrderAnomaly {
+                    shop_id: &anomaly.shop_id,
+                    order_no: &anomaly.order_no,
+                    kind,
+                    wms_order_id: anomaly.wms_order_id,
+                    detail: &anomaly.detail,
+                    detected_at,
+                },
+                ANOMALIES_CONSUMER,
+                &delivery.msg_id,
+            )
             .await
             .map_err(|err| err.to_handle_error())?;
         Ok(())

@@ -51,6 +51,7 @@ pub const STREAMS: &[StreamKind] = &[
     StreamKind::Orders,
     StreamKind::Settings,
     StreamKind::Shipments,
+    StreamKind::Wms,
     StreamKind::DeadLetters,
 ];
 
@@ -85,7 +86,7 @@ pub struct Application {
 }
 
 /// The durable consumers, each with the `[consumers]` rules and the order size limit.
-fn consumer_specs(config: &Config, subjects: &Subjects) -> [ConsumerSpec; 3] {
+fn consumer_specs(config: &Config, subjects: &Subjects) -> [ConsumerSpec; 4] {
     let spec = |stream: StreamKind, durable: &str, filter: String| {
         config
             .consumers
@@ -107,6 +108,11 @@ fn consumer_specs(config: &Config, subjects: &Subjects) -> [ConsumerSpec; 3] {
             StreamKind::Shipments,
             consumers::SHIPMENTS_CONSUMER,
             subjects.shipments_updated_all(),
+        ),
+        spec(
+            StreamKind::Wms,
+            consumers::ANOMALIES_CONSUMER,
+            subjects.wms_anomaly_all(),
         ),
     ]
 }
@@ -235,7 +241,7 @@ impl Application {
             config,
             ..
         } = self;
-        let [cart_orders, settings, shipments] = consumer_specs(&config, &subjects);
+        let [cart_orders, settings, shipments, anomalies] = consumer_specs(&config, &subjects);
         let mut tasks = vec![
             Task::consumer(
                 js.clone(),
@@ -259,6 +265,14 @@ impl Application {
                 subjects.clone(),
                 shipments,
                 consumers::Shipments {
+                    orders: orders.clone(),
+                },
+            ),
+            Task::consumer(
+                js.clone(),
+                subjects.clone(),
+                anomalies,
+                consumers::Anomalies {
                     orders: orders.clone(),
                 },
             ),

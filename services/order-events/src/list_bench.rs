@@ -14,6 +14,7 @@ use wmslink_platform::db::{self, DatabaseConfig};
 use wmslink_proto::orders::v1::{
     Address, Amounts, LineItem, ListOrdersFilter, ListOrdersRequest, Order, ShippingStatus,
 };
+use wmslink_proto::sync::v1::AnomalyKind;
 
 use crate::domain::list::{Cursor, parse_list_request};
 use crate::grpc::list_orders;
@@ -275,6 +276,27 @@ fn combinations(start: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(&'static str, 
                 order_date_from: Some(wmslink_proto::to_timestamp(start)),
                 order_date_to: Some(wmslink_proto::to_timestamp(now)),
                 order_no_prefix: "B0".into(),
+                anomalies: vec![],
+            },
+        ),
+        (
+            "anomaly = any kind",
+            ListOrdersFilter {
+                anomalies: vec![
+                    AnomalyKind::CancelledUnrequested as i32,
+                    AnomalyKind::NotSentByWmslink as i32,
+                    AnomalyKind::MissingInWms as i32,
+                    AnomalyKind::RegisteredOutsideWmslink as i32,
+                ],
+                ..ListOrdersFilter::default()
+            },
+        ),
+        (
+            "anomaly = MISSING_IN_WMS + shipping = SHIPPED",
+            ListOrdersFilter {
+                anomalies: vec![AnomalyKind::MissingInWms as i32],
+                shipping_statuses: vec![Shipped as i32],
+                ..ListOrdersFilter::default()
             },
         ),
     ]
@@ -346,7 +368,7 @@ WITH g AS (
     FROM g
 )
 INSERT INTO orders (shop_id, order_no, revision, status_code, order_date, total, shipping_name,
-                    snapshot, shipping_status, wms_status_id)
+                    snapshot, shipping_status, wms_status_id, anomalies)
 SELECT $1,
        $6 || lpad(i::text, 9, '0'),
        1,
@@ -369,7 +391,9 @@ SELECT $1,
             WHEN 7 THEN 90
             WHEN 8 THEN 30
             ELSE 0
-       END
+       END,
+       -- R5 anomalies are rare: about one order in 1,000 (bits 1 << kind, kinds 1..=4).
+       CASE WHEN (i::bigint * 104729) % 1000 = 7 THEN 1 << (1 + (i % 4))::int ELSE 0 END
 FROM s";
 
 const LOAD_PROJECTION: &str = "

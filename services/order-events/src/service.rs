@@ -393,4 +393,22 @@ impl Orders {
         }
         Ok(applied)
     }
+
+    /// Records an anomaly status-sync found (R5) on its order, for the list and `GetOrder`.
+    pub async fn apply_anomaly(
+        &self,
+        anomaly: &store::OrderAnomaly<'_>,
+        consumer: &str,
+        msg_id: &str,
+    ) -> Result<bool, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        if !mark_processed(&mut tx, consumer, msg_id).await? {
+            return Ok(false);
+        }
+        store::lock_order(&mut tx, anomaly.shop_id, anomaly.order_no).await?;
+        let new = store::record_anomaly(&mut tx, anomaly).await?;
+        tx.commit().await?;
+        tracing::info!(shop = %anomaly.shop_id, order_no = %anomaly.order_no, kind = anomaly.kind.as_str_name(), new, "anomaly recorded on the order");
+        Ok(new)
+    }
 }

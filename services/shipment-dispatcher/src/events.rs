@@ -33,6 +33,7 @@ pub fn shipment(row: &ShipmentRow) -> Shipment {
         cancel_pending: row.cancel_pending,
         possibly_in_wms: row.possibly_in_wms,
         cancel_not_sent: row.cancel_not_sent,
+        registered_outside_wmslink: row.registered_outside_wmslink,
     }
 }
 

@@ -44,6 +44,9 @@ pub enum Settle {
         order_id: i64,
         wms: Option<WmsOrder>,
         reason: String,
+        /// Found by a search after the WMS refused it as a duplicate (`E_DUPLICATE`): someone
+        /// registered it outside wmslink (R5), unless wmslink itself may have sent it before.
+        after_duplicate: bool,
     },
     /// The WMS does not have it (or was unavailable): back to the queue.
     Requeue {
@@ -100,6 +103,7 @@ pub fn of_registration(outcome: RegistrationOutcome) -> RowAnswer {
                 order_id,
                 wms: None,
                 reason: format!("registered in the WMS as order {order_id}"),
+                after_duplicate: false,
             },
         },
         RegistrationOutcome::AlreadyRegistered { code, message } => RowAnswer::Search {
@@ -200,6 +204,7 @@ pub fn of_search(found: &[&WmsOrder], cause: SearchCause) -> (String, Settle) {
                     "the WMS holds it as order {}: adopted without sending again",
                     order.order_id
                 ),
+                after_duplicate: cause == SearchCause::Duplicate,
             },
         ),
         (None, Some(order)) => (
@@ -346,7 +351,16 @@ pub fn settle(
             order_id,
             wms,
             reason,
+            after_duplicate,
         } => {
+            // R5: the WMS already held the order number when wmslink first sent it. A row that
+            // may be in the WMS from an earlier send of ours (unknown outcome) is not flagged.
+            if after_duplicate && !row.possibly_in_wms {
+                row.registered_outside_wmslink = true;
+                history.push(History::note(format!(
+                    "registered outside wmslink: the WMS refused it as a duplicate and holds it as order {order_id} (CSV import or manual entry?); adopted, not sent again (R5)"
+                )));
+            }
             step(row, &mut history, Input::Registered, reason);
             row.wms_order_id = Some(order_id);
             row.last_error = None;
@@ -615,6 +629,7 @@ mod tests {
             order_id,
             wms,
             reason: "registered".into(),
+            after_duplicate: false,
         }
     }
 
@@ -844,7 +859,8 @@ mod tests {
                 outcome: Settle::Registered {
                     order_id: 5,
                     wms: None,
-                    reason: "registered in the WMS as order 5".into()
+                    reason: "registered in the WMS as order 5".into(),
+                    after_duplicate: false,
                 }
             }
         );

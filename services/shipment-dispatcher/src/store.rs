@@ -61,6 +61,8 @@ pub struct ShipmentRow {
     pub cancel_after: Option<DateTime<Utc>>,
     /// Cancelled in the cart, the cancel not sent (cancellations are not a data target).
     pub cancel_not_sent: bool,
+    /// R5: adopted after the WMS refused it as a duplicate: registered outside wmslink.
+    pub registered_outside_wmslink: bool,
     /// The W3C traceparent of the event that last stored the snapshot (the registration
     /// continues its trace).
     pub trace_context: Option<String>,
@@ -107,6 +109,7 @@ impl ShipmentRow {
             cancel_attempts: 0,
             cancel_after: None,
             cancel_not_sent: false,
+            registered_outside_wmslink: false,
             trace_context: None,
             sequence: 0,
             created_at: now,
@@ -198,7 +201,8 @@ macro_rules! select_shipments {
              wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
              edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
              queued_at, possibly_in_wms, doubt_searches, search_after, claim_token, \
-             cancel_attempts, cancel_after, cancel_not_sent, trace_context, sequence, created_at, updated_at \
+             cancel_attempts, cancel_after, cancel_not_sent, trace_context, sequence, created_at, updated_at, \
+             registered_outside_wmslink \
              FROM shipments ",
             $rest
         )
@@ -506,9 +510,11 @@ pub async fn persist(
          wms_status_name, wms_updated_at, tracking_code, shipped_date, edited_after_sending, \
          edited_revision, cancelled_in_wms_unrequested, cancel_pending, cancel_rejected, last_error, \
          queued_at, sequence, created_at, updated_at, possibly_in_wms, doubt_searches, \
-         search_after, claim_token, cancel_attempts, cancel_after, cancel_not_sent, trace_context",
+         search_after, claim_token, cancel_attempts, cancel_after, cancel_not_sent, trace_context, \
+         registered_outside_wmslink",
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)"
+                   $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34,
+                   $35)"
     );
     // $25 (created_at) is not changed by an update.
     let update = "UPDATE shipments SET
@@ -520,7 +526,7 @@ pub async fn persist(
             cancel_rejected = $21, last_error = $22, queued_at = $23, sequence = $24,
             updated_at = $26, possibly_in_wms = $27, doubt_searches = $28, search_after = $29,
             claim_token = $30, cancel_attempts = $31, cancel_after = $32, cancel_not_sent = $33,
-            trace_context = $34
+            trace_context = $34, registered_outside_wmslink = $35
           WHERE shop_id = $1 AND order_no = $2 AND created_at = $25";
     // A new row is inserted, never upserted: two first events of one order racing each
     // other make the later one fail (and be redelivered to see the row), so neither can
@@ -561,6 +567,7 @@ pub async fn persist(
         .bind(row.cancel_after)
         .bind(row.cancel_not_sent)
         .bind(&row.trace_context)
+        .bind(row.registered_outside_wmslink)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {

@@ -7,6 +7,7 @@
 //! | `NOT_SENT_BY_WMSLINK` | the WMS shows an order (not cancelled, updated in the sync period) whose number wmslink never sent ([`not_sent_by_wmslink`]), or a second WMS order with the number of one wmslink registered ([`registered_again`]) |
 //! | `CANCELLED_UNREQUESTED` | a watched order turns up cancelled in the WMS while the cart never asked for it ([`cancelled_unrequested`]) |
 //! | `MISSING_IN_WMS` | a watched order is absent from the answer to an `order_no-in` search ([`missing_in_wms`]) |
+//! | `REGISTERED_OUTSIDE_WMSLINK` | the WMS shows an order (not cancelled, updated in the sync period) with the number of an order the cart sent that wmslink had not registered: not sent, queued, being sent, error, cancelled before sending ([`registered_outside`]) |
 //!
 //! A suspect is found while a WMS answer is reviewed (`review.rs` walks the answer and asks
 //! the rules here), kept in `anomaly_candidates`, and after the grace time re-checked against
@@ -121,6 +122,28 @@ pub fn registered_again(row: &WatchRow, other: &WmsOrder) -> Option<Candidate> {
     })
 }
 
+/// A WMS order carrying the number of an order the cart sent to wmslink that wmslink has not
+/// registered (its shipment is not sent, queued, being sent, in error or cancelled before
+/// sending): a suspect unless it is cancelled or was last updated before the sync period.
+pub fn registered_outside(row: &WatchRow, order: &WmsOrder, period: &Period) -> Option<Candidate> {
+    (!order.cancelled && order.updated_at >= period.from).then(|| {
+        candidate(
+            AnomalyKind::RegisteredOutsideWmslink,
+            order,
+            format!(
+                "WMS order #{} carries the number of order {}, which wmslink had not registered \
+                 (shipping status {}; WMS status {} {}): registered outside wmslink, by CSV or by \
+                 hand? wmslink adopts it rather than sending it again",
+                order.order_id,
+                row.order_no,
+                row.shipping_status,
+                order.status_id,
+                order.status_name
+            ),
+        )
+    })
+}
+
 /// Our WMS order seen cancelled for the first time while the cart never asked for it (its
 /// shipping status is neither `CANCEL_REQUESTED` nor `CANCELLED`).
 pub fn cancelled_unrequested(
@@ -201,6 +224,14 @@ pub fn still_holds(
         AnomalyKind::CancelledUnrequested => {
             row.is_some_and(|row| row.cancelled_unrequested || !row.cancellation_requested())
         }
+        // Still not registered by wmslink (and not being sent), adopted by the dispatcher as
+        // registered outside wmslink, or wmslink registered another WMS order for it. Not when
+        // the dispatcher registered that very WMS order itself (its send was in flight).
+        AnomalyKind::RegisteredOutsideWmslink => row.is_none_or(|row| {
+            row.registered_outside
+                || (row.wms_order_id == 0 && row.shipping_status != "SENDING")
+                || (row.wms_order_id != 0 && row.wms_order_id != wms_order_id)
+        }),
         AnomalyKind::MissingInWms => row.is_some_and(|row| {
             row.shipping_status != "CANCELLED"
                 && !row.before_registration()
@@ -298,6 +329,7 @@ mod tests {
             AnomalyKind::NotSentByWmslink,
             AnomalyKind::CancelledUnrequested,
             AnomalyKind::MissingInWms,
+            AnomalyKind::RegisteredOutsideWmslink,
         ] {
             assert_eq!(kind_from_key(kind_key(kind)), kind);
         }
@@ -324,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn known_orders_are_never_suspects_even_when_not_watched() {
+    fn known_orders_are_never_orders_wmslink_never_sent() {
         let list = rows(vec![
             row("C", 11, "CANCELLED"),
             row("Q", 0, "SENDING"),
@@ -332,8 +364,49 @@ mod tests {
         ]);
         let orders = [wms("C", 11, 50), wms("Q", 12, 50), wms("E", 13, 50)];
         let out = review(&list, &orders, Search::UpdatedSince, &ctx());
-        assert!(out.candidates.is_empty(), "{:?}", out.candidates);
         assert!(out.seen.is_empty(), "not watched: nothing to publish");
+        // Not registered by wmslink yet: suspected of being registered outside wmslink.
+        let suspects: Vec<(AnomalyKind, &str)> = out
+            .candidates
+            .iter()
+            .map(|c| (c.kind, c.order_no.as_str()))
+            .collect();
+        assert_eq!(
+            suspects,
+            vec![
+                (AnomalyKind::RegisteredOutsideWmslink, "E"),
+                (AnomalyKind::RegisteredOutsideWmslink, "Q"),
+            ]
+        );
+        // After the grace time: still in error, it holds; still being sent, it may be ours.
+        assert!(still_holds(
+            AnomalyKind::RegisteredOutsideWmslink,
+            13,
+            list.get("E"),
+            now()
+        ));
+        assert!(!still_holds(
+            AnomalyKind::RegisteredOutsideWmslink,
+            12,
+            list.get("Q"),
+            now()
+        ));
+        // Registered by the dispatcher itself meanwhile: not an anomaly; adopted after a
+        // duplicate: it is.
+        let mut sent = row("Q", 12, "SENT");
+        assert!(!still_holds(
+            AnomalyKind::RegisteredOutsideWmslink,
+            12,
+            Some(&sent),
+            now()
+        ));
+        sent.registered_outside = true;
+        assert!(still_holds(
+            AnomalyKind::RegisteredOutsideWmslink,
+            12,
+            Some(&sent),
+            now()
+        ));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct CheckedUpdate {
     pub shipping_status: &'static str,
     /// The dispatcher's R5 flag: the WMS cancelled it without being asked.
     pub cancelled_unrequested: bool,
+    /// The dispatcher's R5 flag: adopted after the WMS refused it as a duplicate.
+    pub registered_outside: bool,
     /// The WMS status of the last observation the dispatcher applied (0: none).
     pub wms_status_id: i32,
     pub sequence: i64,
@@ -90,6 +92,7 @@ pub fn check(
         order_date,
         shipping_status: status_key(status),
         cancelled_unrequested: shipment.cancelled_in_wms_unrequested,
+        registered_outside: shipment.registered_outside_wmslink,
         wms_status_id: shipment.wms_status_id,
         sequence: event.sequence,
         occurred_at,
@@ -113,6 +116,7 @@ impl Handler for WatchListHandler {
                 order_date: update.order_date,
                 shipping_status: update.shipping_status,
                 cancelled_unrequested: update.cancelled_unrequested,
+                registered_outside: update.registered_outside,
                 wms_status_id: update.wms_status_id,
                 sequence: update.sequence,
                 occurred_at: update.occurred_at,

@@ -46,6 +46,7 @@ pub fn row(order_no: &str, wms_order_id: i64, status: &str) -> WatchRow {
         order_date: now() - chrono::Duration::days(2),
         shipping_status: status.into(),
         cancelled_unrequested: false,
+        registered_outside: false,
         sequence: 3,
         shipped_at: None,
         last: None,

@@ -85,6 +85,9 @@ pub struct WatchRow {
     pub shipping_status: String,
     /// The dispatcher's R5 flag: it saw the WMS cancel the shipment without being asked.
     pub cancelled_unrequested: bool,
+    /// The dispatcher's R5 flag: it adopted the shipment after the WMS refused it as a
+    /// duplicate (registered outside wmslink).
+    pub registered_outside: bool,
     pub sequence: i64,
     /// When the dispatcher first reported it shipped.
     pub shipped_at: Option<DateTime<Utc>>,
@@ -163,6 +166,7 @@ mod tests {
             order_date: Utc::now(),
             shipping_status: status.into(),
             cancelled_unrequested: false,
+            registered_outside: false,
             sequence: 1,
             shipped_at: None,
             last: None,

@@ -99,8 +99,17 @@ pub fn review(
             );
             continue;
         };
-        if row.wms_order_id == 0 && row.before_registration() {
-            // The dispatcher is registering it right now; the WMS order is most likely ours.
+        if row.wms_order_id == 0
+            && (row.before_registration() || row.shipping_status == "CANCELLED")
+        {
+            // wmslink has not registered it (or is registering it right now): a WMS order with
+            // its number is suspected of being registered outside wmslink. After the grace time
+            // it still holds unless the dispatcher registered that WMS order itself.
+            out.candidates.extend(
+                group
+                    .iter()
+                    .filter_map(|order| anomalies::registered_outside(row, order, &ctx.period)),
+            );
             continue;
         }
         let ours = pick_ours(row, group);

@@ -81,6 +81,11 @@ async fn list(clients: &Clients, printer: &Printer, args: ListOrdersArgs) -> Res
             .map(|to| crate::parse_time("to", to))
             .transpose()?,
         order_no_prefix: args.prefix.clone().unwrap_or_default(),
+        anomalies: args
+            .anomalies
+            .iter()
+            .map(|kind| crate::commands::runs::anomaly_kind(Some(*kind)) as i32)
+            .collect(),
     };
     let mut client = clients.orders().await?;
     let mut page_token = args.page_token.clone().unwrap_or_default();

@@ -300,12 +300,7 @@ pub async fn anomalies(
     command: AnomaliesCommand,
 ) -> Result<(), CliError> {
     let AnomaliesCommand::List { shop, kind, limit } = command;
-    let kind = match kind {
-        None => sync::AnomalyKind::Unspecified,
-        Some(AnomalyKindArg::CancelledUnrequested) => sync::AnomalyKind::CancelledUnrequested,
-        Some(AnomalyKindArg::NotSentByWmslink) => sync::AnomalyKind::NotSentByWmslink,
-        Some(AnomalyKindArg::MissingInWms) => sync::AnomalyKind::MissingInWms,
-    };
+    let kind = anomaly_kind(kind);
     let mut client = clients.sync(false).await?;
     let answer = client
         .list_anomalies(sync::ListAnomaliesRequest {
@@ -345,4 +340,17 @@ pub async fn anomalies(
         out.to_string()
     });
     Ok(())
+}
+
+/// The proto kind of a `--kind`/`--anomaly` argument (none: unspecified, every kind).
+pub(crate) fn anomaly_kind(kind: Option<AnomalyKindArg>) -> sync::AnomalyKind {
+    match kind {
+        None => sync::AnomalyKind::Unspecified,
+        Some(AnomalyKindArg::CancelledUnrequested) => sync::AnomalyKind::CancelledUnrequested,
+        Some(AnomalyKindArg::NotSentByWmslink) => sync::AnomalyKind::NotSentByWmslink,
+        Some(AnomalyKindArg::MissingInWms) => sync::AnomalyKind::MissingInWms,
+        Some(AnomalyKindArg::RegisteredOutsideWmslink) => {
+            sync::AnomalyKind::RegisteredOutsideWmslink
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_proto::sync::v1::{AnomalyKind, WmsAnomaly};
 
 use super::validation::{MAX_TEXT_CHARS, check_order_no, check_shop_id, check_text};
 
@@ -46,6 +47,33 @@ pub fn check_shipment_update(update: &ShipmentUpdated) -> Result<(), FieldViolat
         Ok(())
     } else {
         Err(violations)
+    }
+}
+
+/// Checks an anomaly from status-sync (`wms.{shop}.anomaly`); every violation is listed.
+pub fn check_anomaly(anomaly: &WmsAnomaly) -> Result<AnomalyKind, FieldViolations> {
+    let mut violations = FieldViolations::new();
+    check_shop_id("shop_id", &anomaly.shop_id, &mut violations);
+    check_order_no("order_no", &anomaly.order_no, &mut violations);
+    let kind = match AnomalyKind::try_from(anomaly.kind) {
+        Ok(kind) if kind != AnomalyKind::Unspecified => Some(kind),
+        _ => {
+            violations.add("kind", format!("{} is not an anomaly kind", anomaly.kind));
+            None
+        }
+    };
+    if anomaly.wms_order_id < 0 {
+        violations.add("wms_order_id", "must not be negative");
+    }
+    check_text(
+        "detail",
+        &anomaly.detail,
+        MAX_TEXT_CHARS * 4,
+        &mut violations,
+    );
+    match kind {
+        Some(kind) if violations.is_empty() => Ok(kind),
+        _ => Err(violations),
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::orders::v1::{ListOrdersRequest, ShippingStatus};
+use wmslink_proto::sync::v1::AnomalyKind;
 
 use super::validation::{
     MAX_STATUS_CODE_CHARS, check_shop_id, check_status_code, check_text, check_timestamp,
@@ -70,8 +71,21 @@ pub struct ListQuery {
     pub order_date_to: Option<DateTime<Utc>>,
     /// The prefix and the first string after every string that starts with it.
     pub order_no_range: Option<(String, String)>,
+    /// Orders with any of these R5 anomaly kinds: their bits (`1 << kind`) in
+    /// `orders.anomalies`.
+    pub anomaly_bits: Option<i32>,
     pub after: Option<Cursor>,
     pub page_size: u32,
+}
+
+/// The bit of an anomaly kind in `orders.anomalies` (`1 << kind`).
+pub fn kind_bit(kind: AnomalyKind) -> i32 {
+    1_i32 << (kind as i32).clamp(0, 30)
+}
+
+/// The anomaly kinds set in `bits`, in enum order.
+pub fn kinds_of_bits(bits: i32) -> Vec<i32> {
+    (1..=30).filter(|kind| bits & (1 << kind) != 0).collect()
 }
 
 /// Filters are counted up to this many matches to pick the index that drives a query.
@@ -91,6 +105,8 @@ pub enum Driver {
     /// A prefix with many matches: the date index for a bounded number of rows, and when that
     /// does not fill the page, the prefix range nearest-first in time (GiST).
     BroadPrefix,
+    /// The partial index of the orders with an anomaly (few), in list order.
+    Anomalies,
 }
 
 /// Matches per present filter, counted up to [`PROBE_CAP`] + 1: for a filter column, in the
@@ -121,6 +137,9 @@ impl ListQuery {
     /// Whether the driver depends on match counts: a prefix (few or many matches), or more
     /// than one filter column to choose from.
     pub fn needs_probe(&self) -> bool {
+        if self.anomaly_bits.is_some() {
+            return false;
+        }
         let present = self.candidates().iter().filter(|(_, on)| *on).count();
         self.order_no_range.is_some() || present > 1
     }
@@ -130,6 +149,10 @@ impl ListQuery {
     /// filter column whose values are the rarest by the statistics (so that filters that
     /// rarely meet are read from the narrower side); else the date index.
     pub fn driver(&self, probe: &Probe) -> Driver {
+        // Orders with an anomaly are few, and their index holds only them.
+        if self.anomaly_bits.is_some() {
+            return Driver::Anomalies;
+        }
         let counts = [probe.shipping, probe.wms, probe.codes, probe.prefix];
         let present: Vec<(Driver, Option<i64>)> = self
             .candidates()
@@ -211,6 +234,7 @@ pub fn parse_list_request(request: &ListOrdersRequest) -> Result<ListQuery, Fiel
     too_many("filter.shipping_statuses", filter.shipping_statuses.len());
     too_many("filter.wms_status_ids", filter.wms_status_ids.len());
     too_many("filter.status_codes", filter.status_codes.len());
+    too_many("filter.anomalies", filter.anomalies.len());
 
     let mut shipping = Vec::with_capacity(filter.shipping_statuses.len());
     for (index, &value) in filter.shipping_statuses.iter().enumerate() {
@@ -221,6 +245,18 @@ pub fn parse_list_request(request: &ListOrdersRequest) -> Result<ListQuery, Fiel
             _ => violations.add(
                 format!("filter.shipping_statuses[{index}]"),
                 format!("{value} is not a shipping status"),
+            ),
+        }
+    }
+    let mut anomaly_bits = None;
+    for (index, &value) in filter.anomalies.iter().enumerate() {
+        match AnomalyKind::try_from(value) {
+            Ok(kind) if kind != AnomalyKind::Unspecified => {
+                anomaly_bits = Some(anomaly_bits.unwrap_or(0) | kind_bit(kind));
+            }
+            _ => violations.add(
+                format!("filter.anomalies[{index}]"),
+                format!("{value} is not an anomaly kind"),
             ),
         }
     }
@@ -303,6 +339,7 @@ pub fn parse_list_request(request: &ListOrdersRequest) -> Result<ListQuery, Fiel
             order_date_from: from,
             order_date_to: to,
             order_no_range,
+            anomaly_bits,
             after,
             page_size,
         }
@@ -385,6 +422,7 @@ mod tests {
             order_date_from: None,
             order_date_to: None,
             order_no_range: prefix.then(|| ("A".to_owned(), "B".to_owned())),
+            anomaly_bits: None,
             after: None,
             page_size: 50,
         }
@@ -515,6 +553,7 @@ mod tests {
                     nanos: 0,
                 }),
                 order_no_prefix: "a%".into(),
+                anomalies: vec![2, 0],
             }),
             page_size: 1000,
             page_token: "nope".into(),
@@ -527,6 +566,7 @@ mod tests {
                 "shop_id",
                 "filter.shipping_statuses[0]",
                 "filter.shipping_statuses[1]",
+                "filter.anomalies[1]",
                 "filter.wms_status_ids[0]",
                 "filter.status_codes[0]",
                 "filter.order_date_to",

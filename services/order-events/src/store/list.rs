@@ -2,7 +2,8 @@
 //!
 //! `$1` shop, `$2` shipping statuses, `$3` WMS status ids, `$4` status codes, `$5` order date
 //! from (inclusive), `$6` order date to (exclusive), `$7`/`$8` the order_no range of the prefix,
-//! `$9`/`$10` the keyset cursor (order_date, order_no), `$11` the limit (page size + 1).
+//! `$9`/`$10` the keyset cursor (order_date, order_no), `$11` the limit (page size + 1), `$12`
+//! the anomaly kinds' bits (`orders.anomalies`).
 //!
 //! An absent filter is NULL. The statements run unnamed, so PostgreSQL plans each execution
 //! with its actual parameters and drops the `NULL IS NULL OR ...` branches.
@@ -18,7 +19,7 @@ use sqlx::PgPool;
 use wmslink_proto::orders::v1::OrderListRow;
 
 use super::timestamp;
-use crate::domain::list::{Cursor, Driver, ListQuery, Probe};
+use crate::domain::list::{Cursor, Driver, ListQuery, Probe, kinds_of_bits};
 
 /// Rows of the date index a broad prefix reads before it switches to the GiST index.
 pub const BROAD_PREFIX_BUDGET: i64 = 5_000;
@@ -48,6 +49,11 @@ macro_rules! filter_code {
             $t,
             ".status_code = ANY($4))"
         )
+    };
+}
+macro_rules! filter_anomalies {
+    ($t:literal) => {
+        concat!(" AND ($12::int IS NULL OR (", $t, ".anomalies & $12) <> 0)")
     };
 }
 macro_rules! filter_dates {
@@ -99,7 +105,8 @@ macro_rules! rows_of_keys {
                     COALESCE(p.tracking_code, '') AS tracking_code,
                     COALESCE(p.edited_after_sending, false) AS edited_after_sending,
                     COALESCE(p.cancel_rejected, false) AS cancel_rejected,
-                    COALESCE(p.cancelled_in_wms_unrequested, false) AS cancelled_in_wms_unrequested
+                    COALESCE(p.cancelled_in_wms_unrequested, false) AS cancelled_in_wms_unrequested,
+                    o.anomalies
              FROM (",
             $keys,
             ") k
@@ -113,6 +120,25 @@ macro_rules! keys_by_date {
     () => {
         concat!(
             "SELECT o.order_no, o.order_date FROM orders o WHERE o.shop_id = $1",
+            filter_shipping!("o"),
+            filter_wms!("o"),
+            filter_code!("o"),
+            filter_anomalies!("o"),
+            filter_dates!("o"),
+            filter_prefix!("o"),
+            filter_after!("o"),
+            list_order!("o"),
+            " LIMIT $11"
+        )
+    };
+}
+/// Orders with an anomaly, from their partial index (`anomalies <> 0`) in list order.
+macro_rules! keys_by_anomalies {
+    () => {
+        concat!(
+            "SELECT o.order_no, o.order_date FROM orders o
+             WHERE o.shop_id = $1 AND o.anomalies <> 0",
+            filter_anomalies!("o"),
             filter_shipping!("o"),
             filter_wms!("o"),
             filter_code!("o"),
@@ -131,6 +157,7 @@ macro_rules! keys_driven_by {
              CROSS JOIN LATERAL (SELECT o.order_no, o.order_date FROM orders o
                                  WHERE o.shop_id = $1 AND o.", $column, " = f.v",
             $($filters,)*
+            filter_anomalies!("o"),
             filter_dates!("o"),
             filter_prefix!("o"),
             filter_after!("o"),
@@ -150,6 +177,7 @@ macro_rules! keys_by_order_no_range {
             filter_shipping!("o"),
             filter_wms!("o"),
             filter_code!("o"),
+            filter_anomalies!("o"),
             filter_dates!("o"),
             filter_after!("o"),
             " OFFSET 0) m",
@@ -164,7 +192,7 @@ macro_rules! keys_broad_prefix_by_date {
         concat!(
             "SELECT s.order_no, s.order_date FROM (
                  SELECT o.order_no, o.order_date, o.shipping_status, o.wms_status_id,
-                        o.status_code
+                        o.status_code, o.anomalies
                  FROM orders o WHERE o.shop_id = $1",
             filter_dates!("o"),
             filter_after!("o"),
@@ -173,6 +201,7 @@ macro_rules! keys_broad_prefix_by_date {
             filter_shipping!("s"),
             filter_wms!("s"),
             filter_code!("s"),
+            filter_anomalies!("s"),
             filter_prefix!("s"),
             list_order!("s"),
             " LIMIT $11"
@@ -191,6 +220,7 @@ macro_rules! keys_broad_prefix_by_knn {
             filter_shipping!("o"),
             filter_wms!("o"),
             filter_code!("o"),
+            filter_anomalies!("o"),
             filter_dates!("o"),
             filter_after!("o"),
             " ORDER BY o.order_date <-> '100000-01-01 00:00:00+00'::timestamptz",
@@ -258,7 +288,7 @@ const PROBE: &str = concat!(
     share_of!("wms_status_id", "$3", "int[]"),
     " END AS wms_share, CASE WHEN $4::text[] IS NULL THEN NULL ELSE ",
     share_of!("status_code", "$4", "text[]"),
-    " END AS codes_share, $11::bigint AS page_limit"
+    " END AS codes_share, $11::bigint AS page_limit, $12::int AS anomaly_bits"
 );
 
 /// The SQL of each way to read a page (its rows, or with `explain`, its plan).
@@ -271,6 +301,7 @@ enum Statement {
     ByOrderNoRange,
     BroadPrefixByDate,
     BroadPrefixByKnn,
+    ByAnomalies,
 }
 
 macro_rules! statement_sql {
@@ -313,6 +344,7 @@ macro_rules! statement_sql {
             Statement::BroadPrefixByKnn => {
                 concat!($prefix, rows_of_keys!(keys_broad_prefix_by_knn!()))
             }
+            Statement::ByAnomalies => concat!($prefix, rows_of_keys!(keys_by_anomalies!())),
         }
     };
 }
@@ -327,6 +359,7 @@ impl Statement {
             Driver::StatusCode => Self::ByStatusCode,
             Driver::OrderNoRange => Self::ByOrderNoRange,
             Driver::BroadPrefix => Self::BroadPrefixByDate,
+            Driver::Anomalies => Self::ByAnomalies,
         }
     }
 
@@ -339,7 +372,7 @@ impl Statement {
     }
 }
 
-/// Binds the eleven list parameters in order.
+/// Binds the twelve list parameters in order.
 macro_rules! bind_list {
     ($query:expr, $list:expr) => {{
         let list: &ListQuery = $list;
@@ -360,6 +393,7 @@ macro_rules! bind_list {
             .bind(list.after.as_ref().map(|cursor| cursor.order_date))
             .bind(list.after.as_ref().map(|cursor| cursor.order_no.as_str()))
             .bind(i64::from(list.page_size) + 1)
+            .bind(list.anomaly_bits)
     }};
 }
 
@@ -408,6 +442,7 @@ struct ListRow {
     edited_after_sending: bool,
     cancel_rejected: bool,
     cancelled_in_wms_unrequested: bool,
+    anomalies: i32,
 }
 
 async fn fetch(
@@ -478,6 +513,7 @@ fn list_row(row: ListRow) -> OrderListRow {
         edited_after_sending: row.edited_after_sending,
         cancel_rejected: row.cancel_rejected,
         cancelled_in_wms_unrequested: row.cancelled_in_wms_unrequested,
+        anomalies: kinds_of_bits(row.anomalies),
     }
 }
 
@@ -504,7 +540,7 @@ mod tests {
     use super::*;
     use crate::domain::list::PROBE_CAP;
 
-    const ALL: [Statement; 7] = [
+    const ALL: [Statement; 8] = [
         Statement::ByDate,
         Statement::ByShippingStatus,
         Statement::ByWmsStatus,
@@ -512,12 +548,13 @@ mod tests {
         Statement::ByOrderNoRange,
         Statement::BroadPrefixByDate,
         Statement::BroadPrefixByKnn,
+        Statement::ByAnomalies,
     ];
 
     #[test]
     fn every_statement_uses_every_parameter_and_the_list_order() {
         for statement in ALL.into_iter().map(Statement::sql).chain([PROBE]) {
-            for n in 1..=11 {
+            for n in 1..=12 {
                 assert!(
                     statement.contains(&format!("${n}")),
                     "${n} missing in {statement}"

@@ -2,12 +2,14 @@
 //! `FromRow`). The functions taking a connection run inside the caller's transaction.
 
 mod list;
+mod order_anomalies;
 mod order_integration;
 mod orders;
 mod rejected_changes;
 mod shops;
 
 pub use list::{BROAD_PREFIX_BUDGET, Page, explain_list, list_orders, list_orders_with};
+pub use order_anomalies::{OrderAnomaly, record_anomaly};
 pub use order_integration::apply_shipment;
 pub use orders::{
     StoredOrder, count_stale, insert_order, load_order, lock_order, record_wmslink_change,

@@ -5,6 +5,7 @@ use chrono::Utc;
 use sqlx::PgConnection;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_proto::sync::v1::AnomalyKind;
 
 use crate::domain::validation::to_datetime;
 
@@ -68,6 +69,24 @@ pub async fn apply_shipment(
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
+    }
+    if shipment.registered_outside_wmslink {
+        let detail = format!(
+            "the WMS refused the registration as a duplicate and holds order {} as WMS order #{}: registered outside wmslink (CSV or by hand), adopted without sending again",
+            shipment.order_no, shipment.wms_order_id
+        );
+        super::record_anomaly(
+            &mut *conn,
+            &super::OrderAnomaly {
+                shop_id: &shipment.shop_id,
+                order_no: &shipment.order_no,
+                kind: AnomalyKind::RegisteredOutsideWmslink,
+                wms_order_id: shipment.wms_order_id,
+                detail: &detail,
+                detected_at: updated_at,
+            },
+        )
+        .await?;
     }
     sqlx::query(
         "UPDATE orders SET shipping_status = $3, wms_status_id = $4

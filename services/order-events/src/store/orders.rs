@@ -38,6 +38,7 @@ struct OrderRow {
     last_error: Option<String>,
     integration_updated_at: Option<DateTime<Utc>>,
     wmslink_changes: i32,
+    anomalies: i32,
 }
 
 /// A stored order with its projection.
@@ -87,6 +88,7 @@ impl TryFrom<OrderRow> for StoredOrder {
             cancelled_in_wms_unrequested: row.cancelled_in_wms_unrequested.unwrap_or_default(),
             last_error: row.last_error.unwrap_or_default(),
             updated_at: row.integration_updated_at.map(timestamp),
+            anomalies: crate::domain::list::kinds_of_bits(row.anomalies),
         };
         Ok(Self {
             order,
@@ -108,7 +110,7 @@ pub async fn load_order(
                 o.wms_status_id, p.wms_status_name, p.tracking_code, p.shipped_date,
                 p.edited_after_sending, p.edited_revision, p.cancel_rejected,
                 p.cancelled_in_wms_unrequested, p.last_error,
-                p.updated_at AS integration_updated_at, o.wmslink_changes
+                p.updated_at AS integration_updated_at, o.wmslink_changes, o.anomalies
          FROM orders o
          LEFT JOIN order_integration p ON p.shop_id = o.shop_id AND p.order_no = o.order_no
          WHERE o.shop_id = $1 AND o.order_no = $2",
@@ -152,9 +154,11 @@ pub async fn insert_order(conn: &mut PgConnection, order: &Order) -> sqlx::Resul
     let columns = columns(order);
     sqlx::query(
         "INSERT INTO orders (shop_id, order_no, revision, status_code, order_date, total,
-                             shipping_name, snapshot, shipping_status, wms_status_id)
+                             shipping_name, snapshot, shipping_status, wms_status_id, anomalies)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8,
-                COALESCE(p.shipping_status, 1), COALESCE(p.wms_status_id, 0)
+                COALESCE(p.shipping_status, 1), COALESCE(p.wms_status_id, 0),
+                COALESCE((SELECT bit_or(1 << a.kind) FROM order_anomalies a
+                          WHERE a.shop_id = $1 AND a.order_no = $2), 0)
          FROM (SELECT 1) AS one
          LEFT JOIN order_integration p ON p.shop_id = $1 AND p.order_no = $2",
     )

@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and NATS JetStream: every test starts the real
 //! Application on port 0 with its own database and NATS prefix.
 
+mod anomalies;
 mod auth;
 mod bad_input;
 mod helpers;

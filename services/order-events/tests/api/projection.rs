@@ -250,4 +250,23 @@ async fn a_refused_cancellation_stays_flagged_after_the_order_ships() {
         .integration
         .expect("integration");
     assert!(integration.cancel_rejected, "{integration:?}");
+    // A search for shipped orders finds it, flagged.
+    let rows = app
+        .cart
+        .clone()
+        .list_orders(ListOrdersRequest {
+            shop_id: "shop-a".into(),
+            filter: Some(ListOrdersFilter {
+                shipping_statuses: vec![ShippingStatus::Shipped as i32],
+                ..ListOrdersFilter::default()
+            }),
+            ..ListOrdersRequest::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].order_no, "R-1");
+    assert!(rows[0].cancel_rejected);
 }

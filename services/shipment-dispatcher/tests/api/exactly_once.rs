@@ -277,6 +277,10 @@ async fn a_crash_mid_call_the_wms_applies_later_is_found_on_restart_not_resent()
     );
     let (wms, _) = app.wms_row(&shop, &no);
     assert_eq!(shipment.wms_order_id, wms.order_id);
+    assert!(
+        !shipment.registered_outside_wmslink,
+        "wmslink's own registration, found by a search, is not flagged"
+    );
     assert_eq!(app.rows_received(&shop, &no), 1, "sent exactly once");
     assert_eq!(app.counters(&shop).registrations_accepted, 1);
 }
@@ -316,6 +320,12 @@ async fn an_order_the_wms_already_has_is_adopted_on_e_duplicate() {
             .any(|h| h.response_summary.starts_with("NG E_DUPLICATE"))
     );
     assert!(history_has(&history, "adopted without sending again"));
+    // R5: adopted, and flagged visibly as registered outside wmslink.
+    assert!(shipment.registered_outside_wmslink, "{shipment:?}");
+    assert!(
+        history_has(&history, "registered outside wmslink"),
+        "{history:?}"
+    );
     let counters = app.counters(&shop);
     assert_eq!(counters.registrations_accepted, 1);
     assert_eq!(counters.duplicates_refused, 1);

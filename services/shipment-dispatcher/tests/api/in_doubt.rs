@@ -52,6 +52,10 @@ async fn a_registration_applied_after_the_client_gave_up_is_found_and_sent_once(
             "{history:?}"
         );
         assert_eq!(app.rows_received(&shop, no), 1, "{no} sent exactly once");
+        assert!(
+            !shipment.registered_outside_wmslink,
+            "wmslink's own late registration is not flagged: {shipment:?}"
+        );
     }
     let counters = app.counters(&shop);
     assert_eq!(counters.registrations_accepted, 3);

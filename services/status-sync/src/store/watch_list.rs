@@ -19,6 +19,7 @@ struct WatchRecord {
     order_date: DateTime<Utc>,
     shipping_status: String,
     cancelled_unrequested: bool,
+    registered_outside: bool,
     sequence: i64,
     shipped_at: Option<DateTime<Utc>>,
     obs_wms_order_id: Option<i64>,
@@ -59,6 +60,7 @@ impl From<WatchRecord> for WatchRow {
             order_date: r.order_date,
             shipping_status: r.shipping_status,
             cancelled_unrequested: r.cancelled_unrequested,
+            registered_outside: r.registered_outside,
             sequence: r.sequence,
             shipped_at: r.shipped_at,
             last,
@@ -68,7 +70,7 @@ impl From<WatchRecord> for WatchRow {
 }
 
 const WATCH_COLUMNS_BY_ORDER_NOS: &str =
-    "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, sequence, shipped_at,
+    "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, sequence, shipped_at,
         obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
         obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final, obs_tracking_code,
         obs_shipping_date, obs_wms_updated_at, wms_seen_at
@@ -83,6 +85,7 @@ pub struct ShipmentChange<'a> {
     pub order_date: DateTime<Utc>,
     pub shipping_status: &'a str,
     pub cancelled_unrequested: bool,
+    pub registered_outside: bool,
     pub wms_status_id: i32,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
@@ -98,15 +101,16 @@ impl Store {
         let applied = sqlx::query(
             "INSERT INTO watch_list AS w
                 (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
-                 cancelled_unrequested, reported_wms_status_id)
+                 cancelled_unrequested, reported_wms_status_id, registered_outside)
              VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8,
-                     $9)
+                     $9, $10)
              ON CONFLICT (shop_id, order_no) DO UPDATE SET
                 wms_order_id = CASE WHEN EXCLUDED.wms_order_id <> 0
                                     THEN EXCLUDED.wms_order_id ELSE w.wms_order_id END,
                 order_date = EXCLUDED.order_date,
                 shipping_status = EXCLUDED.shipping_status,
                 cancelled_unrequested = EXCLUDED.cancelled_unrequested,
+                registered_outside = EXCLUDED.registered_outside,
                 reported_wms_status_id = EXCLUDED.reported_wms_status_id,
                 sequence = EXCLUDED.sequence,
                 shipped_at = CASE WHEN EXCLUDED.shipping_status = 'SHIPPED'
@@ -124,6 +128,7 @@ impl Store {
         .bind(change.occurred_at)
         .bind(change.cancelled_unrequested)
         .bind(change.wms_status_id)
+        .bind(change.registered_outside)
         .execute(conn)
         .await?;
         Ok(applied.rows_affected() == 1)
@@ -156,7 +161,7 @@ impl Store {
         shipped_watch: Duration,
     ) -> Result<Vec<WatchRow>, sqlx::Error> {
         let records: Vec<WatchRecord> = sqlx::query_as(
-            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested,
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside,
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
                     obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final,
                     obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
@@ -187,7 +192,7 @@ impl Store {
         published_before: DateTime<Utc>,
     ) -> Result<Vec<WatchRow>, sqlx::Error> {
         let records: Vec<WatchRecord> = sqlx::query_as(
-            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested,
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside,
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name,
                     obs_cancelled, obs_shipped, obs_shipping_status_id, obs_shipping_status_name,
                     obs_carrier_final, obs_tracking_code, obs_shipping_date, obs_wms_updated_at,

@@ -330,3 +330,85 @@ async fn other_channels_orders_are_not_this_shops_anomalies() {
         .collect();
     assert_eq!(found, vec![("WEB-9", csv["WEB-9"])]);
 }
+
+#[tokio::test]
+async fn an_order_wmslink_has_not_registered_that_appears_in_the_wms_is_registered_outside_wmslink()
+{
+    let app = spawn_app().await;
+    let shop = app.add_shop().await;
+    let date = days_ago(1);
+    // The cart sent these to wmslink; wmslink has not registered them: not sent (the shop's
+    // target status not reached), queued, in error, cancelled before sending; and one being
+    // sent right now (its WMS order is most likely wmslink's own).
+    let known = [
+        ("NS-1", ShippingStatus::NotSent),
+        ("QU-1", ShippingStatus::Queued),
+        ("ER-1", ShippingStatus::Error),
+        ("CA-1", ShippingStatus::Cancelled),
+        ("SE-1", ShippingStatus::Sending),
+    ];
+    for (no, status) in known {
+        app.shipment(&shop, no, 0, status, 1, date).await;
+    }
+    for (no, status) in known {
+        app.wait_for_shipment(&shop, no, status_key_of(status), 1)
+            .await;
+    }
+    // Someone registers them in the WMS by CSV or by hand.
+    let orders: Vec<(String, chrono::DateTime<chrono::Utc>)> = known
+        .iter()
+        .map(|(no, _)| ((*no).to_owned(), date))
+        .collect();
+    let ids = register_in_wms(&shop.wms, &orders).await;
+
+    let run = app.run_sync(&shop).await;
+    assert_eq!(run.anomalies, 4, "{run:?}");
+    let listed = app
+        .anomalies(&shop, AnomalyKind::RegisteredOutsideWmslink)
+        .await;
+    let mut found: Vec<(&str, i64)> = listed
+        .iter()
+        .map(|a| (a.order_no.as_str(), a.wms_order_id))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("CA-1", ids["CA-1"]),
+            ("ER-1", ids["ER-1"]),
+            ("NS-1", ids["NS-1"]),
+            ("QU-1", ids["QU-1"]),
+        ]
+    );
+    assert!(
+        listed[0].detail.contains("registered outside wmslink"),
+        "{}",
+        listed[0].detail
+    );
+    // Not reported as orders wmslink never heard of: the cart sent them.
+    assert!(
+        app.anomalies(&shop, AnomalyKind::NotSentByWmslink)
+            .await
+            .is_empty()
+    );
+    // Published once each, for the order list.
+    assert_eq!(app.run_sync(&shop).await.anomalies, 0);
+    let published = app.anomaly_events(&shop).await;
+    assert_eq!(published.len(), 4, "{published:?}");
+    assert!(
+        published
+            .iter()
+            .all(|a| a.kind() == AnomalyKind::RegisteredOutsideWmslink)
+    );
+}
+
+fn status_key_of(status: ShippingStatus) -> &'static str {
+    match status {
+        ShippingStatus::NotSent => "NOT_SENT",
+        ShippingStatus::Queued => "QUEUED",
+        ShippingStatus::Error => "ERROR",
+        ShippingStatus::Cancelled => "CANCELLED",
+        ShippingStatus::Sending => "SENDING",
+        _ => "SENT",
+    }
+}
