@@ -11,7 +11,7 @@
 //! Every page is stored in one transaction with the events it causes (outbox), so a pass
 //! interrupted anywhere is simply done again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ use crate::model::{Observation, Period};
 use crate::review::{self, Review, ReviewContext, Search};
 use crate::shops::{Shop, ShopDirectory};
 use crate::store::{RunRecord, Store};
+
+/// Readings of the `update_date` changes in one pass while orders keep moving under the paging.
+const MAX_READINGS: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -119,6 +122,9 @@ struct PassState<'a> {
     /// Watched orders already seen in this pass.
     seen: HashSet<String>,
     token: CancellationToken,
+    /// The `update_date` answer kept moving under the paging on every reading: the pass does
+    /// not move the shop's cursor, so the next pass reads the same changes again.
+    unsettled: bool,
 }
 
 impl Runner {
@@ -367,6 +373,7 @@ impl Runner {
             stats: Stats::default(),
             seen: HashSet::new(),
             token: token.clone(),
+            unsettled: false,
         };
         let since = kind.searches_updates().then(|| {
             let overlap =
@@ -398,6 +405,7 @@ impl Runner {
         self.relay.wake();
 
         let stats = state.stats;
+        let searched_updates = kind.searches_updates() && !state.unsettled;
         run.asked = count(stats.asked);
         run.changed = count(stats.changed);
         run.anomalies = count(stats.anomalies);
@@ -437,7 +445,7 @@ impl Runner {
                     .pass_succeeded(
                         shop_id.as_str(),
                         started_at,
-                        kind.searches_updates(),
+                        searched_updates,
                         kind == PassKind::Full,
                         next,
                     )
@@ -470,24 +478,23 @@ impl Runner {
         run_id: Uuid,
     ) -> Result<(), PassFailure> {
         if let Some(since) = since {
-            let mut cursor = PageCursor::FIRST;
+            // Paging by offset over a moving answer can skip an order: when an order the pass
+            // already read changes, a WMS that answers in `update_date` order moves it to the
+            // end and every order behind it one place forward, across a page boundary. Seeing
+            // an order again with another `update_date` is the sign: then the changes are read
+            // again until a reading sees none move (at most `MAX_READINGS` times).
+            let mut readings = 0;
             loop {
-                let page = self.call(state, Ask::ChangedSince(since), cursor).await?;
-                let mut order_nos: Vec<String> =
-                    page.orders.iter().map(|o| o.order_no.clone()).collect();
-                order_nos.sort();
-                order_nos.dedup();
-                let rows = self
-                    .store
-                    .rows_for(state.shop_id.as_str(), &order_nos)
-                    .await?;
-                let review = review::review(&rows, &page.orders, Search::UpdatedSince, &state.ctx);
-                state.stats.asked += review.seen.len() as u64;
-                self.save(state, &review).await?;
-                match page.next {
-                    Some(next) => cursor = next,
-                    None => break,
+                readings += 1;
+                if !self.read_changes(state, since).await? {
+                    break;
                 }
+                if readings >= MAX_READINGS {
+                    tracing::warn!(shop = %state.shop_id, readings, "orders kept changing while the changes were paged; the next pass reads them again from the same time");
+                    state.unsettled = true;
+                    break;
+                }
+                tracing::info!(shop = %state.shop_id, readings, "orders changed while the changes were paged; reading them again");
             }
         }
 
@@ -538,6 +545,43 @@ impl Runner {
         )
         .await?;
         Ok(())
+    }
+
+    /// One reading of the changes since `since`, page by page. Returns whether an order came
+    /// back twice with different `update_date`s (it changed during the reading, so an order
+    /// behind it may have been skipped).
+    async fn read_changes(
+        &self,
+        state: &mut PassState<'_>,
+        since: DateTime<Utc>,
+    ) -> Result<bool, PassFailure> {
+        let mut dates: HashMap<i64, DateTime<Utc>> = HashMap::new();
+        let mut moved = false;
+        let mut cursor = PageCursor::FIRST;
+        loop {
+            let page = self.call(state, Ask::ChangedSince(since), cursor).await?;
+            for order in &page.orders {
+                if let Some(before) = dates.insert(order.order_id, order.updated_at) {
+                    moved |= before != order.updated_at;
+                }
+            }
+            let mut order_nos: Vec<String> =
+                page.orders.iter().map(|o| o.order_no.clone()).collect();
+            order_nos.sort();
+            order_nos.dedup();
+            let rows = self
+                .store
+                .rows_for(state.shop_id.as_str(), &order_nos)
+                .await?;
+            let review = review::review(&rows, &page.orders, Search::UpdatedSince, &state.ctx);
+            state.stats.asked += review.seen.len() as u64;
+            self.save(state, &review).await?;
+            match page.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        Ok(moved)
     }
 
     /// Publishes again each observation the dispatcher has not reflected a while after it was

@@ -196,7 +196,7 @@ async fn search_orders(
         Err(msg) => return ng(StatusCode::BAD_REQUEST, "E_INVALID_PARAM", &msg),
     };
     let (page, total) = {
-        let data = account.lock();
+        let mut data = account.lock();
         let mut matched: Vec<&SimOrder> = match query.order_no_candidates() {
             Some(nos) => {
                 let mut ids: Vec<i64> = nos
@@ -220,6 +220,9 @@ async fn search_orders(
                 .filter(|o| query.matches(o))
                 .collect(),
         };
+        if data.sorts_by_update_date() {
+            matched.sort_by_key(|o| (o.update_date, o.order_id));
+        }
         let total = matched.len();
         let page: Vec<SimOrder> = matched
             .drain(..)
@@ -227,6 +230,8 @@ async fn search_orders(
             .take(query.limit)
             .cloned()
             .collect();
+        let ids: Vec<i64> = page.iter().map(|o| o.order_id).collect();
+        data.search_answered(&ids);
         (page, total)
     };
     #[derive(serde::Serialize)]

@@ -135,6 +135,17 @@ pub struct Faults {
     pub body_limit_bytes: u64,
     /// Endpoints the faults apply to; empty = all.
     pub endpoints: Vec<Endpoint>,
+    /// Answer searches in `update_date` order (then `order_id`) instead of `order_id` order:
+    /// the WMS documents no order, and offset paging over a moving `update_date` search skips
+    /// orders only under this one. Not a fault: applies whatever `endpoints` says.
+    pub sort_by_update_date: bool,
+    /// Orders changing during a pass: after the n-th search answered since these faults were
+    /// set (n = this value; 0 = off), the first `touch_count` orders of that answer are
+    /// updated (`update_date` moves past every other order's, so they move to the end of an
+    /// `update_date`-ordered answer). Applies whatever `endpoints` says.
+    pub touch_after_search: u64,
+    /// How many orders of that answer are updated. Default 1.
+    pub touch_count: usize,
 }
 
 /// The error code of injected `NG` answers unless [`Faults::ng_code`] says otherwise.
@@ -154,6 +165,9 @@ impl Default for Faults {
             apply_late_ratio: 1.0,
             body_limit_bytes: 0,
             endpoints: Vec::new(),
+            sort_by_update_date: false,
+            touch_after_search: 0,
+            touch_count: 1,
         }
     }
 }
@@ -329,6 +343,8 @@ pub(crate) struct AccountData {
     schedule: BinaryHeap<Reverse<(Instant, i64)>>,
     faults: Faults,
     fault_seq: [u64; FAULT_KINDS],
+    /// Searches answered since the faults were set (for `Faults::touch_after_search`).
+    searches_answered: u64,
     pub(crate) counters: Counters,
     pub(crate) by_order_no: HashMap<String, OrderNoCounters>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -359,6 +375,35 @@ fn make_limiter(rl: &SimRateLimit) -> Result<Option<DefaultDirectRateLimiter>, C
 }
 
 impl AccountData {
+    /// Whether searches are answered in `update_date` order ([`Faults::sort_by_update_date`]).
+    pub(crate) fn sorts_by_update_date(&self) -> bool {
+        self.faults.sort_by_update_date
+    }
+
+    /// Counts one answered search whose page held `page` (order ids, in answer order) and,
+    /// when it is the one [`Faults::touch_after_search`] names, updates the first
+    /// `touch_count` of them: each `update_date` moves past every other order's.
+    pub(crate) fn search_answered(&mut self, page: &[i64]) {
+        self.searches_answered += 1;
+        if self.faults.touch_after_search == 0
+            || self.searches_answered != self.faults.touch_after_search
+        {
+            return;
+        }
+        let latest = self
+            .orders
+            .values()
+            .map(|rec| rec.order.update_date)
+            .max()
+            .unwrap_or_else(now_jst);
+        let moved = now_jst().max(latest + chrono::Duration::seconds(1));
+        for id in page.iter().take(self.faults.touch_count) {
+            if let Some(rec) = self.orders.get_mut(id) {
+                rec.order.update_date = moved;
+            }
+        }
+    }
+
     fn new(rate_limit: SimRateLimit) -> Result<Self, ControlError> {
         Ok(Self {
             orders: BTreeMap::new(),
@@ -366,6 +411,7 @@ impl AccountData {
             schedule: BinaryHeap::new(),
             faults: Faults::default(),
             fault_seq: [0; FAULT_KINDS],
+            searches_answered: 0,
             counters: Counters::default(),
             by_order_no: HashMap::new(),
             limiter: make_limiter(&rate_limit)?,
@@ -560,6 +606,7 @@ impl SimState {
         let mut data = account.lock();
         data.faults = faults;
         data.fault_seq = [0; FAULT_KINDS];
+        data.searches_answered = 0;
         Ok(())
     }
 

@@ -7,5 +7,6 @@ mod efficiency;
 mod helpers;
 mod migrations;
 mod observations;
+mod paging;
 mod runs;
 mod tenancy;
