@@ -130,7 +130,7 @@ impl Handler for Anomalies {
                     detected_at,
                 },
                 ANOMALIES_CONSUMER,
-                &delivery.msg_id,
+                &delivery.dedup_id,
             )
             .await
             .map_err(|err| err.to_handle_error())?;
