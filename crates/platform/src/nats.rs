@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::shop::ShopId;
@@ -19,6 +20,23 @@ pub struct NatsConfig {
     pub prefix: String,
     /// Replicas of each stream (3 on a NATS cluster).
     pub stream_replicas: usize,
+    /// The service's NATS user (`deploy/nats/accounts.conf`). Empty: none (development).
+    pub user: String,
+    /// That user's password; serialized as an empty string.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub password: SecretString,
+    /// PEM file of the authority that signed the server's certificate. Set: TLS is required
+    /// and the server is verified against it. Empty: plain TCP unless the server asks for
+    /// TLS (then verified against the system's roots).
+    pub tls_ca_file: String,
+    /// PEM files of a client certificate and its key, for servers that verify clients (both
+    /// or neither).
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+}
+
+fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("")
 }
 
 impl Default for NatsConfig {
@@ -27,6 +45,11 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             prefix: String::new(),
             stream_replicas: 1,
+            user: String::new(),
+            password: SecretString::from(""),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -54,6 +77,16 @@ impl crate::config::Validate for NatsConfig {
             key(section, "stream_replicas"),
             "must be between 1 and 5",
         );
+        problems.check(
+            !self.user.is_empty() || self.password.expose_secret().is_empty(),
+            key(section, "password"),
+            "is set without nats.user",
+        );
+        problems.check(
+            self.tls_cert_file.is_empty() == self.tls_key_file.is_empty(),
+            key(section, "tls_cert_file"),
+            "and nats.tls_key_file go together",
+        );
     }
 }
 
@@ -76,10 +109,28 @@ pub fn server_urls(url: &str) -> Vec<&str> {
 }
 
 pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name("wmslink")
         .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(Duration::from_secs(5));
+    if !config.user.is_empty() {
+        options = options.user_and_password(
+            config.user.clone(),
+            config.password.expose_secret().to_owned(),
+        );
+    }
+    if !config.tls_ca_file.is_empty() {
+        options = options
+            .require_tls(true)
+            .add_root_certificates(config.tls_ca_file.clone().into());
+    }
+    if !config.tls_cert_file.is_empty() {
+        options = options.add_client_certificate(
+            config.tls_cert_file.clone().into(),
+            config.tls_key_file.clone().into(),
+        );
+    }
+    options
         .connect(server_urls(&config.url))
         .await
         .map_err(|err| NatsError::Connect {

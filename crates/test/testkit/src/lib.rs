@@ -113,6 +113,7 @@ impl TestNats {
             url: nats_url(),
             prefix: self.prefix.clone(),
             stream_replicas: 1,
+            ..NatsConfig::default()
         }
     }
 
@@ -308,7 +309,9 @@ impl PrivateNats {
         let conf = dir.join("server.conf");
         std::fs::write(&conf, full)?;
         let log = std::fs::File::create(dir.join("server.log"))?;
+        // Relative paths in the configuration (TLS files) are the directory's.
         let child = std::process::Command::new("nats-server")
+            .current_dir(&dir)
             .arg("-c")
             .arg(&conf)
             .envs(env.iter().copied())
@@ -316,18 +319,20 @@ impl PrivateNats {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let server = Self { port, dir, child };
-        eventually(
-            Duration::from_secs(20),
-            "the private nats-server listens",
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        let mut server = Self { port, dir, child };
+        let started = tokio::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if let Some(status) = server.child.try_wait()? {
+                anyhow::bail!("nats-server exited ({status}):\n{}", server.log());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                anyhow::bail!("nats-server did not listen within 20 s:\n{}", server.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(server)
     }
 
@@ -346,5 +351,50 @@ impl Drop for PrivateNats {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A certificate authority and a server certificate it signed, made for one test (rcgen), for
+/// TLS between loopback servers and clients.
+pub struct TestCerts {
+    /// The authority's certificate (PEM): what a client trusts.
+    pub ca_pem: String,
+    /// The server's certificate (PEM), for `localhost` and `127.0.0.1`.
+    pub server_cert_pem: String,
+    /// The server's private key (PEM).
+    pub server_key_pem: String,
+}
+
+impl TestCerts {
+    pub fn generate() -> anyhow::Result<Self> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "wmslink test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut server_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server_params.use_authority_key_identifier_extension = true;
+        server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate()?;
+        let server_cert = server_params.signed_by(&server_key, &issuer)?;
+        Ok(Self {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+        })
     }
 }
