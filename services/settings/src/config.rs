@@ -13,6 +13,8 @@ use wmslink_platform::secrets::MasterKeyConfig;
 use wmslink_platform::telemetry::TelemetryConfig;
 use wmslink_wms_client::{SharedRateLimitConfig, WmsClientConfig};
 
+use crate::in_flight::DispatcherConfig;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -30,6 +32,9 @@ pub struct Config {
     pub rate_limit: SharedRateLimitConfig,
     pub outbox: OutboxConfig,
     pub runtime: RuntimeConfig,
+    /// The shipment dispatcher, asked before a shop's endpoint URL changes
+    /// (`crate::in_flight`).
+    pub dispatcher: DispatcherConfig,
 }
 
 impl Default for Config {
@@ -53,6 +58,7 @@ impl Default for Config {
             rate_limit: SharedRateLimitConfig::default(),
             outbox: OutboxConfig::default(),
             runtime: RuntimeConfig::default(),
+            dispatcher: DispatcherConfig::default(),
         }
     }
 }
@@ -74,6 +80,12 @@ impl Validate for Config {
         self.rate_limit.check(&key(section, "rate_limit"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        self.dispatcher.check(&key(section, "dispatcher"), problems);
+        self.dispatcher.check_production(
+            self.runtime.profile,
+            &key(section, "dispatcher"),
+            problems,
+        );
         wmslink_platform::secrets::check_production(
             self.runtime.profile,
             &self.secrets,

@@ -26,6 +26,8 @@ pub enum StartupError {
     Grpc(#[from] GrpcError),
     #[error("rate limiter: {0}")]
     Limiter(#[from] wmslink_wms_client::LimiterError),
+    #[error(transparent)]
+    Dispatcher(#[from] crate::in_flight::InFlightError),
     /// Asked to stop while waiting for a dependency.
     #[error(transparent)]
     Stopped(#[from] Stopped),
@@ -84,6 +86,14 @@ pub enum SettingsError {
         "the stored access key of shop {shop} cannot be decrypted (master key missing or data damaged); register the access key again"
     )]
     KeyUnreadable { shop: String },
+    /// UNAVAILABLE: an endpoint change cannot be shown safe (the dispatcher did not answer).
+    #[error(
+        "cannot change the endpoint URL of shop {shop} now: {source}; nothing proves that no shipment in doubt or cancellation pending is left at the current endpoint, try again"
+    )]
+    InFlightUnknown {
+        shop: String,
+        source: crate::in_flight::InFlightError,
+    },
     /// INTERNAL.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,6 +118,7 @@ impl SettingsError {
             Self::StaleVersion { .. } => "stale_version",
             Self::Precondition { .. } => "precondition",
             Self::KeyUnreadable { .. } => "key_unreadable",
+            Self::InFlightUnknown { .. } => "unavailable",
             Self::Store(_) | Self::Seal(_) => "internal",
         }
     }
@@ -147,6 +158,10 @@ impl From<SettingsError> for Status {
             SettingsError::KeyUnreadable { .. } => {
                 tracing::error!(error = %err, "stored access key unreadable");
                 Status::failed_precondition(err.to_string())
+            }
+            SettingsError::InFlightUnknown { .. } => {
+                tracing::warn!(error = %err, "endpoint change not checked");
+                Status::unavailable(err.to_string())
             }
             SettingsError::Store(_) | SettingsError::Seal(_) => {
                 wmslink_platform::grpc::internal("settings", &err)

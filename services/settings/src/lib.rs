@@ -11,6 +11,7 @@ pub mod domain;
 pub mod errors;
 pub mod events;
 pub mod grpc;
+pub mod in_flight;
 pub mod passed_checks;
 pub mod reseal;
 pub mod service;
@@ -109,15 +110,18 @@ impl Application {
         let relay = config.outbox.relay(&pool, &js);
         let probe_limiter = Arc::new(InProcessRateLimiter::new(config.rate_limit.limits())?);
 
-        let service = Arc::new(SettingsService::new(
-            pool.clone(),
-            keys,
-            subjects,
-            relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
-            config.wms.clone(),
-            limiter,
-            probe_limiter,
-        ));
+        let service = Arc::new(
+            SettingsService::new(
+                pool.clone(),
+                keys,
+                subjects,
+                relay.as_ref().map(OutboxRelay::waker).unwrap_or_default(),
+                config.wms.clone(),
+                limiter,
+                probe_limiter,
+            )
+            .with_in_flight_check(in_flight::InFlightCheck::new(&config.dispatcher)?),
+        );
         let server = SettingsServiceServer::new(SettingsApi::new(service))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         api.set(Authorize::new(

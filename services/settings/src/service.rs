@@ -23,6 +23,7 @@ use crate::domain::validation::{self, RegisterContext, UrlProblem};
 use crate::domain::{CheckOutcome, OrderStatus, enable_switch};
 use crate::errors::SettingsError;
 use crate::events::{self, Change};
+use crate::in_flight::InFlightCheck;
 use crate::passed_checks::PassedChecks;
 use crate::store::{self, StoredSettings};
 
@@ -65,6 +66,8 @@ pub struct SettingsService {
     probe_limiter: Arc<dyn RateLimiter>,
     /// S2: passed checks of a given key and URL, counted when exactly those are registered.
     passed_checks: PassedChecks,
+    /// Asked before a shop's endpoint URL changes.
+    in_flight: InFlightCheck,
 }
 
 fn not_found(shop: &ShopId) -> SettingsError {
@@ -90,6 +93,7 @@ impl SettingsService {
         probe_limiter: Arc<dyn RateLimiter>,
     ) -> Self {
         Self {
+            in_flight: InFlightCheck::off(),
             pool,
             keys,
             subjects,
@@ -99,6 +103,12 @@ impl SettingsService {
             probe_limiter,
             passed_checks: PassedChecks::default(),
         }
+    }
+
+    /// Asks `in_flight` before a shop's endpoint URL changes (off by default).
+    pub fn with_in_flight_check(mut self, in_flight: InFlightCheck) -> Self {
+        self.in_flight = in_flight;
+        self
     }
 
     fn open_key(&self, shop: &ShopId, sealed: &Sealed) -> Result<SecretString, SettingsError> {
@@ -237,6 +247,25 @@ impl SettingsService {
             }
         };
         let detail = registration.detail;
+        // The shipments in doubt and the cancellations pending can only be settled at the
+        // endpoint they were sent to: the endpoint waits until there are none.
+        if let Some(existing) = &existing
+            && existing.detail.endpoint_url != detail.endpoint_url
+            && let Some(in_flight) =
+                self.in_flight
+                    .ask(shop)
+                    .await
+                    .map_err(|source| SettingsError::InFlightUnknown {
+                        shop: shop.to_string(),
+                        source,
+                    })?
+            && let Some(blocker) = in_flight.blocker()
+        {
+            return Err(SettingsError::Precondition {
+                context: format!("cannot change the endpoint URL of shop {shop} now"),
+                blockers: vec![blocker],
+            });
+        }
         let (credentials_rev, credentials_changed, enabled) = match &existing {
             None => (1, true, false),
             Some(existing) => {

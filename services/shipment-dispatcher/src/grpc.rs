@@ -5,7 +5,7 @@
 //! | RPC | scope |
 //! | --- | --- |
 //! | RunDispatch, RetryShipment, RetryCancel | `operate` |
-//! | GetShipment | `orders.read` |
+//! | GetShipment, GetInFlight | `orders.read` |
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,6 +47,7 @@ pub const AUTHORIZATION: &[MethodRule] = &[
     rule!("RetryShipment", scopes::OPERATE),
     rule!("RetryCancel", scopes::OPERATE),
     rule!("GetShipment", scopes::ORDERS_READ),
+    rule!("GetInFlight", scopes::ORDERS_READ),
 ];
 
 #[derive(Clone)]
@@ -114,6 +115,29 @@ impl DispatchService for DispatchApi {
         let answer = get_shipment(&self.core, request.get_ref()).await?;
         Ok(Response::new(answer))
     }
+
+    async fn get_in_flight(
+        &self,
+        request: Request<pb::GetInFlightRequest>,
+    ) -> Result<Response<pb::GetInFlightResponse>, Status> {
+        let answer = get_in_flight(&self.core, request.get_ref()).await?;
+        Ok(Response::new(answer))
+    }
+}
+
+/// What of the shop's work is bound to its current WMS endpoint (asked by the settings
+/// service before the endpoint changes).
+async fn get_in_flight(
+    core: &Core,
+    body: &pb::GetInFlightRequest,
+) -> Result<pb::GetInFlightResponse, DispatchError> {
+    let shop = validate(&body.shop_id, None)?;
+    let (in_doubt, cancels_pending) = store::in_flight(&core.pool, shop.as_str()).await?;
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(pb::GetInFlightResponse {
+        in_doubt: count(in_doubt),
+        cancels_pending: count(cancels_pending),
+    })
 }
 
 /// E2: queues what is due, sends now, and waits a while for the outcome.

@@ -430,6 +430,23 @@ pub async fn statuses_of<'e>(
     .await
 }
 
+/// A shop's shipments that may be in the WMS without proof either way (`SENDING`, or marked
+/// possibly in the WMS), and its cancellations not settled (`CANCEL_REQUESTED`).
+pub async fn in_flight<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'SENDING' OR possibly_in_wms),
+                count(*) FILTER (WHERE status = 'CANCEL_REQUESTED')
+           FROM shipments
+          WHERE shop_id = $1 AND (status IN ('SENDING', 'CANCEL_REQUESTED') OR possibly_in_wms)",
+    )
+    .bind(shop_id)
+    .fetch_one(executor)
+    .await
+}
+
 /// Order numbers of a shop's shipments in `status`.
 pub async fn order_nos_in<'e>(
     executor: impl PgExecutor<'e>,

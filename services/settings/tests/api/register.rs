@@ -183,3 +183,46 @@ async fn of_concurrent_registrations_with_one_version_exactly_one_wins() {
     assert_eq!(app.get(&shop).await.expect("get"), *winners[0]);
     assert_eq!(winners[0].version, version + 1);
 }
+
+/// Moving the endpoint needs the dispatcher's word that nothing is in flight at the current
+/// one: unreachable, the change is refused (`UNAVAILABLE`), other registrations go on.
+#[tokio::test]
+async fn an_endpoint_change_is_refused_while_the_dispatcher_cannot_be_asked() {
+    let port = closed_port().await;
+    let app = spawn_app_with(|config| {
+        config.dispatcher.url = format!("http://127.0.0.1:{port}");
+        config.dispatcher.token = "test-settings-token-0123456789".to_owned().into();
+        config.dispatcher.timeout_ms = 500;
+    })
+    .await;
+    let sim = start_simulator().await;
+    let shop = unique_shop();
+    let (key, version) = app.registered_and_checked(&sim, &shop).await;
+
+    let same = app
+        .register(&shop, version, full_detail(&sim.base_url()), None)
+        .await
+        .expect("the same endpoint: the dispatcher is not asked");
+    let status = assert_code(
+        app.register(
+            &shop,
+            same.version,
+            full_detail(&format!("{}/moved", sim.base_url())),
+            Some(&key),
+        )
+        .await,
+        Code::Unavailable,
+    );
+    assert!(
+        status
+            .message()
+            .contains("the shipment dispatcher did not say what is in flight"),
+        "{status:?}"
+    );
+    let now = app.get(&shop).await.expect("get");
+    assert_eq!(
+        now.detail.expect("detail").endpoint_url,
+        sim.base_url(),
+        "nothing saved"
+    );
+}

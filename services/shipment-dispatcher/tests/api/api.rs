@@ -212,6 +212,17 @@ async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
                 "/wmslink.dispatch.v1.DispatchService/GetShipment",
                 code(get_shipment(client, shop, order_no).await),
             ),
+            (
+                "/wmslink.dispatch.v1.DispatchService/GetInFlight",
+                code(
+                    client
+                        .clone()
+                        .get_in_flight(dpb::GetInFlightRequest {
+                            shop_id: shop.to_owned(),
+                        })
+                        .await,
+                ),
+            ),
         ]
     }
 
@@ -235,7 +246,10 @@ async fn a_shop_bound_token_cannot_read_or_change_another_shop_on_any_rpc() {
     for (rpc, code) in every_rpc(&bound, &own.id, &own_no).await {
         assert_ne!(code, Code::PermissionDenied, "{rpc} on its own shop");
         assert_ne!(code, Code::Unauthenticated, "{rpc} on its own shop");
-        if rpc.ends_with("RunDispatch") || rpc.ends_with("GetShipment") {
+        if rpc.ends_with("RunDispatch")
+            || rpc.ends_with("GetShipment")
+            || rpc.ends_with("GetInFlight")
+        {
             assert_eq!(code, Code::Ok, "{rpc} on its own shop");
         }
     }

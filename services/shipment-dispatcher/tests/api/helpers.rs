@@ -200,6 +200,18 @@ impl TestApp {
         self.settings = self.settings_service.client(SETTINGS_ADMIN_TOKEN);
     }
 
+    /// Restarts the settings service so that it asks this dispatcher (`GetInFlight`) before a
+    /// shop's endpoint URL changes, as deployed (off in the other tests: the dispatcher's
+    /// address is only known once it runs).
+    pub async fn settings_ask_the_dispatcher(&mut self) {
+        let addr = self.dispatcher_addr().expect("the dispatcher runs");
+        self.settings_service.stop().await;
+        let config = &mut self.settings_service.config;
+        config.dispatcher.url = format!("http://{addr}");
+        config.dispatcher.token = SecretString::from(READER_TOKEN.to_owned());
+        self.restart_settings().await;
+    }
+
     /// The info of one of the dispatcher's durable consumers on a stream of the test.
     pub async fn consumer_info(
         &self,

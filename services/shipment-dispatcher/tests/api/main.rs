@@ -7,6 +7,7 @@ mod cancel;
 mod cancel_judged;
 mod catalog;
 mod dead_letters;
+mod endpoint_change;
 mod exactly_once;
 mod helpers;
 mod in_doubt;
