@@ -39,6 +39,8 @@ pub struct CheckedUpdate {
     pub cancelled_unrequested: bool,
     /// The dispatcher's R5 flag: adopted after the WMS refused it as a duplicate.
     pub registered_outside: bool,
+    /// The dispatcher's flag: sent with an unknown outcome and not found since.
+    pub possibly_in_wms: bool,
     /// The WMS status of the last observation the dispatcher applied (0: none).
     pub wms_status_id: i32,
     pub sequence: i64,
@@ -93,6 +95,7 @@ pub fn check(
         shipping_status: status_key(status),
         cancelled_unrequested: shipment.cancelled_in_wms_unrequested,
         registered_outside: shipment.registered_outside_wmslink,
+        possibly_in_wms: shipment.possibly_in_wms,
         wms_status_id: shipment.wms_status_id,
         sequence: event.sequence,
         occurred_at,
@@ -117,6 +120,7 @@ impl Handler for WatchListHandler {
                 shipping_status: update.shipping_status,
                 cancelled_unrequested: update.cancelled_unrequested,
                 registered_outside: update.registered_outside,
+                possibly_in_wms: update.possibly_in_wms,
                 wms_status_id: update.wms_status_id,
                 sequence: update.sequence,
                 occurred_at: update.occurred_at,

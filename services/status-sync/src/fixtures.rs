@@ -47,6 +47,7 @@ pub fn row(order_no: &str, wms_order_id: i64, status: &str) -> WatchRow {
         shipping_status: status.into(),
         cancelled_unrequested: false,
         registered_outside: false,
+        possibly_in_wms: false,
         sequence: 3,
         shipped_at: None,
         last: None,

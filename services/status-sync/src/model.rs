@@ -88,6 +88,9 @@ pub struct WatchRow {
     /// The dispatcher's R5 flag: it adopted the shipment after the WMS refused it as a
     /// duplicate (registered outside wmslink).
     pub registered_outside: bool,
+    /// The dispatcher's flag: sent with an unknown outcome and not found since, so the WMS
+    /// may hold it from wmslink's own send.
+    pub possibly_in_wms: bool,
     pub sequence: i64,
     /// When the dispatcher first reported it shipped.
     pub shipped_at: Option<DateTime<Utc>>,
@@ -167,6 +170,7 @@ mod tests {
             shipping_status: status.into(),
             cancelled_unrequested: false,
             registered_outside: false,
+            possibly_in_wms: false,
             sequence: 1,
             shipped_at: None,
             last: None,

@@ -20,6 +20,7 @@ struct WatchRecord {
     shipping_status: String,
     cancelled_unrequested: bool,
     registered_outside: bool,
+    possibly_in_wms: bool,
     sequence: i64,
     shipped_at: Option<DateTime<Utc>>,
     obs_wms_order_id: Option<i64>,
@@ -61,6 +62,7 @@ impl From<WatchRecord> for WatchRow {
             shipping_status: r.shipping_status,
             cancelled_unrequested: r.cancelled_unrequested,
             registered_outside: r.registered_outside,
+            possibly_in_wms: r.possibly_in_wms,
             sequence: r.sequence,
             shipped_at: r.shipped_at,
             last,
@@ -70,7 +72,7 @@ impl From<WatchRecord> for WatchRow {
 }
 
 const WATCH_COLUMNS_BY_ORDER_NOS: &str =
-    "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, sequence, shipped_at,
+    "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, possibly_in_wms, sequence, shipped_at,
         obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
         obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final, obs_tracking_code,
         obs_shipping_date, obs_wms_updated_at, wms_seen_at
@@ -86,6 +88,7 @@ pub struct ShipmentChange<'a> {
     pub shipping_status: &'a str,
     pub cancelled_unrequested: bool,
     pub registered_outside: bool,
+    pub possibly_in_wms: bool,
     pub wms_status_id: i32,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
@@ -101,9 +104,9 @@ impl Store {
         let applied = sqlx::query(
             "INSERT INTO watch_list AS w
                 (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
-                 cancelled_unrequested, reported_wms_status_id, registered_outside)
+                 cancelled_unrequested, reported_wms_status_id, registered_outside, possibly_in_wms)
              VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8,
-                     $9, $10)
+                     $9, $10, $11)
              ON CONFLICT (shop_id, order_no) DO UPDATE SET
                 wms_order_id = CASE WHEN EXCLUDED.wms_order_id <> 0
                                     THEN EXCLUDED.wms_order_id ELSE w.wms_order_id END,
@@ -111,6 +114,7 @@ impl Store {
                 shipping_status = EXCLUDED.shipping_status,
                 cancelled_unrequested = EXCLUDED.cancelled_unrequested,
                 registered_outside = EXCLUDED.registered_outside,
+                possibly_in_wms = EXCLUDED.possibly_in_wms,
                 reported_wms_status_id = EXCLUDED.reported_wms_status_id,
                 sequence = EXCLUDED.sequence,
                 shipped_at = CASE WHEN EXCLUDED.shipping_status = 'SHIPPED'
@@ -129,6 +133,7 @@ impl Store {
         .bind(change.cancelled_unrequested)
         .bind(change.wms_status_id)
         .bind(change.registered_outside)
+        .bind(change.possibly_in_wms)
         .execute(conn)
         .await?;
         Ok(applied.rows_affected() == 1)
@@ -161,7 +166,7 @@ impl Store {
         shipped_watch: Duration,
     ) -> Result<Vec<WatchRow>, sqlx::Error> {
         let records: Vec<WatchRecord> = sqlx::query_as(
-            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside,
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, possibly_in_wms,
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
                     obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final,
                     obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
@@ -192,7 +197,7 @@ impl Store {
         published_before: DateTime<Utc>,
     ) -> Result<Vec<WatchRow>, sqlx::Error> {
         let records: Vec<WatchRecord> = sqlx::query_as(
-            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside,
+            "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, possibly_in_wms,
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name,
                     obs_cancelled, obs_shipped, obs_shipping_status_id, obs_shipping_status_name,
                     obs_carrier_final, obs_tracking_code, obs_shipping_date, obs_wms_updated_at,

@@ -350,14 +350,30 @@ async fn an_order_wmslink_has_not_registered_that_appears_in_the_wms_is_register
     for (no, status) in known {
         app.shipment(&shop, no, 0, status, 1, date).await;
     }
+    // And one the dispatcher sent with an unknown outcome and never found (ERROR, possibly in
+    // the WMS): a WMS order with its number may be wmslink's own, applied late.
+    let mut in_doubt = shipment_event(&shop.id, "ID-1", 0, ShippingStatus::Error, 1, date);
+    if let Some(shipment) = in_doubt.shipment.as_mut() {
+        shipment.possibly_in_wms = true;
+    }
+    publish_raw(
+        &app.nats,
+        &shop.id,
+        &in_doubt.event_id,
+        prost::Message::encode_to_vec(&in_doubt),
+    )
+    .await;
     for (no, status) in known {
         app.wait_for_shipment(&shop, no, status_key_of(status), 1)
             .await;
     }
-    // Someone registers them in the WMS by CSV or by hand.
+    app.wait_for_shipment(&shop, "ID-1", "ERROR", 1).await;
+    // Someone registers them in the WMS by CSV or by hand (ID-1: wmslink's late send).
     let orders: Vec<(String, chrono::DateTime<chrono::Utc>)> = known
         .iter()
-        .map(|(no, _)| ((*no).to_owned(), date))
+        .map(|(no, _)| (*no).to_owned())
+        .chain(["ID-1".to_owned()])
+        .map(|no| (no, date))
         .collect();
     let ids = register_in_wms(&shop.wms, &orders).await;
 
