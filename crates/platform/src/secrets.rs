@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
 
 const NONCE_LEN: usize = 12;
 
@@ -149,9 +150,12 @@ impl KeyRing {
             if id.is_empty() {
                 return Err(bad("empty key id"));
             }
-            let bytes = STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| bad("key is not base64"))?;
+            // Zeroed when dropped: the cipher keeps its own (zeroized) copy.
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|_| bad("key is not base64"))?,
+            );
             if bytes.len() != 32 {
                 return Err(bad("key must be 32 bytes"));
             }
@@ -198,12 +202,13 @@ impl KeyRing {
     }
 
     pub fn generate(key_id: &str) -> (Self, String) {
-        let key = Aes256Gcm::generate_key(OsRng);
+        let mut key = Aes256Gcm::generate_key(OsRng);
         let line = format!("{key_id}={}", STANDARD.encode(key));
         let mut keys = HashMap::new();
         keys.insert(key_id.to_owned(), Aes256Gcm::new(&key));
         let mut fingerprint_keys = HashMap::new();
         fingerprint_keys.insert(key_id.to_owned(), fingerprint_key(key.as_slice()));
+        key.as_mut_slice().zeroize();
         (
             Self {
                 active: key_id.to_owned(),
@@ -289,15 +294,20 @@ impl KeyRing {
                 },
             )
             .map_err(|_| SecretsError::Open)?;
+        // Moved into the SecretString (zeroized when dropped), or zeroized here.
         String::from_utf8(plain)
             .map(SecretString::from)
-            .map_err(|_| SecretsError::Open)
+            .map_err(|err| {
+                err.into_bytes().zeroize();
+                SecretsError::Open
+            })
     }
 }
 
 /// Shows only the last four characters of a secret, e.g. `********abcd`.
 pub fn mask(secret: &SecretString) -> String {
-    let chars: Vec<char> = secret.expose_secret().chars().collect();
+    // A copy of the key's characters, zeroed when dropped.
+    let chars: Zeroizing<Vec<char>> = Zeroizing::new(secret.expose_secret().chars().collect());
     if chars.len() <= 8 {
         return "*".repeat(8);
     }

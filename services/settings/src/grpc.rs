@@ -13,6 +13,7 @@ use wmslink_platform::shop::ShopId;
 use wmslink_proto::settings::v1 as pb;
 use wmslink_proto::settings::v1::settings_service_server::SettingsService as SettingsRpc;
 use wmslink_proto::to_timestamp as timestamp;
+use zeroize::Zeroizing;
 
 use crate::errors::SettingsError;
 use crate::service::{CheckResult, SettingsService, SettingsView};
@@ -152,7 +153,9 @@ impl SettingsRpc for SettingsApi {
         request: Request<pb::RegisterSettingsRequest>,
     ) -> Result<Response<pb::RegisterSettingsResponse>, Status> {
         let caller = caller_name(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        // The key given, zeroed when the call is done.
+        let access_key = Zeroizing::new(request.access_key.take());
         let shop = shop_id(&request.shop_id)?;
         let view = self
             .service
@@ -160,7 +163,7 @@ impl SettingsRpc for SettingsApi {
                 &shop,
                 request.expected_version,
                 request.detail.as_ref(),
-                request.access_key.as_deref(),
+                access_key.as_deref(),
             )
             .await;
         let endpoint = request
@@ -169,7 +172,7 @@ impl SettingsRpc for SettingsApi {
             .map_or("", |detail| detail.endpoint_url.as_str());
         let what = format!(
             "endpoint_url={endpoint:?} access_key_given={}",
-            request.access_key.is_some()
+            access_key.is_some()
         );
         audit(&caller, "RegisterSettings", shop.as_str(), &what, &view);
         let view = view?;
@@ -183,20 +186,22 @@ impl SettingsRpc for SettingsApi {
         request: Request<pb::CheckConnectionRequest>,
     ) -> Result<Response<pb::CheckConnectionResponse>, Status> {
         let caller = caller_name(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        // The key given, zeroed when the call is done.
+        let access_key = Zeroizing::new(request.access_key.take());
         let shop = shop_id(&request.shop_id)?;
         let result = self
             .service
             .check_connection(
                 &shop,
-                request.access_key.as_deref(),
+                access_key.as_deref(),
                 request.endpoint_url.as_deref(),
             )
             .await;
         let what = format!(
             "endpoint_url={:?} access_key_given={}",
             request.endpoint_url.as_deref().unwrap_or("(registered)"),
-            request.access_key.is_some()
+            access_key.is_some()
         );
         audit(&caller, "CheckConnection", shop.as_str(), &what, &result);
         let result = result?;
