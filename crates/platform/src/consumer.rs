@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind, Message};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter};
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,10 @@ pub struct Delivery<'a> {
     /// message as processed.
     pub dedup_id: String,
     pub delivered: i64,
+    /// The message's `consume` span (carrying its publisher's trace context): a batch handler
+    /// enters it while it works on this message, so logs and the events it enqueues belong to
+    /// the message's trace.
+    pub span: tracing::Span,
     subjects: &'a Subjects,
     max_message_bytes: usize,
 }
@@ -167,6 +171,7 @@ impl<'a> Delivery<'a> {
             dedup_id: dedup_id(subject, &msg_id),
             msg_id,
             delivered: 1,
+            span: tracing::Span::current(),
             subjects,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
@@ -244,6 +249,17 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
+/// Processes several messages at once (e.g. in one transaction with one commit). Must be
+/// idempotent on each `msg_id`, and one message's failure must never become another's: every
+/// delivery gets its own outcome.
+pub trait BatchHandler: Send + Sync + 'static {
+    /// One outcome per delivery, in the order of `deliveries` (the stream's order).
+    fn handle_batch(
+        &self,
+        deliveries: &[Delivery<'_>],
+    ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send;
+}
+
 /// The `[consumers]` section, the same in every service that consumes from JetStream: how its
 /// durable consumers redeliver, and how long processed message ids are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +281,10 @@ pub struct ConsumersConfig {
     /// published is logged as a warning and counted (`wmslink.consumer.long_waits`) at each
     /// further delivery.
     pub long_wait_warn_ms: u64,
+    /// Messages a batching consumer hands its handler at once at most (those already
+    /// delivered; it never waits for more). Consumers that take one message at a time
+    /// ignore it.
+    pub max_batch: usize,
 }
 
 impl Default for ConsumersConfig {
@@ -276,6 +296,7 @@ impl Default for ConsumersConfig {
             retry_max_delay_ms: 60_000,
             keep_processed_ms: 8 * 24 * 3600 * 1000,
             long_wait_warn_ms: 5 * 60 * 1000,
+            max_batch: 100,
         }
     }
 }
@@ -291,6 +312,11 @@ impl Validate for ConsumersConfig {
             self.max_deliver >= 1,
             key(section, "max_deliver"),
             "must be at least 1",
+        );
+        problems.check(
+            (1..=1000).contains(&self.max_batch),
+            key(section, "max_batch"),
+            "must be between 1 and 1000 (the consumer's max_ack_pending)",
         );
         problems.check(
             self.retry_base_delay_ms >= 1,
@@ -323,6 +349,7 @@ impl ConsumersConfig {
             base_delay: Duration::from_millis(self.retry_base_delay_ms),
             max_delay: Duration::from_millis(self.retry_max_delay_ms),
             long_wait_warn: Duration::from_millis(self.long_wait_warn_ms),
+            max_batch: self.max_batch,
             ..ConsumerSpec::new(stream, durable_name.to_owned(), filter_subject)
         }
     }
@@ -347,6 +374,8 @@ pub struct ConsumerSpec {
     pub max_message_bytes: usize,
     /// See [`ConsumersConfig::long_wait_warn_ms`].
     pub long_wait_warn: Duration,
+    /// See [`ConsumersConfig::max_batch`].
+    pub max_batch: usize,
 }
 
 impl ConsumerSpec {
@@ -362,6 +391,7 @@ impl ConsumerSpec {
             max_delay: Duration::from_millis(defaults.retry_max_delay_ms),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             long_wait_warn: Duration::from_millis(defaults.long_wait_warn_ms),
+            max_batch: defaults.max_batch,
         }
     }
 
@@ -438,9 +468,10 @@ pub async fn ensure_consumer(
     }
 }
 
-/// Ensures the consumer, calls `on_ready`, then consumes until `shutdown`. Never stops on one
-/// message's error; returns an error when the consumer cannot be set up, or is lost (deleted,
-/// or pulls keep failing), so that its task is restarted and sets it up again.
+/// Ensures the consumer, calls `on_ready`, then consumes until `shutdown`, one message at a
+/// time. Never stops on one message's error; returns an error when the consumer cannot be set
+/// up, or is lost (deleted, or pulls keep failing), so that its task is restarted and sets it
+/// up again.
 pub async fn run<H: Handler>(
     js: &jetstream::Context,
     subjects: &Subjects,
@@ -449,6 +480,51 @@ pub async fn run<H: Handler>(
     shutdown: &CancellationToken,
     on_ready: impl Future<Output = ()>,
 ) -> Result<(), ConsumerError> {
+    consume(js, spec, shutdown, on_ready, 1, |mut batch| async move {
+        if let Some(message) = batch.pop() {
+            process(js, subjects, spec, handler, message).await;
+        }
+    })
+    .await
+}
+
+/// Like [`run`], but hands the handler every message already delivered, up to `max_batch` at
+/// once (the spec's `max_batch`, [`BatchHandler`]): one message when they trickle in (no waiting for more), full
+/// batches under load. Each message is then acknowledged, retried or dead-lettered on its own
+/// outcome, exactly as [`run`] does.
+pub async fn run_batched<H: BatchHandler>(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    handler: &H,
+    shutdown: &CancellationToken,
+    on_ready: impl Future<Output = ()>,
+) -> Result<(), ConsumerError> {
+    consume(
+        js,
+        spec,
+        shutdown,
+        on_ready,
+        spec.max_batch.max(1),
+        |batch| process_batch(js, subjects, spec, handler, batch),
+    )
+    .await
+}
+
+/// The pull loop shared by [`run`] and [`run_batched`]: waits for a message, takes the ones
+/// already delivered behind it (up to `max_batch`), and processes them before pulling more.
+async fn consume<F, Fut>(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    shutdown: &CancellationToken,
+    on_ready: impl Future<Output = ()>,
+    max_batch: usize,
+    mut process: F,
+) -> Result<(), ConsumerError>
+where
+    F: FnMut(Vec<Message>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let consumer = ensure_consumer(js, spec).await?;
     on_ready.await;
     let lost = |reason: String| ConsumerError::Lost {
@@ -480,7 +556,7 @@ pub async fn run<H: Handler>(
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
             };
-            match next {
+            let first = match next {
                 None => break,
                 Some(Err(err)) if err.kind() == pull::MessagesErrorKind::ConsumerDeleted => {
                     return Err(lost(err.to_string()));
@@ -488,12 +564,99 @@ pub async fn run<H: Handler>(
                 // Missing heartbeats and similar: not fatal, keep consuming.
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, consumer = %spec.durable_name, "consume stream");
+                    continue;
                 }
-                Some(Ok(message)) => process(js, subjects, spec, handler, message).await,
+                Some(Ok(message)) => message,
+            };
+            // Whatever has already arrived behind it joins the batch; nothing waits for more.
+            let mut batch = vec![first];
+            let mut deleted = None;
+            let mut ended = false;
+            while batch.len() < max_batch {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(err)))
+                        if err.kind() == pull::MessagesErrorKind::ConsumerDeleted =>
+                    {
+                        deleted = Some(err.to_string());
+                        break;
+                    }
+                    Some(Some(Err(err))) => {
+                        tracing::warn!(error = %err, consumer = %spec.durable_name, "consume stream");
+                    }
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            process(batch).await;
+            if let Some(reason) = deleted {
+                return Err(lost(reason));
+            }
+            if ended {
+                break;
             }
         }
     }
     Ok(())
+}
+
+/// What the consumer knows of one message before its handler runs.
+struct Received {
+    msg_id: String,
+    delivered: i64,
+    published: Option<time::OffsetDateTime>,
+    span: tracing::Span,
+}
+
+impl Received {
+    fn of(spec: &ConsumerSpec, message: &Message) -> Self {
+        let (delivered, stream_sequence, published) = match message.info() {
+            Ok(info) => (info.delivered, info.stream_sequence, Some(info.published)),
+            Err(_) => (1, 0, None),
+        };
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|value| value.as_str().to_owned())
+            .unwrap_or_else(|| format!("{}:{stream_sequence}", spec.stream));
+        let span = tracing::info_span!(
+            "consume",
+            consumer = %spec.durable_name,
+            subject = %message.subject,
+            msg_id = %msg_id,
+            delivered
+        );
+        crate::telemetry::adopt_trace_context(&span, message.headers.as_ref());
+        Self {
+            msg_id,
+            delivered,
+            published,
+            span,
+        }
+    }
+
+    fn delivery<'a>(
+        &self,
+        spec: &ConsumerSpec,
+        subjects: &'a Subjects,
+        message: &'a Message,
+    ) -> Delivery<'a> {
+        Delivery {
+            subject: message.subject.as_str(),
+            payload: &message.payload,
+            headers: message.headers.as_ref(),
+            dedup_id: dedup_id(message.subject.as_str(), &self.msg_id),
+            msg_id: self.msg_id.clone(),
+            delivered: self.delivered,
+            span: self.span.clone(),
+            subjects,
+            max_message_bytes: spec.max_message_bytes,
+        }
+    }
 }
 
 async fn process<H: Handler>(
@@ -503,82 +666,115 @@ async fn process<H: Handler>(
     handler: &H,
     message: Message,
 ) {
-    let (delivered, stream_sequence, published) = match message.info() {
-        Ok(info) => (info.delivered, info.stream_sequence, Some(info.published)),
-        Err(_) => (1, 0, None),
-    };
-    let msg_id = message
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
-        .map(|value| value.as_str().to_owned())
-        .unwrap_or_else(|| format!("{}:{stream_sequence}", spec.stream));
+    let received = Received::of(spec, &message);
+    let delivery = received.delivery(spec, subjects, &message);
+    let outcome = handler
+        .handle(&delivery)
+        .instrument(received.span.clone())
+        .await;
+    settle(js, subjects, spec, &message, &received, outcome).await;
+}
+
+async fn process_batch<H: BatchHandler>(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    handler: &H,
+    messages: Vec<Message>,
+) {
+    let received: Vec<Received> = messages
+        .iter()
+        .map(|message| Received::of(spec, message))
+        .collect();
+    let deliveries: Vec<Delivery<'_>> = received
+        .iter()
+        .zip(&messages)
+        .map(|(received, message)| received.delivery(spec, subjects, message))
+        .collect();
     let span = tracing::info_span!(
-        "consume",
+        "consume_batch",
         consumer = %spec.durable_name,
-        subject = %message.subject,
-        msg_id = %msg_id,
-        delivered
+        messages = messages.len()
     );
-    crate::telemetry::adopt_trace_context(&span, message.headers.as_ref());
-    let delivery = Delivery {
-        subject: message.subject.as_str(),
-        payload: &message.payload,
-        headers: message.headers.as_ref(),
-        dedup_id: dedup_id(message.subject.as_str(), &msg_id),
-        msg_id,
-        delivered,
-        subjects,
-        max_message_bytes: spec.max_message_bytes,
-    };
-    let outcome = handler.handle(&delivery).instrument(span.clone()).await;
-    let _enter = span.enter();
+    let mut outcomes = handler
+        .handle_batch(&deliveries)
+        .instrument(span)
+        .await
+        .into_iter();
+    let settled = messages.iter().zip(&received).map(|(message, received)| {
+        // A handler that returned too few outcomes: the rest come back later.
+        let outcome = outcomes.next().unwrap_or_else(|| {
+            Err(HandleError::Transient(
+                "internal: the batch handler gave no outcome".to_owned(),
+            ))
+        });
+        settle(js, subjects, spec, message, received, outcome)
+    });
+    futures::future::join_all(settled).await;
+}
+
+/// Acknowledges, redelivers or dead-letters one message by its handler's outcome.
+async fn settle(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    spec: &ConsumerSpec,
+    message: &Message,
+    received: &Received,
+    outcome: Result<(), HandleError>,
+) {
+    let delivered = received.delivered;
+    let span = received.span.clone();
     let metrics = ConsumerMetrics::global();
-    let ack = match Decision::of(outcome, delivered, spec) {
-        Decision::Ack => {
-            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Ok);
-            message.ack().await
-        }
-        Decision::Retry { reason, delay } => {
-            tracing::warn!(%reason, ?delay, "transient failure; will redeliver");
-            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
-            message.ack_with(AckKind::Nak(Some(delay))).await
-        }
-        Decision::Wait { reason, delay } => {
-            let waited = published.map(waited_since).unwrap_or_default();
-            if waited >= spec.long_wait_warn {
-                tracing::warn!(%reason, ?delay, waited_s = waited.as_secs(), "still waiting for a dependency; will redeliver");
-                metrics.long_wait(&spec.durable_name, &spec.stream);
-            } else {
-                tracing::info!(%reason, ?delay, "a dependency is unavailable; will redeliver");
+    let decision = Decision::of(outcome, delivered, spec);
+    let ack = async {
+        match decision {
+            Decision::Ack => {
+                metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Ok);
+                message.ack().await
             }
-            metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Waiting);
-            message.ack_with(AckKind::Nak(Some(delay))).await
-        }
-        Decision::DeadLetter { reason, why } => {
-            match dead_letter(js, subjects, spec, &message, delivered, &reason).await {
-                Ok(()) => {
-                    tracing::warn!(%reason, "message dead-lettered");
-                    metrics.record(
-                        &spec.durable_name,
-                        &spec.stream,
-                        ConsumeOutcome::DeadLettered(why),
-                    );
-                    message.ack_with(AckKind::Term).await
+            Decision::Retry { reason, delay } => {
+                tracing::warn!(%reason, ?delay, "transient failure; will redeliver");
+                metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Decision::Wait { reason, delay } => {
+                let waited = received.published.map(waited_since).unwrap_or_default();
+                if waited >= spec.long_wait_warn {
+                    tracing::warn!(%reason, ?delay, waited_s = waited.as_secs(), "still waiting for a dependency; will redeliver");
+                    metrics.long_wait(&spec.durable_name, &spec.stream);
+                } else {
+                    tracing::info!(%reason, ?delay, "a dependency is unavailable; will redeliver");
                 }
-                Err(dlq_err) => {
-                    tracing::error!(%reason, error = %dlq_err, "dead-letter publish failed; will redeliver");
-                    metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
-                    message
-                        .ack_with(AckKind::Nak(Some(spec.retry_delay(delivered))))
-                        .await
+                metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Waiting);
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Decision::DeadLetter { reason, why } => {
+                match dead_letter(js, subjects, spec, message, delivered, &reason).await {
+                    Ok(()) => {
+                        tracing::warn!(%reason, "message dead-lettered");
+                        metrics.record(
+                            &spec.durable_name,
+                            &spec.stream,
+                            ConsumeOutcome::DeadLettered(why),
+                        );
+                        message.ack_with(AckKind::Term).await
+                    }
+                    Err(dlq_err) => {
+                        tracing::error!(%reason, error = %dlq_err, "dead-letter publish failed; will redeliver");
+                        metrics.record(&spec.durable_name, &spec.stream, ConsumeOutcome::Retried);
+                        message
+                            .ack_with(AckKind::Nak(Some(spec.retry_delay(delivered))))
+                            .await
+                    }
                 }
             }
         }
-    };
+    }
+    .instrument(span)
+    .await;
     if let Err(err) = ack {
         // The message will come back after ack_wait; processing is idempotent.
-        tracing::warn!(error = %err, "ack failed");
+        tracing::warn!(parent: &received.span, error = %err, "ack failed");
     }
 }
 
@@ -997,6 +1193,7 @@ mod tests {
             retry_max_delay_ms: 5,
             keep_processed_ms: 3_600_000,
             long_wait_warn_ms: 1_000,
+            max_batch: 0,
         };
         let mut problems = InvalidConfig::new();
         bad.check("consumers", &mut problems);
@@ -1010,6 +1207,7 @@ mod tests {
             [
                 "consumers.ack_wait_ms",
                 "consumers.max_deliver",
+                "consumers.max_batch",
                 "consumers.retry_max_delay_ms",
                 "consumers.keep_processed_ms"
             ]

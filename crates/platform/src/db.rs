@@ -207,3 +207,45 @@ pub async fn mark_processed(
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
+
+/// Records every one of `msg_ids` as processed by `consumer` in one statement inside the
+/// caller's transaction (a batch of messages). Returns the ids that were not processed before,
+/// each once even when `msg_ids` repeats it; the caller must do nothing for the others.
+pub async fn mark_processed_many(
+    conn: &mut PgConnection,
+    consumer: &str,
+    msg_ids: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if msg_ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let fresh: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO processed_messages (consumer, msg_id)
+         SELECT $1, id FROM unnest($2::text[]) AS ids(id)
+         ON CONFLICT DO NOTHING RETURNING msg_id",
+    )
+    .bind(consumer)
+    .bind(msg_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// Takes back [`mark_processed_many`] for `msg_ids` inside the same transaction: messages of a
+/// batch that were refused, so that a redelivery is processed again, as if each had had a
+/// transaction of its own that rolled back.
+pub async fn unmark_processed(
+    conn: &mut PgConnection,
+    consumer: &str,
+    msg_ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    if msg_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM processed_messages WHERE consumer = $1 AND msg_id = ANY($2)")
+        .bind(consumer)
+        .bind(msg_ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -4,7 +4,8 @@
 //! the platform consumer and the messages behind it keep flowing.
 
 use prost::Message;
-use wmslink_platform::consumer::{Delivery, HandleError, Handler};
+use wmslink_platform::consumer::{BatchHandler, Delivery, HandleError, Handler};
+use wmslink_platform::shop::ShopId;
 use wmslink_platform::validation::FieldViolations;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::orders::v1::Order;
@@ -13,7 +14,7 @@ use wmslink_proto::sync::v1::WmsAnomaly;
 
 use crate::domain::inbound::{check_anomaly, check_shipment_update};
 use crate::domain::validation::check_order;
-use crate::service::{Applied, Orders, Source};
+use crate::service::{Applied, CartMessage, Orders};
 use crate::store::OrderAnomaly;
 
 pub const CART_ORDERS_CONSUMER: &str = "order-events-cart-orders";
@@ -25,14 +26,18 @@ fn invalid(what: &str, violations: &FieldViolations) -> HandleError {
     HandleError::Permanent(format!("invalid {what}: {}", violations.summary()))
 }
 
-/// `cart.orders.{shop}.upserted`: full order snapshots from the cart.
+/// `cart.orders.{shop}.upserted`: full order snapshots from the cart, taken in batches
+/// (every message already delivered, up to `consumers.max_batch`) and stored in one
+/// transaction per batch ([`Orders::upsert_batch`]); each message is still checked, refused,
+/// acknowledged or dead-lettered on its own.
 pub struct CartOrders {
     pub orders: Orders,
     pub max_message_bytes: usize,
 }
 
-impl Handler for CartOrders {
-    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+impl CartOrders {
+    /// Decodes and checks one message: the shop and the order, or why it can never be taken.
+    fn check(&self, delivery: &Delivery<'_>) -> Result<(ShopId, Order), HandleError> {
         let order: Order = delivery.decode()?;
         let shop = delivery.shop(&order.shop_id, "order.shop_id")?;
         let mut violations = FieldViolations::new();
@@ -47,19 +52,45 @@ impl Handler for CartOrders {
         if !violations.is_empty() {
             return Err(invalid("order", &violations));
         }
-        let source = Source::Nats {
-            consumer: CART_ORDERS_CONSUMER,
-            msg_id: &delivery.dedup_id,
-        };
-        let (applied, _) = self
-            .orders
-            .upsert(&shop, &order, source)
-            .await
-            .map_err(|err| err.to_handle_error())?;
-        if applied != Applied::AlreadyProcessed {
-            tracing::info!(shop = %shop, order_no = %order.order_no, revision = order.revision, ?applied, "cart order");
+        Ok((shop, order))
+    }
+}
+
+impl BatchHandler for CartOrders {
+    async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(deliveries.len());
+        let mut checked = Vec::with_capacity(deliveries.len());
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match self.check(delivery) {
+                Ok((shop, order)) => {
+                    checked.push(CartMessage {
+                        shop,
+                        order,
+                        msg_id: &delivery.dedup_id,
+                        span: &delivery.span,
+                    });
+                    positions.push(i);
+                    outcomes.push(Ok(()));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
         }
-        Ok(())
+        let results = self
+            .orders
+            .upsert_batch(CART_ORDERS_CONSUMER, &checked)
+            .await;
+        for ((i, result), message) in positions.into_iter().zip(results).zip(&checked) {
+            match result {
+                Ok(Applied::AlreadyProcessed) => {}
+                Ok(applied) => {
+                    let order = &message.order;
+                    tracing::info!(parent: message.span, shop = %message.shop, order_no = %order.order_no, revision = order.revision, ?applied, "cart order");
+                }
+                Err(err) => outcomes[i] = Err(err),
+            }
+        }
+        outcomes
     }
 }
 

@@ -243,7 +243,7 @@ impl Application {
         } = self;
         let [cart_orders, settings, shipments, anomalies] = consumer_specs(&config, &subjects);
         let mut tasks = vec![
-            Task::consumer(
+            Task::batch_consumer(
                 js.clone(),
                 subjects.clone(),
                 cart_orders,

@@ -1,11 +1,14 @@
 //! The order rules over the store, shared by the gRPC handlers and the NATS consumers: one
 //! transaction per change, holding the order's lock, the business rows and the outbox rows.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
-use wmslink_platform::db::mark_processed;
+use tracing::Instrument as _;
+use wmslink_platform::consumer::HandleError;
+use wmslink_platform::db::{mark_processed, mark_processed_many, unmark_processed};
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{self, OutboxMessage, RelayWaker, new_event_id};
 use wmslink_platform::shop::ShopId;
@@ -44,6 +47,14 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// Whether the change enqueued an event (the relay is woken after the commit).
+    fn enqueues(self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::StatusChanged | Self::Updated | Self::StatusChangeRejected
+        )
+    }
+
     pub fn outcome(self) -> UpsertOutcome {
         match self {
             Self::Created => UpsertOutcome::Created,
@@ -55,6 +66,27 @@ impl Applied {
             }
         }
     }
+}
+
+/// One checked cart message of a batch ([`Orders::upsert_batch`]).
+pub struct CartMessage<'a> {
+    pub shop: ShopId,
+    pub order: Order,
+    pub msg_id: &'a str,
+    /// The message's `consume` span: its logs and events belong to its trace.
+    pub span: &'a tracing::Span,
+}
+
+/// Whether the messages of `shop` already failed (its settings lookup was tried).
+fn results_for_shop_failed(
+    batch: &[CartMessage<'_>],
+    results: &[Option<Result<Applied, OrderError>>],
+    shop: &ShopId,
+) -> bool {
+    batch
+        .iter()
+        .zip(results)
+        .any(|(message, result)| message.shop == *shop && result.is_some())
 }
 
 #[derive(Clone)]
@@ -182,6 +214,29 @@ impl Orders {
         store::lock_order(&mut tx, shop.as_str(), &order.order_no).await?;
         let shop_sync = Self::known_shop(&mut tx, shop).await?;
         let stored = store::load_order(&mut tx, shop.as_str(), &order.order_no).await?;
+        let (applied, stored_revision) = self
+            .apply(&mut tx, shop, order, source, &shop_sync, stored)
+            .await?;
+        tx.commit().await?;
+        if applied.enqueues() {
+            self.wake_relay();
+        }
+        Ok((applied, stored_revision))
+    }
+
+    /// The revision rules and R4 for one snapshot, with the order locked and `stored` read in
+    /// the caller's transaction: writes the order and its event. A refusal leaves the
+    /// transaction unwritten by this order (the caller rolls it back, or takes back the
+    /// message's processed mark); a database error means the transaction is lost.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        shop: &ShopId,
+        order: &Order,
+        source: Source<'_>,
+        shop_sync: &ShopSync,
+        stored: Option<StoredOrder>,
+    ) -> Result<(Applied, i64), OrderError> {
         let decision = decide(
             stored.as_ref().map(|s| &s.order),
             stored.as_ref().is_some_and(|s| s.wmslink_changes > 0),
@@ -189,9 +244,9 @@ impl Orders {
         );
         let (applied, stored_revision) = match (decision, stored) {
             (Decision::Create, _) => {
-                store::insert_order(&mut tx, order).await?;
+                store::insert_order(&mut *tx, order).await?;
                 let event = events::status_changed(&self.subjects, shop, order, "", 0);
-                Self::enqueue(&mut tx, &event).await?;
+                Self::enqueue(&mut *tx, &event).await?;
                 (Applied::Created, order.revision)
             }
             (Decision::StatusChange { previous_status }, Some(stored)) => {
@@ -200,7 +255,7 @@ impl Orders {
                     &order.order_no,
                     stored.order_date(),
                     wms,
-                    &shop_sync,
+                    shop_sync,
                     &previous_status,
                     &order.status_code,
                     Utc::now(),
@@ -223,7 +278,7 @@ impl Orders {
                         reason: &reason,
                         event_id: &event_id,
                     };
-                    if store::insert_rejected_change(&mut tx, &change).await? {
+                    if store::insert_rejected_change(&mut *tx, &change).await? {
                         let event = events::status_change_rejected(
                             &self.subjects,
                             shop,
@@ -233,29 +288,28 @@ impl Orders {
                             wms.wms_status_id,
                             &reason,
                         );
-                        Self::enqueue(&mut tx, &event).await?;
+                        Self::enqueue(&mut *tx, &event).await?;
                     }
                     // The stored order does not move.
                     (Applied::StatusChangeRejected, stored.order.revision)
                 } else {
-                    store::update_order(&mut tx, order).await?;
+                    store::update_order(&mut *tx, order).await?;
                     let event =
                         events::status_changed(&self.subjects, shop, order, &previous_status, 0);
-                    Self::enqueue(&mut tx, &event).await?;
+                    Self::enqueue(&mut *tx, &event).await?;
                     (Applied::StatusChanged, order.revision)
                 }
             }
             (Decision::ContentUpdate, Some(_)) => {
-                store::update_order(&mut tx, order).await?;
-                Self::enqueue(&mut tx, &events::updated(&self.subjects, shop, order)).await?;
+                store::update_order(&mut *tx, order).await?;
+                Self::enqueue(&mut *tx, &events::updated(&self.subjects, shop, order)).await?;
                 (Applied::Updated, order.revision)
             }
             (Decision::Stale { stored_revision }, Some(_)) => {
-                store::count_stale(&mut tx, shop.as_str(), &order.order_no).await?;
+                store::count_stale(&mut *tx, shop.as_str(), &order.order_no).await?;
                 self.metrics.stale_revision(shop.as_str());
                 tracing::info!(shop = %shop, order_no = %order.order_no, revision = order.revision, stored_revision, "older revision ignored");
-                tx.commit().await?;
-                return Ok((Applied::StaleIgnored, stored_revision));
+                (Applied::StaleIgnored, stored_revision)
             }
             (Decision::Unchanged, Some(_)) => (Applied::Unchanged, order.revision),
             (Decision::Conflict { stored_revision }, _) => {
@@ -270,17 +324,190 @@ impl Orders {
             // `decide` returns these only when an order is stored.
             (_, None) => (Applied::Unchanged, order.revision),
         };
+        Ok((applied, stored_revision))
+    }
+
+    /// Applies a batch of checked cart messages (in stream order) in one transaction with one
+    /// commit, with the same rules and outcome per message as [`upsert`](Self::upsert) from
+    /// NATS one by one: the messages' processed marks in one statement, every order locked in
+    /// one statement, the stored orders read in one statement per round (a round holds each
+    /// order once, so a later message of the same order sees the earlier one's effect). A
+    /// message refused by the rules (unknown shop, revision conflict, corrupt stored order)
+    /// gets its own error and its processed mark back; a database error loses the batch's
+    /// transaction, and then each message is tried again on its own, so one message's trouble
+    /// never becomes the others'. The database or the settings service out of reach is an
+    /// outage for the messages it touches.
+    pub async fn upsert_batch(
+        &self,
+        consumer: &str,
+        batch: &[CartMessage<'_>],
+    ) -> Vec<Result<Applied, HandleError>> {
+        if batch.len() > 1 {
+            match self.try_upsert_batch(consumer, batch).await {
+                Ok(results) => {
+                    return results
+                        .into_iter()
+                        .map(|result| result.map_err(|err| err.to_handle_error()))
+                        .collect();
+                }
+                Err(err) => {
+                    let failure = err.to_handle_error();
+                    if let HandleError::Unavailable(_) = failure {
+                        return batch.iter().map(|_| Err(failure.clone())).collect();
+                    }
+                    tracing::warn!(error = %err, messages = batch.len(), "batch failed; trying its messages one by one");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for message in batch {
+            let source = Source::Nats {
+                consumer,
+                msg_id: message.msg_id,
+            };
+            let result = self
+                .upsert(&message.shop, &message.order, source)
+                .instrument(message.span.clone())
+                .await;
+            results.push(
+                result
+                    .map(|(applied, _)| applied)
+                    .map_err(|err| err.to_handle_error()),
+            );
+        }
+        results
+    }
+
+    async fn try_upsert_batch(
+        &self,
+        consumer: &str,
+        batch: &[CartMessage<'_>],
+    ) -> Result<Vec<Result<Applied, OrderError>>, OrderError> {
+        let mut results: Vec<Option<Result<Applied, OrderError>>> =
+            batch.iter().map(|_| None).collect();
+        let key = |i: usize| (batch[i].shop.as_str(), batch[i].order.order_no.as_str());
+        let mut shops: Vec<&str> = batch.iter().map(|m| m.shop.as_str()).collect();
+        shops.sort_unstable();
+        shops.dedup();
+
+        // Shops whose settings event has not arrived are asked of the settings service first
+        // (outside the transaction); one out of reach holds up only its own messages.
+        if self.directory.is_some() {
+            let known = store::load_shops(&mut *self.pool.acquire().await?, &shops).await?;
+            for message in batch {
+                let shop = &message.shop;
+                if known.contains_key(shop.as_str())
+                    || results_for_shop_failed(batch, &results, shop)
+                {
+                    continue;
+                }
+                match self.learn_if_unknown(shop).await {
+                    Ok(()) => {}
+                    Err(OrderError::SettingsUnavailable(reason)) => {
+                        for (i, other) in batch.iter().enumerate() {
+                            if other.shop == *shop {
+                                results[i] =
+                                    Some(Err(OrderError::SettingsUnavailable(reason.clone())));
+                            }
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let sync = store::load_shops(&mut tx, &shops).await?;
+        let candidates: Vec<usize> = (0..batch.len()).filter(|&i| results[i].is_none()).collect();
+        let ids: Vec<&str> = candidates.iter().map(|&i| batch[i].msg_id).collect();
+        let mut fresh = mark_processed_many(&mut tx, consumer, &ids).await?;
+        let mut marked = Vec::with_capacity(candidates.len());
+        for i in candidates {
+            if fresh.remove(batch[i].msg_id) {
+                marked.push(i);
+            } else {
+                results[i] = Some(Ok(Applied::AlreadyProcessed));
+            }
+        }
+        let mut pending = Vec::with_capacity(marked.len());
+        for &i in &marked {
+            if sync.contains_key(batch[i].shop.as_str()) {
+                pending.push(i);
+            } else {
+                results[i] = Some(Err(OrderError::UnknownShop(batch[i].shop.to_string())));
+            }
+        }
+        let keys: Vec<(&str, &str)> = pending.iter().map(|&i| key(i)).collect();
+        store::lock_orders(&mut tx, &keys).await?;
+
+        let mut wake = false;
+        while !pending.is_empty() {
+            let mut seen = HashSet::new();
+            let (round, rest): (Vec<usize>, Vec<usize>) =
+                pending.iter().partition(|&&i| seen.insert(key(i)));
+            let round_keys: Vec<(&str, &str)> = round.iter().map(|&i| key(i)).collect();
+            let mut stored = store::load_orders(&mut tx, &round_keys).await?;
+            for i in round {
+                let message = &batch[i];
+                let (shop, order_no) = key(i);
+                let stored = match stored.remove(&(shop.to_owned(), order_no.to_owned())) {
+                    None => None,
+                    Some(Ok(stored)) => Some(stored),
+                    Some(Err(err)) => {
+                        results[i] = Some(Err(err));
+                        continue;
+                    }
+                };
+                let Some(shop_sync) = sync.get(shop) else {
+                    continue;
+                };
+                let source = Source::Nats {
+                    consumer,
+                    msg_id: message.msg_id,
+                };
+                let applied = self
+                    .apply(
+                        &mut tx,
+                        &message.shop,
+                        &message.order,
+                        source,
+                        shop_sync,
+                        stored,
+                    )
+                    .instrument(message.span.clone())
+                    .await;
+                match applied {
+                    Ok((applied, _)) => {
+                        wake |= applied.enqueues();
+                        results[i] = Some(Ok(applied));
+                    }
+                    Err(OrderError::Database(err)) => return Err(OrderError::Database(err)),
+                    Err(err) => results[i] = Some(Err(err)),
+                }
+            }
+            pending = rest;
+        }
+        // As if each refused message had had a transaction of its own that rolled back.
+        let refused: Vec<&str> = marked
+            .iter()
+            .filter(|&&i| matches!(results[i], Some(Err(_))))
+            .map(|&i| batch[i].msg_id)
+            .collect();
+        unmark_processed(&mut tx, consumer, &refused).await?;
         tx.commit().await?;
-        if matches!(
-            applied,
-            Applied::Created
-                | Applied::StatusChanged
-                | Applied::Updated
-                | Applied::StatusChangeRejected
-        ) {
+        if wake {
             self.wake_relay();
         }
-        Ok((applied, stored_revision))
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(OrderError::Database(sqlx::Error::Protocol(
+                        "internal: a batch message was left without an outcome".to_owned(),
+                    )))
+                })
+            })
+            .collect())
     }
 
     /// The cart changes an order's status (optimistic: `expected_revision` must be the stored

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
-use crate::consumer::{self, ConsumerSpec, Handler};
+use crate::consumer::{self, BatchHandler, ConsumerSpec, Handler};
 use crate::nats::Subjects;
 use crate::outbox::{self, OutboxRelay};
 
@@ -134,6 +134,27 @@ impl Task {
             async move {
                 let (js, subjects, spec, handler) = &*shared;
                 consumer::run(js, subjects, spec, handler, ctx.stop(), ctx.ready()).await?;
+                Ok(())
+            }
+        })
+        .signals_ready()
+    }
+
+    /// Like [`Task::consumer`], with a handler that takes the messages already delivered
+    /// together, up to the spec's `max_batch` ([`consumer::run_batched`]).
+    pub fn batch_consumer<H: BatchHandler>(
+        js: jetstream::Context,
+        subjects: Subjects,
+        spec: ConsumerSpec,
+        handler: H,
+    ) -> Self {
+        let name = format!("consumer {}", spec.durable_name);
+        let shared = Arc::new((js, subjects, spec, handler));
+        Self::required(name, move |ctx| {
+            let shared = shared.clone();
+            async move {
+                let (js, subjects, spec, handler) = &*shared;
+                consumer::run_batched(js, subjects, spec, handler, ctx.stop(), ctx.ready()).await?;
                 Ok(())
             }
         })

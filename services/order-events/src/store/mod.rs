@@ -12,11 +12,11 @@ pub use list::{BROAD_PREFIX_BUDGET, Page, explain_list, list_orders, list_orders
 pub use order_anomalies::{OrderAnomaly, record_anomaly};
 pub use order_integration::apply_shipment;
 pub use orders::{
-    StoredOrder, count_stale, insert_order, load_order, lock_order, record_wmslink_change,
-    update_order,
+    StoredOrder, count_stale, insert_order, load_order, load_orders, lock_order, lock_orders,
+    record_wmslink_change, update_order,
 };
 pub use rejected_changes::{RejectedChange, insert_rejected_change};
-pub use shops::{change_implies_registered, load_shop, shop_versions, upsert_shop};
+pub use shops::{change_implies_registered, load_shop, load_shops, shop_versions, upsert_shop};
 
 /// The migrations of this service (after the platform's own tables).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,6 +1,8 @@
 //! `orders`: the latest snapshot of every order (protobuf bytes) with its list and display
 //! columns, and the per-order lock every change takes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sqlx::PgConnection;
@@ -10,6 +12,17 @@ use super::timestamp;
 use crate::domain::validation::to_datetime;
 use crate::errors::OrderError;
 
+/// The columns of an [`OrderRow`] (`orders o` with `order_integration p`), for every read.
+macro_rules! order_columns {
+    () => {
+        "o.shop_id, o.order_no, o.snapshot, o.received_at, o.shipping_status,
+         o.wms_status_id, p.wms_status_name, p.tracking_code, p.shipped_date,
+         p.edited_after_sending, p.edited_revision, p.cancel_rejected,
+         p.cancelled_in_wms_unrequested, p.last_error,
+         p.updated_at AS integration_updated_at, o.wmslink_changes, o.anomalies"
+    };
+}
+
 /// Serialises every change of one order (creation included) for the rest of the transaction.
 pub async fn lock_order(conn: &mut PgConnection, shop: &str, order_no: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
@@ -18,6 +31,56 @@ pub async fn lock_order(conn: &mut PgConnection, shop: &str, order_no: &str) -> 
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// [`lock_order`] for many orders at once, in one statement, in a fixed order (by lock key) so
+/// that two batches never wait on each other crosswise.
+pub async fn lock_orders(conn: &mut PgConnection, keys: &[(&str, &str)]) -> sqlx::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (shops, order_nos): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(k1, k2)) FROM (
+             SELECT DISTINCT hashtext(s) AS k1, hashtext(o) AS k2
+             FROM unnest($1::text[], $2::text[]) AS keys(s, o)
+             ORDER BY k1, k2) AS sorted",
+    )
+    .bind(&shops)
+    .bind(&order_nos)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// [`load_order`] for many orders at once, in one statement: the stored ones by
+/// `(shop_id, order_no)`, each decoded on its own (a corrupt snapshot fails only its order).
+pub async fn load_orders(
+    conn: &mut PgConnection,
+    keys: &[(&str, &str)],
+) -> sqlx::Result<HashMap<(String, String), Result<StoredOrder, OrderError>>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (shops, order_nos): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    let rows: Vec<OrderRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM unnest($1::text[], $2::text[]) AS keys(shop_id, order_no)
+              JOIN orders o ON o.shop_id = keys.shop_id AND o.order_no = keys.order_no
+              LEFT JOIN order_integration p ON p.shop_id = o.shop_id AND p.order_no = o.order_no"
+    ))
+    .bind(&shops)
+    .bind(&order_nos)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let key = (row.shop_id.clone(), row.order_no.clone());
+            (key, StoredOrder::try_from(row))
+        })
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,16 +168,13 @@ pub async fn load_order(
     shop: &str,
     order_no: &str,
 ) -> Result<Option<StoredOrder>, OrderError> {
-    let row: Option<OrderRow> = sqlx::query_as(
-        "SELECT o.shop_id, o.order_no, o.snapshot, o.received_at, o.shipping_status,
-                o.wms_status_id, p.wms_status_name, p.tracking_code, p.shipped_date,
-                p.edited_after_sending, p.edited_revision, p.cancel_rejected,
-                p.cancelled_in_wms_unrequested, p.last_error,
-                p.updated_at AS integration_updated_at, o.wmslink_changes, o.anomalies
-         FROM orders o
-         LEFT JOIN order_integration p ON p.shop_id = o.shop_id AND p.order_no = o.order_no
-         WHERE o.shop_id = $1 AND o.order_no = $2",
-    )
+    let row: Option<OrderRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o
+              LEFT JOIN order_integration p ON p.shop_id = o.shop_id AND p.order_no = o.order_no
+              WHERE o.shop_id = $1 AND o.order_no = $2"
+    ))
     .bind(shop)
     .bind(order_no)
     .fetch_optional(conn)

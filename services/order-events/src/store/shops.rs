@@ -33,6 +33,31 @@ pub async fn load_shop(conn: &mut PgConnection, shop: &str) -> sqlx::Result<Opti
     }))
 }
 
+/// [`load_shop`] for several shops in one statement: the registered ones by shop id.
+pub async fn load_shops(
+    conn: &mut PgConnection,
+    shops: &[&str],
+) -> sqlx::Result<std::collections::HashMap<String, ShopSync>> {
+    let rows: Vec<(String, bool, bool, i32)> = sqlx::query_as(
+        "SELECT shop_id, enabled, shipment_results, sync_period_days FROM shops
+         WHERE shop_id = ANY($1) AND registered",
+    )
+    .bind(shops)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(shop, enabled, shipment_results, sync_period_days)| {
+            let sync = ShopSync {
+                enabled,
+                shipment_results,
+                sync_period_days,
+            };
+            (shop, sync)
+        })
+        .collect())
+}
+
 /// Settings changes that imply registered settings: registering them, and switching the
 /// integration (which needs registered settings). A catalog or a connection check alone does not.
 pub fn change_implies_registered(change: &str) -> bool {

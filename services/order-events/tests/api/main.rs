@@ -4,6 +4,7 @@
 mod anomalies;
 mod auth;
 mod bad_input;
+mod batch;
 mod helpers;
 mod list;
 mod nats_inbound;
