@@ -42,6 +42,48 @@ pub struct WmsClientConfig {
     pub allowed_hosts: Vec<String>,
     /// `User-Agent` header. Default `wmslink-wms-client/<version>`.
     pub user_agent: String,
+    /// A secret mixed into the rate-limit bucket ids (their HMAC key), so a bucket id in the
+    /// shared database cannot confirm a guessed access key. Every service calling the WMS must
+    /// use the same one (their budgets are shared by bucket id). Empty (the default, for
+    /// development): unsalted ids. Serialized as an empty string.
+    pub bucket_salt: BucketSalt,
+}
+
+/// The secret of [`WmsClientConfig::bucket_salt`].
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct BucketSalt(pub secrecy::SecretString);
+
+impl BucketSalt {
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl Default for BucketSalt {
+    fn default() -> Self {
+        Self(secrecy::SecretString::from(""))
+    }
+}
+
+impl PartialEq for BucketSalt {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for BucketSalt {}
+
+impl std::fmt::Debug for BucketSalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketSalt([redacted])")
+    }
+}
+
+impl Serialize for BucketSalt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("")
+    }
 }
 
 impl Default for WmsClientConfig {
@@ -54,6 +96,7 @@ impl Default for WmsClientConfig {
             allow_private_endpoints: Vec::new(),
             allowed_hosts: Vec::new(),
             user_agent: concat!("wmslink-wms-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            bucket_salt: BucketSalt::default(),
         }
     }
 }

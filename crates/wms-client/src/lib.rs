@@ -214,7 +214,8 @@ pub use commerce_robo::{
     shipping_status_name, status_name,
 };
 pub use config::{
-    DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig, WmsClientConfig,
+    BucketSalt, DEFAULT_RATE_LIMIT_DATABASE_URL, RateLimitConfig, SharedRateLimitConfig,
+    WmsClientConfig,
 };
 pub use error::{WmsError, WmsErrorDetail};
 pub use limiter::{

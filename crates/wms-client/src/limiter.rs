@@ -18,25 +18,37 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use crate::config::RateLimitConfig;
+use crate::config::{BucketSalt, RateLimitConfig};
 
-/// The name of a rate-limit bucket: hex SHA-256 of a fixed prefix and the access key.
-/// Safe to store and log; it does not reveal the key.
+/// The name of a rate-limit bucket: hex HMAC-SHA256 of the access key keyed with the bucket
+/// salt (`wms.bucket_salt`), or, without a salt (development), hex SHA-256 of a fixed prefix
+/// and the key. Safe to store and log; it does not reveal the key, and with a salt it cannot
+/// confirm a guessed key either.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BucketId(String);
 
 impl BucketId {
-    /// The bucket of an access key.
-    pub fn for_access_key(access_key: &SecretString) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"wmslink-wms-rate-limit:v1:");
-        hasher.update(access_key.expose_secret().as_bytes());
-        let digest = hasher.finalize();
+    /// The bucket of an access key, under `salt` (empty: unsalted).
+    pub fn for_access_key(access_key: &SecretString, salt: &BucketSalt) -> Self {
+        let digest = if salt.expose().is_empty() {
+            let mut hasher = Sha256::new();
+            hasher.update(b"wmslink-wms-rate-limit:v1:");
+            hasher.update(access_key.expose_secret().as_bytes());
+            hasher.finalize().to_vec()
+        } else {
+            // HMAC takes a key of any length.
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(salt.expose().as_bytes())
+                .unwrap_or_else(|_| unreachable!());
+            mac.update(b"wmslink-wms-rate-limit:v2:");
+            mac.update(access_key.expose_secret().as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        };
         let mut hex = String::with_capacity(64);
         for byte in digest.iter() {
             hex.push_str(&format!("{byte:02x}"));
@@ -311,16 +323,43 @@ mod tests {
 
     #[test]
     fn bucket_id_is_a_fingerprint() {
+        let none = BucketSalt::default();
         let key = SecretString::from("super-secret-key-123");
-        let b = BucketId::for_access_key(&key);
+        let b = BucketId::for_access_key(&key, &none);
         assert_eq!(b.as_str().len(), 64);
         assert!(!b.as_str().contains("super-secret"));
         assert_eq!(
             b,
-            BucketId::for_access_key(&SecretString::from("super-secret-key-123"))
+            BucketId::for_access_key(&SecretString::from("super-secret-key-123"), &none)
         );
-        assert_ne!(b, BucketId::for_access_key(&SecretString::from("other")));
+        assert_ne!(
+            b,
+            BucketId::for_access_key(&SecretString::from("other"), &none)
+        );
         assert_eq!(format!("{b:?}"), format!("BucketId({})", &b.as_str()[..12]));
+    }
+
+    /// With a salt, the bucket id of a key cannot be recomputed without the salt: it is not
+    /// the unsalted id, and another salt gives another id; one salt gives one id (the
+    /// services share buckets through it).
+    #[test]
+    fn a_salted_bucket_id_needs_the_salt() {
+        let key = SecretString::from("super-secret-key-123");
+        let salt = |s: &str| BucketSalt(SecretString::from(s.to_owned()));
+        let unsalted = BucketId::for_access_key(&key, &BucketSalt::default());
+        let salted = BucketId::for_access_key(&key, &salt("pepper-one"));
+        assert_eq!(salted.as_str().len(), 64);
+        assert_ne!(salted, unsalted);
+        assert_ne!(salted, BucketId::for_access_key(&key, &salt("pepper-two")));
+        assert_eq!(salted, BucketId::for_access_key(&key, &salt("pepper-one")));
+        assert_ne!(
+            salted,
+            BucketId::for_access_key(&SecretString::from("other"), &salt("pepper-one"))
+        );
+        assert_eq!(
+            format!("{:?}", salt("pepper-one")),
+            "BucketSalt([redacted])"
+        );
     }
 
     #[tokio::test]

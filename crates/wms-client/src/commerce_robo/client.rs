@@ -391,7 +391,7 @@ impl WmsClient {
             inner: Arc::new(Inner {
                 http,
                 base: url.as_str().trim_end_matches('/').to_owned(),
-                bucket: BucketId::for_access_key(&access_key),
+                bucket: BucketId::for_access_key(&access_key, &config.bucket_salt),
                 limiter,
                 metrics: WmsMetrics::global().clone(),
             }),
