@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use wmslink_platform::consumer::{Delivery, HandleError, Handler};
 use wmslink_platform::db;
 use wmslink_platform::shop::{OrderNo, ShopId};
+use wmslink_platform::telemetry;
 use wmslink_proto::dispatch::v1::ShipmentUpdated;
 use wmslink_proto::from_timestamp;
 use wmslink_proto::orders::v1::ShippingStatus;
@@ -124,6 +125,7 @@ impl Handler for WatchListHandler {
                 wms_status_id: update.wms_status_id,
                 sequence: update.sequence,
                 occurred_at: update.occurred_at,
+                traceparent: telemetry::current_traceparent().as_deref(),
             },
         )
         .await?;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use wmslink_platform::nats::Subjects;
 use wmslink_platform::outbox::{self, OutboxMessage};
 use wmslink_platform::shop::ShopId;
+use wmslink_platform::telemetry;
 use wmslink_proto::sync::v1::WmsObserved;
 use wmslink_proto::to_timestamp;
 
@@ -35,8 +36,26 @@ pub fn observed(
     }
 }
 
-pub fn observed_message(subjects: &Subjects, shop: &ShopId, event: &WmsObserved) -> OutboxMessage {
-    OutboxMessage::protobuf(subjects.wms_observed(shop), event.event_id.clone(), event)
+/// `wms.{shop}.observed` for `event`, carrying the trace context of a `wms_observation` span
+/// that continues the order's trace (`traceparent`, from the dispatcher's last update of the
+/// shipment; without one, the current span's): the observation, and what the dispatcher and
+/// order-events do with it, belong to the order's one trace.
+pub fn observed_message(
+    subjects: &Subjects,
+    shop: &ShopId,
+    event: &WmsObserved,
+    traceparent: Option<&str>,
+) -> OutboxMessage {
+    let span = tracing::info_span!(
+        "wms_observation",
+        shop = %shop,
+        order_no = %event.order_no,
+        status_id = event.status_id
+    );
+    telemetry::continue_traces(&span, traceparent);
+    span.in_scope(|| {
+        OutboxMessage::protobuf(subjects.wms_observed(shop), event.event_id.clone(), event)
+    })
 }
 
 pub fn anomaly_message(
@@ -75,7 +94,7 @@ mod tests {
             wms_updated_at: at,
         };
         let event = observed(&shop, "A-1", &observation, at);
-        let message = observed_message(&subjects, &shop, &event);
+        let message = observed_message(&subjects, &shop, &event, None);
         assert_eq!(message.subject, "p.wms.s1.observed");
         assert_eq!(message.msg_id, event.event_id);
         let decoded = WmsObserved::decode(message.payload.as_slice()).unwrap();

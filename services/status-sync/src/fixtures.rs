@@ -52,6 +52,7 @@ pub fn row(order_no: &str, wms_order_id: i64, status: &str) -> WatchRow {
         shipped_at: None,
         last: None,
         seen_in_wms_at: None,
+        traceparent: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct WatchRow {
     pub last: Option<Observation>,
     /// Last time the WMS returned it in any answer.
     pub seen_in_wms_at: Option<DateTime<Utc>>,
+    /// The W3C trace context of the dispatcher's last update: an observation of the order
+    /// continues it (one trace per order).
+    pub traceparent: Option<String>,
 }
 
 impl WatchRow {
@@ -175,6 +178,7 @@ mod tests {
             shipped_at: None,
             last: None,
             seen_in_wms_at: None,
+            traceparent: None,
         }
     }
 

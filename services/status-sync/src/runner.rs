@@ -29,7 +29,7 @@ use crate::anomalies;
 use crate::config::SyncConfig;
 use crate::errors::{ShopError, SyncError};
 use crate::events;
-use crate::model::{Observation, Period};
+use crate::model::{Observation, Period, WatchRow};
 use crate::review::{self, Review, ReviewContext, Search};
 use crate::shops::{Shop, ShopDirectory};
 use crate::store::{RunRecord, Store};
@@ -528,7 +528,7 @@ impl Runner {
                 // Fresh rows: the dispatcher may have moved some since the list was read.
                 let rows = self.store.rows_for(state.shop_id.as_str(), chunk).await?;
                 let review = review::review(&rows, &orders, Search::OrderNos(chunk), &state.ctx);
-                self.save(state, &review).await?;
+                self.save(state, &rows, &review).await?;
             }
         }
 
@@ -575,7 +575,7 @@ impl Runner {
                 .await?;
             let review = review::review(&rows, &page.orders, Search::UpdatedSince, &state.ctx);
             state.stats.asked += review.seen.len() as u64;
-            self.save(state, &review).await?;
+            self.save(state, &rows, &review).await?;
             match page.next {
                 Some(next) => cursor = next,
                 None => break,
@@ -603,7 +603,12 @@ impl Runner {
                 let event = events::observed(state.shop_id, &row.order_no, observation, now);
                 Some((
                     row.order_no.as_str(),
-                    events::observed_message(&self.subjects, state.shop_id, &event),
+                    events::observed_message(
+                        &self.subjects,
+                        state.shop_id,
+                        &event,
+                        row.traceparent.as_deref(),
+                    ),
                 ))
             })
             .collect();
@@ -621,16 +626,24 @@ impl Runner {
 
     /// Stores one review: changed observations with their events, the others' WMS update time,
     /// the suspects.
-    async fn save(&self, state: &mut PassState<'_>, review: &Review) -> Result<(), PassFailure> {
+    async fn save(
+        &self,
+        state: &mut PassState<'_>,
+        rows: &HashMap<String, WatchRow>,
+        review: &Review,
+    ) -> Result<(), PassFailure> {
         let now = Utc::now();
         let changed: Vec<(&str, &Observation, OutboxMessage)> = review
             .changed()
             .map(|seen| {
                 let event = events::observed(state.shop_id, &seen.order_no, &seen.observation, now);
+                let traceparent = rows
+                    .get(&seen.order_no)
+                    .and_then(|row| row.traceparent.as_deref());
                 (
                     seen.order_no.as_str(),
                     &seen.observation,
-                    events::observed_message(&self.subjects, state.shop_id, &event),
+                    events::observed_message(&self.subjects, state.shop_id, &event, traceparent),
                 )
             })
             .collect();

@@ -1,6 +1,8 @@
 //! One trace per order: the W3C trace context of a cart message continues through order-events
-//! (its consume span, its outbox event) into the dispatcher's consume span. The services export
-//! over real OTLP/gRPC (`telemetry::init` with an endpoint) to an in-process receiver.
+//! (its consume span, its outbox event) into the dispatcher's consume span, the WMS call, then
+//! status-sync's observation of the order and back through the dispatcher to order-events. The
+//! services export over real OTLP/gRPC (`telemetry::init` with an endpoint) to an in-process
+//! receiver.
 //!
 //! Its own test binary: it installs the process-wide subscriber and tracer provider.
 
@@ -30,14 +32,22 @@ use wmslink_e2e::{STATUS_READY, System, SystemOptions, order};
 use wmslink_platform::shop::ShopId;
 use wmslink_platform::telemetry::{self, TelemetryConfig};
 use wmslink_proto::orders::v1 as orders;
-use wmslink_testkit::{eventually, unique};
+use wmslink_proto::sync::v1 as sync_pb;
+use wmslink_testkit::{eventually, eventually_every, unique};
 
-/// A span as received: its trace id (hex), name and string attributes.
+/// A span as received: its trace id, span id and parent span id (hex), name and string
+/// attributes.
 #[derive(Debug, Clone)]
 struct ReceivedSpan {
     trace_id: String,
+    span_id: String,
+    parent_span_id: String,
     name: String,
     attributes: BTreeMap<String, String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Clone, Default)]
@@ -69,7 +79,9 @@ impl TraceService for Receiver {
                         })
                         .collect();
                     spans.push(ReceivedSpan {
-                        trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
                         name: span.name,
                         attributes,
                     });
@@ -92,7 +104,7 @@ impl MetricsService for Receiver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cart_message_trace_continues_through_order_events_and_the_dispatcher_to_the_wms_call() {
+async fn a_cart_message_trace_continues_to_the_wms_call_and_back_from_status_syncs_observation() {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -107,7 +119,8 @@ async fn a_cart_message_trace_continues_through_order_events_and_the_dispatcher_
         &TelemetryConfig {
             otlp_endpoint: endpoint,
             log_filter: "warn,wmslink_platform=info,wmslink_order_events=info,\
-                         wmslink_shipment_dispatcher=info,wmslink_wms_client=info,trace=info"
+                         wmslink_shipment_dispatcher=info,wmslink_wms_client=info,\
+                         wmslink_status_sync=info,trace=info"
                 .into(),
             ..TelemetryConfig::default()
         },
@@ -188,6 +201,47 @@ async fn a_cart_message_trace_continues_through_order_events_and_the_dispatcher_
         },
     )
     .await;
+
+    // The warehouse moves the order on; status-sync observes it and publishes the observation,
+    // the dispatcher applies it, order-events shows it.
+    system.simulator.state().tick_warehouse(Some(&key)).unwrap();
+    let wms_status = system
+        .simulator
+        .state()
+        .orders(&key)
+        .unwrap()
+        .iter()
+        .find(|o| o.order_no == "T-1")
+        .unwrap()
+        .status_id;
+    let sync = system.sync();
+    eventually_every(
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+        "T-1's WMS status observed and shown",
+        || async {
+            sync.clone()
+                .run_sync(sync_pb::RunSyncRequest {
+                    shop_id: shop.clone(),
+                    from: None,
+                    to: None,
+                })
+                .await
+                .ok()?;
+            let view = client
+                .clone()
+                .get_order(orders::GetOrderRequest {
+                    shop_id: shop.clone(),
+                    order_no: "T-1".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .order?;
+            (view.integration?.wms_status_id == wms_status).then_some(())
+        },
+    )
+    .await;
     system.stop().await;
     // Flushes every span still batched.
     drop(guard);
@@ -227,5 +281,53 @@ async fn a_cart_message_trace_continues_through_order_events_and_the_dispatcher_
     assert!(
         in_trace.iter().any(|span| span.name == "wms_call"),
         "the WMS call is in the cart message's trace: {names:?}"
+    );
+
+    // status-sync's observation of the order continues the order's trace, and so do the
+    // dispatcher applying it and order-events taking the shipment update that follows.
+    let observation = in_trace
+        .iter()
+        .find(|span| {
+            span.name == "wms_observation"
+                && span.attributes.get("order_no").map(String::as_str) == Some("T-1")
+        })
+        .unwrap_or_else(|| panic!("status-sync's observation is in the order's trace: {names:?}"));
+    let by_id: BTreeMap<&str, &ReceivedSpan> = spans
+        .iter()
+        .map(|span| (span.span_id.as_str(), span))
+        .collect();
+    let descends_from = |span: &ReceivedSpan, ancestor: &ReceivedSpan| {
+        let mut at = span.parent_span_id.as_str();
+        while let Some(parent) = by_id.get(at) {
+            if parent.span_id == ancestor.span_id {
+                return true;
+            }
+            at = parent.parent_span_id.as_str();
+        }
+        false
+    };
+    let applied = in_trace
+        .iter()
+        .find(|span| {
+            span.name == "consume"
+                && span
+                    .attributes
+                    .get("consumer")
+                    .is_some_and(|c| c.ends_with("shipment-dispatcher-observed"))
+                && descends_from(span, observation)
+        })
+        .unwrap_or_else(|| {
+            panic!("the dispatcher's consume span of the observation follows it: {names:?}")
+        });
+    assert!(
+        in_trace.iter().any(|span| {
+            span.name == "consume"
+                && span
+                    .attributes
+                    .get("consumer")
+                    .is_some_and(|c| c.ends_with("order-events-shipments"))
+                && descends_from(span, applied)
+        }),
+        "and back: order-events takes the shipment update the observation caused: {names:?}"
     );
 }

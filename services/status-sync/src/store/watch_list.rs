@@ -35,6 +35,7 @@ struct WatchRecord {
     obs_shipping_date: Option<String>,
     obs_wms_updated_at: Option<DateTime<Utc>>,
     wms_seen_at: Option<DateTime<Utc>>,
+    traceparent: Option<String>,
 }
 
 impl From<WatchRecord> for WatchRow {
@@ -67,6 +68,7 @@ impl From<WatchRecord> for WatchRow {
             shipped_at: r.shipped_at,
             last,
             seen_in_wms_at: r.wms_seen_at,
+            traceparent: r.traceparent,
         }
     }
 }
@@ -75,7 +77,7 @@ const WATCH_COLUMNS_BY_ORDER_NOS: &str =
     "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, possibly_in_wms, sequence, shipped_at,
         obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
         obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final, obs_tracking_code,
-        obs_shipping_date, obs_wms_updated_at, wms_seen_at
+        obs_shipping_date, obs_wms_updated_at, wms_seen_at, traceparent
    FROM watch_list WHERE shop_id = $1 AND order_no = ANY($2)";
 
 /// The shipment as the dispatcher reported it.
@@ -92,6 +94,8 @@ pub struct ShipmentChange<'a> {
     pub wms_status_id: i32,
     pub sequence: i64,
     pub occurred_at: DateTime<Utc>,
+    /// The W3C trace context the update came with (the order's trace), if any.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Store {
@@ -104,9 +108,10 @@ impl Store {
         let applied = sqlx::query(
             "INSERT INTO watch_list AS w
                 (shop_id, order_no, wms_order_id, order_date, shipping_status, sequence, shipped_at,
-                 cancelled_unrequested, reported_wms_status_id, registered_outside, possibly_in_wms)
+                 cancelled_unrequested, reported_wms_status_id, registered_outside, possibly_in_wms,
+                 traceparent)
              VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'SHIPPED' THEN $7::timestamptz END, $8,
-                     $9, $10, $11)
+                     $9, $10, $11, $12)
              ON CONFLICT (shop_id, order_no) DO UPDATE SET
                 wms_order_id = CASE WHEN EXCLUDED.wms_order_id <> 0
                                     THEN EXCLUDED.wms_order_id ELSE w.wms_order_id END,
@@ -120,6 +125,7 @@ impl Store {
                 shipped_at = CASE WHEN EXCLUDED.shipping_status = 'SHIPPED'
                                   THEN COALESCE(w.shipped_at, EXCLUDED.shipped_at)
                                   ELSE w.shipped_at END,
+                traceparent = COALESCE(EXCLUDED.traceparent, w.traceparent),
                 updated_at = now()
              WHERE w.sequence < EXCLUDED.sequence",
         )
@@ -134,6 +140,7 @@ impl Store {
         .bind(change.wms_status_id)
         .bind(change.registered_outside)
         .bind(change.possibly_in_wms)
+        .bind(change.traceparent)
         .execute(conn)
         .await?;
         Ok(applied.rows_affected() == 1)
@@ -169,7 +176,8 @@ impl Store {
             "SELECT order_no, wms_order_id, order_date, shipping_status, cancelled_unrequested, registered_outside, possibly_in_wms,
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name, obs_cancelled, obs_shipped,
                     obs_shipping_status_id, obs_shipping_status_name, obs_carrier_final,
-                    obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at
+                    obs_tracking_code, obs_shipping_date, obs_wms_updated_at, wms_seen_at,
+                    traceparent
                FROM watch_list
               WHERE shop_id = $1 AND order_date >= $2 AND ($3::timestamptz IS NULL OR order_date < $3)
                 AND (shipping_status IN ('SENT', 'CANCEL_REQUESTED', 'CANCEL_REJECTED')
@@ -201,7 +209,7 @@ impl Store {
                     sequence, shipped_at, obs_wms_order_id, obs_status_id, obs_status_name,
                     obs_cancelled, obs_shipped, obs_shipping_status_id, obs_shipping_status_name,
                     obs_carrier_final, obs_tracking_code, obs_shipping_date, obs_wms_updated_at,
-                    wms_seen_at
+                    wms_seen_at, traceparent
                FROM watch_list
               WHERE shop_id = $1 AND obs_status_id IS NOT NULL AND obs_wms_updated_at IS NOT NULL
                 AND reported_wms_status_id IS NOT NULL AND observed_at < $2
