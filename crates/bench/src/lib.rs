@@ -218,7 +218,7 @@ async fn limit_off(
     let idle = footprint::sample(&fleet.pids());
     // How long the orders of a run may take to be registered after the last was sent; those
     // not registered by then count as missing (I1).
-    let settle = Duration::from_secs(if quick { 180 } else { 900 });
+    let settle = Duration::from_secs(if quick { 300 } else { 900 });
     for rep in 0..options.repetitions {
         eprintln!("bench: repetition {}: machine limits", rep + 1);
         let limits = limits::measure(fleet, if quick { 2.0 } else { 5.0 }).await?;

@@ -208,7 +208,14 @@ async fn main() -> anyhow::Result<()> {
     options.keep = args.keep;
 
     let started = std::time::Instant::now();
-    let outcome = wmslink_bench::run(&options).await?;
+    // On Ctrl-C or SIGTERM the run is dropped, and with it every process it started (by pid)
+    // and its PostgreSQL cluster.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = tokio::select! {
+        outcome = wmslink_bench::run(&options) => outcome?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = terminate.recv() => bail!("terminated"),
+    };
     let table = report::table(&outcome.figures, options.repetitions);
     let text = section(&args, &options, &outcome, &table);
     println!("{text}");
