@@ -1,9 +1,12 @@
 //! The dispatcher's JetStream consumers: order events (`orders.*.status_changed`,
 //! `orders.*.updated`) and WMS observations (`wms.*.observed`).
 //!
-//! Per message, one transaction: record the message id as processed (a repeat does nothing),
-//! store the snapshot if its revision is newer, apply the state machine, write the history and
-//! the `ShipmentUpdated` outbox event; the platform consumer acks after the commit. Invalid
+//! Per message: record the message id as processed (a repeat does nothing), store the snapshot
+//! if its revision is newer, apply the state machine, write the history and the
+//! `ShipmentUpdated` outbox event, all in the transaction; the platform consumer acks after the
+//! commit. Order events already delivered together are applied in one transaction with one
+//! commit ([`apply_order_events`]; each order's events in stream order), and one that fails is
+//! refused alone; an observation has a transaction of its own. Invalid
 //! messages are permanent failures (dead-lettered with the reason); the database or the
 //! settings service out of reach is an outage (`HandleError::Unavailable`: redelivered with a
 //! capped back-off for as long as it takes, never dead-lettered). A status code the cached
@@ -12,7 +15,8 @@
 
 use std::sync::Arc;
 
-use wmslink_platform::consumer::{Delivery, HandleError, Handler};
+use tracing::Instrument as _;
+use wmslink_platform::consumer::{BatchHandler, Delivery, HandleError, Handler};
 use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::{db, telemetry};
 use wmslink_proto::orders::v1::{Order, OrderStatusChanged, OrderUpdated};
@@ -130,8 +134,13 @@ pub fn parse_order_event<E: OrderEventPayload>(
     })
 }
 
-impl<E: OrderEventPayload> Handler for OrderEvents<E> {
-    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+impl<E: OrderEventPayload> OrderEvents<E> {
+    /// Decodes and checks one event and finds its shop's view (the order-status catalog
+    /// fetched again when it does not know the event's status).
+    async fn prepare(
+        &self,
+        delivery: &Delivery<'_>,
+    ) -> Result<(OrderEvent, Arc<ShopView>), HandleError> {
         let event = parse_order_event::<E>(delivery)?;
         let shop = event.shop.as_str();
         let settings = &self.core.settings;
@@ -154,13 +163,165 @@ impl<E: OrderEventPayload> Handler for OrderEvents<E> {
                 )));
             }
         }
-        let wake =
-            apply_order_event(&self.core, self.consumer, &delivery.dedup_id, &event, &view).await?;
-        if wake {
-            self.core.sender.wake(event.shop.as_str());
-        }
-        Ok(())
+        Ok((event, view))
     }
+}
+
+/// Order events are taken in batches (every message already delivered, up to
+/// `consumers.max_batch`): one transaction and one commit per batch ([`apply_order_events`]),
+/// each event still refused, acknowledged or dead-lettered on its own.
+impl<E: OrderEventPayload> BatchHandler for OrderEvents<E> {
+    async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(deliveries.len());
+        let mut ready = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match self
+                .prepare(delivery)
+                .instrument(delivery.span.clone())
+                .await
+            {
+                Ok((event, view)) => {
+                    ready.push(Prepared {
+                        index: i,
+                        event,
+                        view,
+                    });
+                    outcomes.push(Ok(()));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        if ready.len() > 1 {
+            match apply_order_events(&self.core, self.consumer, deliveries, &ready).await {
+                Ok(results) => {
+                    for (prepared, result) in ready.iter().zip(results) {
+                        match result {
+                            Ok(true) => self.core.sender.wake(prepared.event.shop.as_str()),
+                            Ok(false) => {}
+                            Err(err) => outcomes[prepared.index] = Err(err),
+                        }
+                    }
+                    return outcomes;
+                }
+                Err(HandleError::Unavailable(reason)) => {
+                    for prepared in &ready {
+                        outcomes[prepared.index] = Err(HandleError::Unavailable(reason.clone()));
+                    }
+                    return outcomes;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, messages = ready.len(), "batch failed; applying its events one by one");
+                }
+            }
+        }
+        for prepared in &ready {
+            let delivery = &deliveries[prepared.index];
+            let applied = apply_order_event(
+                &self.core,
+                self.consumer,
+                &delivery.dedup_id,
+                &prepared.event,
+                &prepared.view,
+            )
+            .instrument(delivery.span.clone())
+            .await;
+            match applied {
+                Ok(true) => self.core.sender.wake(prepared.event.shop.as_str()),
+                Ok(false) => {}
+                Err(err) => outcomes[prepared.index] = Err(err),
+            }
+        }
+        outcomes
+    }
+}
+
+/// A checked order event of a batch, with its shop's view.
+pub struct Prepared {
+    /// Its place in the batch's deliveries.
+    pub index: usize,
+    pub event: OrderEvent,
+    pub view: Arc<ShopView>,
+}
+
+/// Why one event of a batch was not applied.
+enum ApplyError {
+    /// The transaction is lost.
+    Db(sqlx::Error),
+    /// This event only.
+    Refused(HandleError),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+/// Applies a batch of order events in one transaction with one commit: the processed marks in
+/// one statement, then each event as [`apply_order_event`] does, each order's events in stream
+/// order and the orders in key order (so two batches lock shipments in the same order). An
+/// event refused by the state machine gets its own error and its processed mark back. A
+/// database error loses the transaction: the caller then applies the events one by one.
+/// Returns, per prepared event, whether the sender has work.
+pub async fn apply_order_events(
+    core: &Core,
+    consumer: &str,
+    deliveries: &[Delivery<'_>],
+    batch: &[Prepared],
+) -> Result<Vec<Result<bool, HandleError>>, HandleError> {
+    let mut results: Vec<Option<Result<bool, HandleError>>> = batch.iter().map(|_| None).collect();
+    let mut tx = core.pool.begin().await?;
+    let msg_id = |k: usize| deliveries[batch[k].index].dedup_id.as_str();
+    let ids: Vec<&str> = (0..batch.len()).map(msg_id).collect();
+    let mut fresh = db::mark_processed_many(&mut tx, consumer, &ids).await?;
+    let mut marked = Vec::with_capacity(batch.len());
+    for (k, result) in results.iter_mut().enumerate() {
+        if fresh.remove(msg_id(k)) {
+            marked.push(k);
+        } else {
+            *result = Some(Ok(false));
+        }
+    }
+    let mut in_key_order = marked.clone();
+    in_key_order.sort_by(|&a, &b| {
+        let key = |k: usize| {
+            (
+                batch[k].event.shop.as_str(),
+                batch[k].event.order.order_no.as_str(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut publish_any = false;
+    for k in in_key_order {
+        let prepared = &batch[k];
+        let applied = apply_in(&mut tx, core, &prepared.event, &prepared.view)
+            .instrument(deliveries[prepared.index].span.clone())
+            .await;
+        match applied {
+            Ok((wake, publish)) => {
+                publish_any |= publish;
+                results[k] = Some(Ok(wake));
+            }
+            Err(ApplyError::Db(err)) => return Err(err.into()),
+            Err(ApplyError::Refused(err)) => results[k] = Some(Err(err)),
+        }
+    }
+    // As if each refused event had had a transaction of its own that rolled back.
+    let refused: Vec<&str> = marked
+        .iter()
+        .filter(|&&k| matches!(results[k], Some(Err(_))))
+        .map(|&k| msg_id(k))
+        .collect();
+    db::unmark_processed(&mut tx, consumer, &refused).await?;
+    tx.commit().await?;
+    if publish_any {
+        core.relay.wake();
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(false)))
+        .collect())
 }
 
 pub(crate) fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
@@ -182,14 +343,34 @@ pub async fn apply_order_event(
     event: &OrderEvent,
     view: &ShopView,
 ) -> Result<bool, HandleError> {
-    let shop = event.shop.as_str();
-    let order = &event.order;
     let mut tx = core.pool.begin().await?;
     if !db::mark_processed(&mut tx, consumer, msg_id).await? {
         tx.commit().await?;
         return Ok(false);
     }
-    let current = store::lock(&mut tx, shop, &order.order_no).await?;
+    let (wake, publish) = match apply_in(&mut tx, core, event, view).await {
+        Ok(done) => done,
+        Err(ApplyError::Db(err)) => return Err(err.into()),
+        Err(ApplyError::Refused(err)) => return Err(err),
+    };
+    tx.commit().await?;
+    if publish {
+        core.relay.wake();
+    }
+    Ok(wake)
+}
+
+/// One order event inside the caller's transaction (its message marked processed): returns
+/// whether the sender has work and whether an event was enqueued.
+async fn apply_in(
+    tx: &mut sqlx::PgConnection,
+    core: &Core,
+    event: &OrderEvent,
+    view: &ShopView,
+) -> Result<(bool, bool), ApplyError> {
+    let shop = event.shop.as_str();
+    let order = &event.order;
+    let current = store::lock(&mut *tx, shop, &order.order_no).await?;
     let facts = OrderFacts {
         revision: event.revision,
         status_code: order.status_code.clone(),
@@ -220,7 +401,9 @@ pub async fn apply_order_event(
     }
     if let Some((input, _, reason)) = plan.change {
         let line = row.apply(input, reason).map_err(|refused| {
-            HandleError::Permanent(format!("internal: state machine refused {refused}"))
+            ApplyError::Refused(HandleError::Permanent(format!(
+                "internal: state machine refused {refused}"
+            )))
         })?;
         history.push(line);
         publish = true;
@@ -242,15 +425,11 @@ pub async fn apply_order_event(
         publish = true;
     }
     if plan.store_snapshot || !history.is_empty() || publish {
-        store::persist(&mut tx, &core.subjects, &mut row, &history, publish).await?;
+        store::persist(&mut *tx, &core.subjects, &mut row, &history, publish).await?;
     }
-    tx.commit().await?;
-    if publish {
-        core.relay.wake();
-    }
-    Ok(matches!(
-        row.status,
-        Status::Queued | Status::CancelRequested
+    Ok((
+        matches!(row.status, Status::Queued | Status::CancelRequested),
+        publish,
     ))
 }
 

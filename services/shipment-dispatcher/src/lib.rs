@@ -241,13 +241,13 @@ impl Application {
         let [status_changed, updated, observed] = consumer_specs(&config, &core.subjects);
 
         let mut tasks = vec![
-            Task::consumer(
+            Task::batch_consumer(
                 js.clone(),
                 core.subjects.clone(),
                 status_changed,
                 OrderEvents::status_changed(core.clone()),
             ),
-            Task::consumer(
+            Task::batch_consumer(
                 js.clone(),
                 core.subjects.clone(),
                 updated,

@@ -3,6 +3,7 @@
 //! wiremock where a fault must be exact).
 
 mod api;
+mod batch;
 mod cancel;
 mod cancel_judged;
 mod catalog;
