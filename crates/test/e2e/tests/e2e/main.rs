@@ -4,5 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod flaky;
 mod flows;
 mod migrations;
