@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,14 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Create the database named in `url` when it does not exist.
     pub create_if_missing: bool,
+    /// PostgreSQL `sslmode` (`disable`, `allow`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full`); overrides the URL's. Empty: as the URL says (default `prefer`).
+    /// Note: the workspace builds sqlx without a TLS backend yet, so `require` and stronger
+    /// fail at connect (docs/security.md).
+    pub ssl_mode: String,
+    /// PEM file of the authority that signed the server's certificate (for `verify-ca` and
+    /// `verify-full`). Empty: none.
+    pub ssl_root_cert: String,
 }
 
 impl Default for DatabaseConfig {
@@ -25,6 +33,8 @@ impl Default for DatabaseConfig {
             url: "postgres://postgres@127.0.0.1:5432/wmslink".into(),
             max_connections: 10,
             create_if_missing: true,
+            ssl_mode: String::new(),
+            ssl_root_cert: String::new(),
         }
     }
 }
@@ -40,7 +50,27 @@ impl crate::config::Validate for DatabaseConfig {
             key(section, "max_connections"),
             "must be at least 1",
         );
+        problems.check(
+            self.ssl_mode.is_empty() || PgSslMode::from_str(&self.ssl_mode).is_ok(),
+            key(section, "ssl_mode"),
+            "must be disable, allow, prefer, require, verify-ca or verify-full",
+        );
     }
+}
+
+/// The connection options of `config`: its URL, then `ssl_mode` and `ssl_root_cert` when set.
+pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
+    let mut options =
+        PgConnectOptions::from_str(&config.url).map_err(|err| DbError::Url(err.to_string()))?;
+    if !config.ssl_mode.is_empty() {
+        let mode = PgSslMode::from_str(&config.ssl_mode)
+            .map_err(|err| DbError::Url(format!("ssl_mode: {err}")))?;
+        options = options.ssl_mode(mode);
+    }
+    if !config.ssl_root_cert.is_empty() {
+        options = options.ssl_root_cert(&config.ssl_root_cert);
+    }
+    Ok(options)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +85,7 @@ pub enum DbError {
 
 /// Opens the pool, creating the database first when configured to.
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let options = PgConnectOptions::from_str(&config.url)
-        .map_err(|err| DbError::Url(err.to_string()))?
+    let options = connect_options(config)?
         .log_statements(tracing::log::LevelFilter::Debug)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
     if config.create_if_missing {
@@ -248,4 +277,54 @@ pub async fn unmark_processed(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Validate;
+
+    #[test]
+    fn ssl_mode_and_root_cert_reach_the_connect_options() {
+        let url = |mode: &str| DatabaseConfig {
+            url: format!("postgres://u@db.example:5432/x{mode}"),
+            ..DatabaseConfig::default()
+        };
+        // As the URL says, prefer by default.
+        assert!(matches!(
+            connect_options(&url("")).unwrap().get_ssl_mode(),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            connect_options(&url("?sslmode=require"))
+                .unwrap()
+                .get_ssl_mode(),
+            PgSslMode::Require
+        ));
+        // The config overrides the URL.
+        let config = DatabaseConfig {
+            ssl_mode: "verify-full".into(),
+            ssl_root_cert: "/etc/wmslink/pg-ca.pem".into(),
+            ..url("?sslmode=disable")
+        };
+        assert!(matches!(
+            connect_options(&config).unwrap().get_ssl_mode(),
+            PgSslMode::VerifyFull
+        ));
+        let mut problems = crate::config::InvalidConfig::default();
+        config.check("database", &mut problems);
+        assert!(problems.problems().is_empty(), "{problems:?}");
+        let bad = DatabaseConfig {
+            ssl_mode: "sometimes".into(),
+            ..DatabaseConfig::default()
+        };
+        let mut problems = crate::config::InvalidConfig::default();
+        bad.check("database", &mut problems);
+        assert!(
+            format!("{problems:?}").contains("database.ssl_mode"),
+            "{problems:?}"
+        );
+        assert!(connect_options(&bad).is_err());
+    }
 }

@@ -24,6 +24,7 @@ async fn concurrent_starts_both_create_the_missing_database() {
         url: format!("{}/{name}", server_url()),
         max_connections: 2,
         create_if_missing: true,
+        ..DatabaseConfig::default()
     };
     let starts: Vec<_> = (0..6)
         .map(|_| {

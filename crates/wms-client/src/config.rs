@@ -343,6 +343,7 @@ impl SharedRateLimitConfig {
                 url: self.database_url.clone(),
                 max_connections: self.max_connections,
                 create_if_missing: true,
+                ..DatabaseConfig::default()
             })
             .await
             .map_err(|err| LimiterError(format!("rate-limit database: {err}")))?

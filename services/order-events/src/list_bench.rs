@@ -418,6 +418,7 @@ async fn prepare(args: &Options) -> anyhow::Result<(PgPool, Option<f64>)> {
         url: format!("{}/{}", args.server, args.database),
         max_connections: 4,
         create_if_missing: true,
+        ..DatabaseConfig::default()
     };
     if args.reuse
         && let Ok(pool) = db::connect(&config).await
@@ -438,6 +439,7 @@ async fn prepare(args: &Options) -> anyhow::Result<(PgPool, Option<f64>)> {
         url: format!("{}/postgres", args.server),
         max_connections: 1,
         create_if_missing: false,
+        ..DatabaseConfig::default()
     })
     .await
     .context("connecting to the PostgreSQL server")?;

@@ -78,6 +78,7 @@ impl TestDb {
             url: url.to_owned(),
             max_connections: 5,
             create_if_missing: true,
+            ..DatabaseConfig::default()
         }
     }
 
