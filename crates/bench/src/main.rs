@@ -121,16 +121,14 @@ fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn section(args: &Args, options: &Options, outcome: &Outcome, table: &str) -> String {
+fn section(options: &Options, outcome: &Outcome, table: &str) -> String {
     let profile = if options.bin_dir.ends_with("release") {
         "release"
     } else {
         "debug (figures are only meaningful for the release build)"
     };
-    let mode = match args.mode {
-        Mode::All => "all",
-        Mode::Quick => "quick",
-    };
+    // The arguments as given, so the command can be run again as it was.
+    let mode = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let mut out = format!(
         "## The benchmark command (`wmslink-bench`)\n\n\
          Command: `cargo run --release -p wmslink-bench -- {mode}` ({} repetition(s); build: {profile}).\n\
@@ -217,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         _ = terminate.recv() => bail!("terminated"),
     };
     let table = report::table(&outcome.figures, options.repetitions);
-    let text = section(&args, &options, &outcome, &table);
+    let text = section(&options, &outcome, &table);
     println!("{text}");
     eprintln!("bench: ran in {:.0} s", started.elapsed().as_secs_f64());
     let write = !args.no_write && (args.write || args.mode == Mode::All);
