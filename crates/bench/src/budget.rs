@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::sync::v1 as sync;
 use wmslink_proto::sync::v1::sync_service_client::SyncServiceClient;
-use wmslink_soak::system::{bearer, client_channel};
+use wmslink_soak::system::bearer;
 use wmslink_tools::demo::{self, STATUS_CANCELLED};
 
 use crate::fleet::{Fleet, WmsLimit};
@@ -216,8 +216,12 @@ pub async fn status_sync(
     refill(registered.register_calls).await;
 
     let before = fleet.sim.counters(key).await?;
-    let mut client =
-        SyncServiceClient::with_interceptor(client_channel(fleet.ports.sync)?, bearer()?);
+    // A pass over many shipments at 1/s outlasts the usual 30 s client timeout.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", fleet.ports.sync))?
+            .timeout(Duration::from_secs(3_600))
+            .connect_lazy();
+    let mut client = SyncServiceClient::with_interceptor(channel, bearer()?);
     let alongside_tag = format!("SA{tag}");
     let start = Instant::now();
     let dispatcher = pipeline::run(
