@@ -18,6 +18,7 @@ pub use wmslink_settings_client::SettingsClientConfig;
 pub use wmslink_wms_client::SharedRateLimitConfig;
 use wmslink_wms_client::WmsClientConfig;
 
+use crate::order_events::OrderEventsConfig;
 use crate::settle::DoubtRules;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct Config {
     /// The per-access-key budget, shared through PostgreSQL with status-sync.
     pub rate_limit: SharedRateLimitConfig,
     pub sender: SenderConfig,
+    /// order-events, asked by the rebuild sweep for the orders whose events were lost (off
+    /// when its `url` is empty).
+    pub order_events: OrderEventsConfig,
     /// The durable consumers of order events and WMS observations.
     pub consumers: ConsumersConfig,
     pub outbox: OutboxConfig,
@@ -59,6 +63,7 @@ impl Default for Config {
             wms: WmsClientConfig::default(),
             rate_limit: SharedRateLimitConfig::default(),
             sender: SenderConfig::default(),
+            order_events: OrderEventsConfig::default(),
             consumers: ConsumersConfig::default(),
             outbox: OutboxConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -83,6 +88,21 @@ impl Validate for Config {
         self.wms.check(&key(section, "wms"), problems);
         self.rate_limit.check(&key(section, "rate_limit"), problems);
         self.sender.check(&key(section, "sender"), problems);
+        self.order_events
+            .check(&key(section, "order_events"), problems);
+        // Each rebuild reads every order of the sync period: never more often than the sweep.
+        if self.order_events.enabled() {
+            problems.check(
+                self.order_events.rebuild_interval_ms >= self.sender.sweep_interval_ms,
+                key(&key(section, "order_events"), "rebuild_interval_ms"),
+                "must be at least sender.sweep_interval_ms",
+            );
+        }
+        self.order_events.check_production(
+            self.runtime.profile,
+            &key(section, "order_events"),
+            problems,
+        );
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);

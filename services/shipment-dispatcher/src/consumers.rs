@@ -295,7 +295,7 @@ pub async fn apply_order_events(
     let mut publish_any = false;
     for k in in_key_order {
         let prepared = &batch[k];
-        let applied = apply_in(&mut tx, core, &prepared.event, &prepared.view)
+        let applied = apply_in(&mut tx, core, &prepared.event, &prepared.view, None)
             .instrument(deliveries[prepared.index].span.clone())
             .await;
         match applied {
@@ -348,7 +348,30 @@ pub async fn apply_order_event(
         tx.commit().await?;
         return Ok(false);
     }
-    let (wake, publish) = match apply_in(&mut tx, core, event, view).await {
+    let (wake, publish) = match apply_in(&mut tx, core, event, view, None).await {
+        Ok(done) => done,
+        Err(ApplyError::Db(err)) => return Err(err.into()),
+        Err(ApplyError::Refused(err)) => return Err(err),
+    };
+    tx.commit().await?;
+    if publish {
+        core.relay.wake();
+    }
+    Ok(wake)
+}
+
+/// The rebuild sweep ([`crate::sender::rebuild`]): an order as order-events holds it, applied
+/// in a transaction of its own exactly as its lost order event would have been (there is no
+/// message to mark processed), with `origin` as the first history line of what it changes.
+/// Returns whether the sender has work.
+pub async fn apply_rebuilt(
+    core: &Core,
+    event: &OrderEvent,
+    view: &ShopView,
+    origin: &str,
+) -> Result<bool, HandleError> {
+    let mut tx = core.pool.begin().await?;
+    let (wake, publish) = match apply_in(&mut tx, core, event, view, Some(origin)).await {
         Ok(done) => done,
         Err(ApplyError::Db(err)) => return Err(err.into()),
         Err(ApplyError::Refused(err)) => return Err(err),
@@ -361,12 +384,14 @@ pub async fn apply_order_event(
 }
 
 /// One order event inside the caller's transaction (its message marked processed): returns
-/// whether the sender has work and whether an event was enqueued.
+/// whether the sender has work and whether an event was enqueued. `origin`, when set, heads
+/// the history of what the event changes (where it came from, if not from the stream).
 async fn apply_in(
     tx: &mut sqlx::PgConnection,
     core: &Core,
     event: &OrderEvent,
     view: &ShopView,
+    origin: Option<&str>,
 ) -> Result<(bool, bool), ApplyError> {
     let shop = event.shop.as_str();
     let order = &event.order;
@@ -423,6 +448,11 @@ async fn apply_in(
             "edited in the cart after registration (revision {revision}); not sent to the WMS (R1)"
         )));
         publish = true;
+    }
+    if let Some(origin) = origin
+        && (plan.store_snapshot || !history.is_empty() || publish)
+    {
+        history.insert(0, History::note(origin));
     }
     if plan.store_snapshot || !history.is_empty() || publish {
         store::persist(&mut *tx, &core.subjects, &mut row, &history, publish).await?;

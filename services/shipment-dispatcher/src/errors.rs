@@ -34,6 +34,8 @@ pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
+    OrderEvents(#[from] crate::order_events::OrderEventsError),
+    #[error(transparent)]
     Stopped(#[from] Stopped),
 }
 

@@ -28,6 +28,7 @@ pub mod errors;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
+pub mod order_events;
 pub mod sender;
 pub mod settings;
 pub mod settle;
@@ -58,6 +59,7 @@ use crate::consumers::{Observations, OrderEvents};
 use crate::core::Core;
 pub use crate::errors::{RunError, StartupError};
 use crate::grpc::DispatchApi;
+use crate::order_events::OrderEventsClient;
 use crate::sender::Sender;
 use crate::settings::SettingsCache;
 use crate::wms::WmsClients;
@@ -90,6 +92,8 @@ pub struct Application {
     js: jetstream::Context,
     nats: async_nats::Client,
     wake_rx: mpsc::UnboundedReceiver<String>,
+    /// The rebuild sweep's client (`None`: off).
+    order_events: Option<OrderEventsClient>,
     config: Config,
 }
 
@@ -177,6 +181,7 @@ impl Application {
             .wait_for("the settings service", || settings.client().check_serving())
             .await?;
 
+        let order_events = OrderEventsClient::new(&config.order_events)?;
         let relay = config.outbox.relay(&pool, &js);
         let wms = WmsClients::new(settings.clone(), keys, config.wms.clone(), limiter);
         let (sender, wake_rx) = Sender::new();
@@ -208,6 +213,7 @@ impl Application {
             js,
             nats: client,
             wake_rx,
+            order_events,
             config,
         })
     }
@@ -232,6 +238,7 @@ impl Application {
             js,
             nats,
             wake_rx,
+            order_events,
             config,
         } = self;
         // A restarted task takes its channel up again.
@@ -315,6 +322,24 @@ impl Application {
                 Some(config.consumers.keep_processed()),
             ),
         ];
+        if let Some(client) = order_events {
+            let interval = config.order_events.rebuild_interval();
+            tasks.push(Task::background("rebuild sweep", {
+                let core = core.clone();
+                move |ctx| {
+                    let rebuild = sender::rebuild::run_rebuilder(
+                        core.clone(),
+                        client.clone(),
+                        interval,
+                        ctx.stop().clone(),
+                    );
+                    async move {
+                        rebuild.await;
+                        Ok(())
+                    }
+                }
+            }));
+        }
         tasks.extend(relay.map(Task::outbox_relay));
         Ok(runtime.run(tasks).await?)
     }

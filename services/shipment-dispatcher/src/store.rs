@@ -415,6 +415,39 @@ pub async fn shops_with_work<'e>(
     .await
 }
 
+/// What the rebuild sweep compares of a shipment with order-events' list (no snapshot).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KnownOrder {
+    pub order_no: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub order_revision: i64,
+    pub order_status_code: String,
+    pub content_fingerprint: String,
+    pub cancel_pending: bool,
+    pub sent_fingerprint: Option<String>,
+    pub edited_revision: Option<i64>,
+    pub possibly_in_wms: bool,
+    pub cancel_not_sent: bool,
+}
+
+/// The given shipments of a shop, without their snapshots.
+pub async fn known_orders<'e>(
+    executor: impl PgExecutor<'e>,
+    shop_id: &str,
+    order_nos: &[String],
+) -> Result<Vec<KnownOrder>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_no, status, order_revision, order_status_code, content_fingerprint,
+                cancel_pending, sent_fingerprint, edited_revision, possibly_in_wms, cancel_not_sent
+           FROM shipments WHERE shop_id = $1 AND order_no = ANY($2)",
+    )
+    .bind(shop_id)
+    .bind(order_nos)
+    .fetch_all(executor)
+    .await
+}
+
 /// Statuses of the given shipments of a shop.
 pub async fn statuses_of<'e>(
     executor: impl PgExecutor<'e>,

@@ -24,6 +24,8 @@ pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789";
 const DISPATCHER_TOKEN: &str = "e2e-dispatcher-token-0123456789";
 const SYNC_TOKEN: &str = "e2e-sync-token-0123456789";
 const ORDERS_SETTINGS_TOKEN: &str = "e2e-order-events-token-0123456789";
+/// The dispatcher's rebuild sweep at order-events (orders.read).
+const DISPATCHER_ORDERS_TOKEN: &str = "e2e-dispatcher-orders-token-0123456789";
 
 /// How the system is started.
 #[derive(Debug, Clone)]
@@ -121,7 +123,14 @@ impl System {
             grpc: port_zero(),
             ..wmslink_order_events::Config::default()
         };
-        orders_config.auth.tokens = vec![operator()];
+        orders_config.auth.tokens = vec![
+            operator(),
+            token(
+                "shipment-dispatcher",
+                DISPATCHER_ORDERS_TOKEN,
+                &[scopes::ORDERS_READ],
+            ),
+        ];
         orders_config.consumers.ack_wait_ms = 2_000;
         orders_config.settings.url = settings_url.clone();
         orders_config.settings.token = ORDERS_SETTINGS_TOKEN.to_owned().into();
@@ -148,6 +157,9 @@ impl System {
         dispatch_config.settings.url = settings_url.clone();
         dispatch_config.settings.token = SecretString::from(DISPATCHER_TOKEN.to_owned());
         dispatch_config.sender.sweep_interval_ms = 1_000;
+        // The rebuild sweep on, at its default interval.
+        dispatch_config.order_events.url = format!("http://{}", orders.addr);
+        dispatch_config.order_events.token = SecretString::from(DISPATCHER_ORDERS_TOKEN.to_owned());
         dispatch_config.consumers.ack_wait_ms = 2_000;
         let shutdown = CancellationToken::new();
         let app =

@@ -99,7 +99,7 @@ macro_rules! list_order {
 macro_rules! rows_of_keys {
     ($keys:expr) => {
         concat!(
-            "SELECT k.order_no, k.order_date, o.status_code, o.total, o.shipping_name,
+            "SELECT k.order_no, k.order_date, o.status_code, o.revision, o.total, o.shipping_name,
                     o.shipping_status, o.wms_status_id,
                     COALESCE(p.wms_status_name, '') AS wms_status_name,
                     COALESCE(p.tracking_code, '') AS tracking_code,
@@ -433,6 +433,7 @@ struct ListRow {
     order_no: String,
     order_date: DateTime<Utc>,
     status_code: String,
+    revision: i64,
     total: i64,
     shipping_name: String,
     shipping_status: i16,
@@ -514,6 +515,7 @@ fn list_row(row: ListRow) -> OrderListRow {
         cancel_rejected: row.cancel_rejected,
         cancelled_in_wms_unrequested: row.cancelled_in_wms_unrequested,
         anomalies: kinds_of_bits(row.anomalies),
+        revision: row.revision,
     }
 }
 

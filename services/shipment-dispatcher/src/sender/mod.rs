@@ -27,6 +27,7 @@
 //! cached WMS client and settings (a rotated key is picked up on the next pass).
 
 pub mod cancel;
+pub mod rebuild;
 pub mod reconcile;
 pub mod register;
 pub mod scheduler;

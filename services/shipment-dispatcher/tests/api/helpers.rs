@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
+use wmslink_platform::auth::scopes;
 use wmslink_platform::consumer::DEAD_LETTER_REASON;
 use wmslink_platform::nats::StreamKind;
 use wmslink_platform::secrets::KeyRing;
@@ -25,7 +26,9 @@ use wmslink_shipment_dispatcher::{Application, Config};
 pub use wmslink_test_harness::grpc::{
     DispatchClient as Dispatch, SettingsClient as Settings, connect as channel, dispatch_client,
 };
-use wmslink_test_harness::grpc::{operator_and_reader, port_zero};
+use wmslink_test_harness::grpc::{
+    OrdersClient, operator_and_reader, orders_client, port_zero, token,
+};
 use wmslink_test_harness::settings::{
     self, SETTINGS_ADMIN_TOKEN, admin_token, reader_service_token,
 };
@@ -38,6 +41,10 @@ use wmslink_wms_simulator::{
 const SETTINGS_DISPATCHER_TOKEN: &str = "test-settings-dispatcher-token-0123";
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 pub const READER_TOKEN: &str = "test-orders-reader-token-0123456";
+/// The cart's token at order-events (orders.write).
+const CART_TOKEN: &str = "test-order-events-cart-token-0123";
+/// The dispatcher's token at order-events (orders.read).
+const DISPATCHER_AT_ORDERS_TOKEN: &str = "test-order-events-dispatcher-0123";
 
 /// How long `eventually` waits.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -52,6 +59,17 @@ pub struct TestApp {
     pub reader: Dispatch,
     dispatcher: Option<RunningService>,
     settings_service: SettingsService,
+    /// The cart's client of order-events (with [`spawn_app_losing_order_events`]).
+    pub orders: Option<OrdersClient>,
+    _order_events: Option<LosingOrderEvents>,
+}
+
+/// An order-events service that publishes its order events on a NATS of its own, where the
+/// dispatcher does not listen: every order event it publishes is lost to the dispatcher.
+struct LosingOrderEvents {
+    service: RunningService,
+    _nats: TestNats,
+    _db: TestDb,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -60,17 +78,71 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts everything with the test defaults; `configure` changes the dispatcher's config.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(configure, false).await
+    spawn(configure, false, false).await
 }
 
 /// [`spawn_app_with`], with a settings service that publishes its `settings.{shop}.changed`
 /// events where the dispatcher does not listen: what a dispatcher that missed them sees (its
 /// settings watch is a plain subscription, so a reconnect loses what was sent meanwhile).
 pub async fn spawn_app_missing_settings_events(configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(configure, true).await
+    spawn(configure, true, false).await
 }
 
-async fn spawn(configure: impl FnOnce(&mut Config), settings_events_missed: bool) -> TestApp {
+/// [`spawn_app_with`], with a real order-events service (orders sent through
+/// [`TestApp::orders`]) whose order events never reach the dispatcher (they go to a NATS of
+/// their own): every event is lost. The dispatcher asks it in its rebuild sweep
+/// (`order_events`, every second).
+pub async fn spawn_app_losing_order_events(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(configure, false, true).await
+}
+
+async fn start_losing_order_events(settings_url: &str) -> LosingOrderEvents {
+    let nats = TestNats::create().await.expect("order-events' own NATS");
+    let db = TestDb::create().await.expect("order-events database");
+    let mut config = wmslink_order_events::Config {
+        database: db.config(),
+        nats: nats.config(),
+        grpc: port_zero(),
+        ..wmslink_order_events::Config::default()
+    };
+    config.auth.tokens = vec![
+        token(
+            "cart",
+            CART_TOKEN,
+            &[scopes::ORDERS_WRITE, scopes::ORDERS_READ],
+        ),
+        token(
+            "shipment-dispatcher",
+            DISPATCHER_AT_ORDERS_TOKEN,
+            &[scopes::ORDERS_READ],
+        ),
+    ];
+    config.consumers.ack_wait_ms = 2_000;
+    // Its settings events are elsewhere too: it asks the settings service about shops.
+    config.settings.url = settings_url.to_owned();
+    config.settings.token = SecretString::from(SETTINGS_DISPATCHER_TOKEN.to_owned());
+    let shutdown = CancellationToken::new();
+    let app = wmslink_order_events::Application::build(config, shutdown.clone())
+        .await
+        .expect("order-events starts");
+    let service = RunningService::spawn(
+        "order-events",
+        app.grpc_addr(),
+        shutdown,
+        app.run_until_stopped(),
+    );
+    LosingOrderEvents {
+        service,
+        _nats: nats,
+        _db: db,
+    }
+}
+
+async fn spawn(
+    configure: impl FnOnce(&mut Config),
+    settings_events_missed: bool,
+    losing_order_events: bool,
+) -> TestApp {
     let nats = TestNats::create().await.expect("test NATS");
     let sim = wms::start_simulator().await;
     let (_, master_keys) = KeyRing::generate("test-k1");
@@ -120,6 +192,15 @@ async fn spawn(configure: impl FnOnce(&mut Config), settings_events_missed: bool
     config.consumers.ack_wait_ms = 2_000;
     config.consumers.max_deliver = 5;
     config.consumers.retry_base_delay_ms = 100;
+    let order_events = match losing_order_events {
+        true => Some(start_losing_order_events(&config.settings.url).await),
+        false => None,
+    };
+    if let Some(order_events) = &order_events {
+        config.order_events.url = format!("http://{}", order_events.service.addr);
+        config.order_events.token = SecretString::from(DISPATCHER_AT_ORDERS_TOKEN.to_owned());
+        config.order_events.rebuild_interval_ms = 1_000;
+    }
     configure(&mut config);
 
     let mut app = TestApp {
@@ -132,6 +213,13 @@ async fn spawn(configure: impl FnOnce(&mut Config), settings_events_missed: bool
         reader: placeholder_client(),
         dispatcher: None,
         settings_service,
+        orders: order_events.as_ref().map(|o| {
+            orders_client(
+                wmslink_test_harness::grpc::channel(o.service.addr),
+                CART_TOKEN,
+            )
+        }),
+        _order_events: order_events,
     };
     app.start().await;
     app

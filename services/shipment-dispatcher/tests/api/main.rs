@@ -20,6 +20,7 @@ mod observations;
 mod order_no;
 mod private_postgres;
 mod rate_limit;
+mod rebuild;
 mod rules;
 mod sending;
 mod settings_outage;
