@@ -269,18 +269,20 @@ pub async fn in_status<'e>(
     .await
 }
 
-/// Shipments of a shop in `status` whose search is due (`search_after` passed or unset), the
-/// longest waiting first (unlocked: the sender owns them).
+/// The order numbers and claim tokens of a shop's shipments in `status` whose search is due
+/// (`search_after` passed or unset), the longest waiting first (unlocked: the sender owns
+/// them). Only the keys: a snapshot (up to 1 MiB) is not read just to be dropped.
 pub async fn search_due<'e>(
     executor: impl PgExecutor<'e>,
     shop_id: &str,
     status: Status,
     limit: i64,
-) -> Result<Vec<ShipmentRow>, sqlx::Error> {
-    sqlx::query_as(select_shipments!(
-        "WHERE shop_id = $1 AND status = $2 AND (search_after IS NULL OR search_after <= now())
-         ORDER BY search_after NULLS FIRST, order_no LIMIT $3"
-    ))
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_no, claim_token FROM shipments
+          WHERE shop_id = $1 AND status = $2 AND (search_after IS NULL OR search_after <= now())
+          ORDER BY search_after NULLS FIRST, order_no LIMIT $3",
+    )
     .bind(shop_id)
     .bind(status.as_str())
     .bind(limit)
@@ -288,20 +290,22 @@ pub async fn search_due<'e>(
     .await
 }
 
-/// `CANCEL_REQUESTED` shipments of a shop whose next step is due: a known WMS order whose
-/// cancel back-off is over, or an order possibly in the WMS whose search is due; the longest
-/// waiting first (unlocked: the sender owns them).
+/// The order numbers and WMS order ids of a shop's `CANCEL_REQUESTED` shipments whose next
+/// step is due: a known WMS order whose cancel back-off is over, or an order possibly in the
+/// WMS whose search is due; the longest waiting first (unlocked: the sender owns them). Only
+/// the keys: a snapshot is not read just to be dropped.
 pub async fn cancels_due<'e>(
     executor: impl PgExecutor<'e>,
     shop_id: &str,
     limit: i64,
-) -> Result<Vec<ShipmentRow>, sqlx::Error> {
-    sqlx::query_as(select_shipments!(
-        "WHERE shop_id = $1 AND status = 'CANCEL_REQUESTED'
-           AND COALESCE(CASE WHEN wms_order_id IS NULL THEN search_after ELSE cancel_after END,
-                        '-infinity') <= now()
-         ORDER BY updated_at, order_no LIMIT $2"
-    ))
+) -> Result<Vec<(String, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_no, wms_order_id FROM shipments
+          WHERE shop_id = $1 AND status = 'CANCEL_REQUESTED'
+            AND COALESCE(CASE WHEN wms_order_id IS NULL THEN search_after ELSE cancel_after END,
+                         '-infinity') <= now()
+          ORDER BY updated_at, order_no LIMIT $2",
+    )
     .bind(shop_id)
     .bind(limit)
     .fetch_all(executor)

@@ -24,7 +24,7 @@ use crate::core::Core;
 use crate::errors::PassError;
 use crate::settle::{self, CancelSearch};
 use crate::state_machine::{Input, Status};
-use crate::store::{self, History, ShipmentRow};
+use crate::store::{self, History};
 
 /// How a cancellation attempt is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +90,14 @@ pub async fn cancel_requested(
     )
     .await?;
     let taken = rows.len();
-    let (known, unknown): (Vec<ShipmentRow>, Vec<ShipmentRow>) =
-        rows.into_iter().partition(|row| row.wms_order_id.is_some());
-    let mut targets: Vec<(String, i64)> = known
-        .into_iter()
-        .filter_map(|row| Some((row.order_no, row.wms_order_id?)))
-        .collect();
-    let due: Vec<String> = unknown.into_iter().map(|row| row.order_no).collect();
+    let mut targets: Vec<(String, i64)> = Vec::new();
+    let mut due: Vec<String> = Vec::new();
+    for (order_no, wms_order_id) in rows {
+        match wms_order_id {
+            Some(order_id) => targets.push((order_no, order_id)),
+            None => due.push(order_no),
+        }
+    }
     if !due.is_empty() {
         match search_for_cancel(core, shop_id, wms, &due).await {
             Ok(found) => targets.extend(found),

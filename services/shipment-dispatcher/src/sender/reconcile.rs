@@ -44,10 +44,7 @@ pub async fn resolve_in_doubt(
         if rows.is_empty() {
             return Ok(resolved);
         }
-        let claims: Claims = rows
-            .into_iter()
-            .map(|row| (row.order_no, row.claim_token))
-            .collect();
+        let claims: Claims = rows.into_iter().collect();
         tracing::info!(
             shop = shop_id,
             count = claims.len(),
