@@ -288,6 +288,18 @@ impl TestApp {
         self.settings = self.settings_service.client(SETTINGS_ADMIN_TOKEN);
     }
 
+    /// Restarts the settings service with the dispatcher's token holding only `scopes` there
+    /// (say, none: every call of the dispatcher is refused `PERMISSION_DENIED`).
+    pub async fn settings_grant_dispatcher(&mut self, scopes: &[&str]) {
+        self.settings_service.stop().await;
+        for token in &mut self.settings_service.config.auth.tokens {
+            if token.caller == "shipment-dispatcher" {
+                token.scopes = scopes.iter().map(|scope| (*scope).to_owned()).collect();
+            }
+        }
+        self.restart_settings().await;
+    }
+
     /// Restarts the settings service so that it asks this dispatcher (`GetInFlight`) before a
     /// shop's endpoint URL changes, as deployed (off in the other tests: the dispatcher's
     /// address is only known once it runs).

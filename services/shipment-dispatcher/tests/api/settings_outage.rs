@@ -1,9 +1,11 @@
-//! The settings service is down when an order event arrives: the event is redelivered (a
-//! transient failure), never dead-lettered, and sent exactly once when settings are back.
+//! The settings service is down, or refuses the dispatcher's token for a missing scope, when an
+//! order event arrives: the event is redelivered (trouble that goes away), never dead-lettered,
+//! and sent exactly once when settings answer again.
 
+use wmslink_platform::auth::scopes;
 use wmslink_platform::nats::StreamKind;
 use wmslink_proto::orders::v1::ShippingStatus;
-use wmslink_testkit::eventually;
+use wmslink_testkit::{LogCapture, eventually};
 
 use crate::helpers::*;
 
@@ -66,4 +68,48 @@ async fn an_order_event_arriving_while_settings_are_down_is_sent_once_they_are_b
     assert_eq!(counters.registrations_accepted, 1);
     assert_eq!(counters.duplicates_refused, 0);
     assert_eq!(app.register_calls(&shop), 1);
+}
+
+/// A token missing a scope is fixed by an operator, not by the message: the event waits (a
+/// warning and `wmslink.consumer.long_waits` once it has waited `long_wait_warn_ms`), is never
+/// dead-lettered, and is sent once the scope is granted.
+#[tokio::test(flavor = "current_thread")]
+async fn an_order_event_waits_while_the_settings_token_lacks_a_scope_and_is_sent_once_granted() {
+    let (logs, _guard) = LogCapture::install();
+    let mut app = spawn_app_with(|config| {
+        // Nothing fetches (and caches) the shop's settings before its order event does.
+        without_sweeps(config);
+        config.consumers.retry_base_delay_ms = 50;
+        config.consumers.retry_max_delay_ms = 200;
+        config.consumers.max_deliver = 2;
+        config.consumers.long_wait_warn_ms = 500;
+    })
+    .await;
+    let shop = app.shop().await;
+    app.settings_grant_dispatcher(&[]).await;
+
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    eventually(WAIT, "a warning that the event has waited long", || async {
+        let letters = app.dead_letters().await;
+        assert!(letters.is_empty(), "dead-lettered: {letters:?}");
+        logs.contents()
+            .contains("still waiting for a dependency")
+            .then_some(())
+    })
+    .await;
+    let info = app
+        .consumer_info(StreamKind::Orders, "shipment-dispatcher-status-changed")
+        .await;
+    assert!(info.num_redelivered >= 1, "{info:?}");
+    assert!(app.get(&shop, &no).await.is_none(), "nothing recorded");
+    assert_eq!(app.register_calls(&shop), 0);
+
+    app.settings_grant_dispatcher(&[scopes::SETTINGS_READ, scopes::SETTINGS_CREDENTIALS])
+        .await;
+    let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    assert_eq!(transitions(&history), sent_at_first_attempt());
+    assert!(app.dead_letters().await.is_empty(), "never dead-lettered");
+    assert_eq!(app.counters(&shop).registrations_accepted, 1);
+    assert_eq!(app.rows_received(&shop, &no), 1);
 }
