@@ -136,6 +136,11 @@ pub struct SenderConfig {
     pub batch_size: u32,
     /// After a wake-up, wait this long so that orders arriving together go in one call.
     pub linger_ms: u64,
+    /// Shops whose passes run at once in this process. Each shop's calls are paced by its own
+    /// key's limiter; a pass holds a pooled connection only for its short transactions (its
+    /// shop lock is on one session of its own), so this can be far above
+    /// `database.max_connections`.
+    pub max_parallel_shops: u32,
     /// E1: how often every enabled shop is swept for target-status orders not yet sent (and
     /// for work left over by a crash).
     pub sweep_interval_ms: u64,
@@ -162,6 +167,7 @@ impl Default for SenderConfig {
         Self {
             batch_size: 200,
             linger_ms: 100,
+            max_parallel_shops: 256,
             sweep_interval_ms: 60_000,
             base_backoff_ms: 1_000,
             max_backoff_ms: 60_000,
@@ -179,6 +185,11 @@ impl Validate for SenderConfig {
         problems.check(
             self.batch_size >= 1,
             key(section, "batch_size"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.max_parallel_shops >= 1,
+            key(section, "max_parallel_shops"),
             "must be at least 1",
         );
         problems.check(
@@ -213,6 +224,9 @@ impl SenderConfig {
     /// A pass also keeps it within the WMS's own batch size (`Wms::limits`).
     pub fn batch_size(&self) -> usize {
         usize::try_from(self.batch_size).unwrap_or(usize::MAX)
+    }
+    pub fn max_parallel_shops(&self) -> usize {
+        usize::try_from(self.max_parallel_shops).unwrap_or(usize::MAX)
     }
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)

@@ -184,7 +184,7 @@ impl Application {
         let order_events = OrderEventsClient::new(&config.order_events)?;
         let relay = config.outbox.relay(&pool, &js);
         let wms = WmsClients::new(settings.clone(), keys, config.wms.clone(), limiter);
-        let (sender, wake_rx) = Sender::new();
+        let (sender, wake_rx) = Sender::new(&pool, config.sender.max_parallel_shops());
         let core = Arc::new(Core {
             pool,
             subjects,

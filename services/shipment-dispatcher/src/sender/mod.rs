@@ -48,7 +48,7 @@ use wmslink_platform::telemetry;
 use crate::core::Core;
 use crate::errors::PassError;
 use crate::settings::{Lookup, ShopView};
-use shop_lock::ShopLock;
+use shop_lock::ShopLocks;
 use wmslink_wms_client::WmsError;
 
 /// How long one pass may go on before it lets other shops have a turn (it runs again at
@@ -84,21 +84,35 @@ pub struct Sender {
     wake_tx: mpsc::UnboundedSender<String>,
     shops: Mutex<HashMap<String, Arc<AsyncMutex<ShopState>>>>,
     /// Passes running at once in this process, from the scheduler and `RunDispatch` alike
-    /// (each holds a pooled connection for its lock): never more than the pool can serve.
+    /// (`sender.max_parallel_shops`). A pass holds no pooled connection while it waits for
+    /// the WMS: its lock is on the shared lock session, its transactions are short.
     slots: Semaphore,
+    /// The shops' sender locks, all on one session.
+    locks: ShopLocks,
 }
 
 impl Sender {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<String>) {
+    /// A sender running at most `max_parallel_shops` passes at once, locking shops on a
+    /// session of `pool`'s database.
+    pub fn new(
+        pool: &sqlx::PgPool,
+        max_parallel_shops: usize,
+    ) -> (Self, mpsc::UnboundedReceiver<String>) {
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
         (
             Self {
                 wake_tx,
                 shops: Mutex::new(HashMap::new()),
-                slots: Semaphore::new(scheduler::MAX_PARALLEL_SHOPS),
+                slots: Semaphore::new(max_parallel_shops.max(1)),
+                locks: ShopLocks::new(pool),
             },
             wake_rx,
         )
+    }
+
+    /// Shops whose sender lock this process holds now.
+    pub async fn shops_locked(&self) -> usize {
+        self.locks.held().await
     }
 
     /// Asks for a pass of `shop_id` soon (after the linger).
@@ -202,7 +216,7 @@ async fn run_pass(
         // R6: a shop that is not enabled is never touched; its work waits.
         _ => return Ok(PassOutcome::default()),
     };
-    let Some(lock) = ShopLock::acquire(&core.pool, shop_id).await? else {
+    let Some(lock) = core.sender.locks.acquire(shop_id).await? else {
         return Err(PassError::Busy);
     };
     let result = locked_pass(core, shop_id, &view, progress).await;

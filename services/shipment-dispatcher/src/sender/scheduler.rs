@@ -1,6 +1,6 @@
 //! The scheduler of sender passes: a shop woken after a commit runs after `linger_ms` (so
-//! orders arriving together share a call), at most [`MAX_PARALLEL_SHOPS`] shops at once and one
-//! pass per shop at a time; a shop woken while its pass runs runs again after it; a pass that
+//! orders arriving together share a call), at most `sender.max_parallel_shops` shops at once
+//! and one pass per shop at a time; a shop woken while its pass runs runs again after it; a pass that
 //! found more work runs again at once, one that backs off runs again when its wait is over.
 
 use std::collections::{HashMap, HashSet};
@@ -14,9 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::{PassOutcome, pass};
 use crate::core::Core;
 
-/// Passes of different shops running at once (each holds a pooled connection for its lock).
-pub const MAX_PARALLEL_SHOPS: usize = 4;
-
 /// Runs passes for woken shops until `shutdown`; then lets the passes in flight finish (the
 /// runtime aborts what outlasts its drain time, which leaves those shipments `SENDING`,
 /// resolved at the next start).
@@ -26,6 +23,7 @@ pub async fn run_scheduler(
     shutdown: CancellationToken,
 ) {
     let linger = core.config.linger();
+    let parallel = core.config.max_parallel_shops();
     let mut due: HashMap<String, Instant> = HashMap::new();
     let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut rerun: HashSet<String> = HashSet::new();
@@ -40,7 +38,7 @@ pub async fn run_scheduler(
             .collect();
         ready.sort();
         for (_, shop) in ready {
-            if running.len() >= MAX_PARALLEL_SHOPS {
+            if running.len() >= parallel {
                 break;
             }
             due.remove(&shop);
@@ -50,7 +48,7 @@ pub async fn run_scheduler(
             running.insert(handle.id(), shop);
         }
         // At capacity, only a finished pass or a wake-up can change anything.
-        let next = if running.len() < MAX_PARALLEL_SHOPS {
+        let next = if running.len() < parallel {
             due.values().min().copied()
         } else {
             None

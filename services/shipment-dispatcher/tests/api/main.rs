@@ -18,6 +18,7 @@ mod mappings;
 mod metrics;
 mod observations;
 mod order_no;
+mod parallel;
 mod private_postgres;
 mod rate_limit;
 mod rebuild;
