@@ -111,13 +111,16 @@ impl Handler for Settings {
     }
 }
 
-/// `shipments.{shop}.updated`: the projection of shipping and WMS status per order.
+/// `shipments.{shop}.updated`: the projection of shipping and WMS status per order, taken in
+/// batches (every message already delivered, up to `consumers.max_batch`) and applied in one
+/// transaction per batch ([`Orders::apply_shipments`]); each message is still checked and
+/// refused or dead-lettered on its own.
 pub struct Shipments {
     pub orders: Orders,
 }
 
-impl Handler for Shipments {
-    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+impl Shipments {
+    fn check(delivery: &Delivery<'_>) -> Result<ShipmentUpdated, HandleError> {
         let update: ShipmentUpdated = delivery.decode()?;
         let payload_shop = update
             .shipment
@@ -127,11 +130,37 @@ impl Handler for Shipments {
         delivery.shop(payload_shop, "shipment.shop_id")?;
         check_shipment_update(&update)
             .map_err(|violations| invalid("shipment update", &violations))?;
-        self.orders
-            .apply_shipment(&update, SHIPMENTS_CONSUMER, &delivery.dedup_id)
-            .await
-            .map_err(|err| err.to_handle_error())?;
-        Ok(())
+        Ok(update)
+    }
+}
+
+impl BatchHandler for Shipments {
+    async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(deliveries.len());
+        let mut checked = Vec::with_capacity(deliveries.len());
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match Self::check(delivery) {
+                Ok(update) => {
+                    checked.push((update, delivery.dedup_id.as_str()));
+                    positions.push(i);
+                    outcomes.push(Ok(()));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        let batch: Vec<(&ShipmentUpdated, &str)> =
+            checked.iter().map(|(update, id)| (update, *id)).collect();
+        let results = self
+            .orders
+            .apply_shipments(SHIPMENTS_CONSUMER, &batch)
+            .await;
+        for (i, result) in positions.into_iter().zip(results) {
+            if let Err(err) = result {
+                outcomes[i] = Err(err);
+            }
+        }
+        outcomes
     }
 }
 

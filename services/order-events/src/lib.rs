@@ -260,7 +260,7 @@ impl Application {
                     orders: orders.clone(),
                 },
             ),
-            Task::consumer(
+            Task::batch_consumer(
                 js.clone(),
                 subjects.clone(),
                 shipments,

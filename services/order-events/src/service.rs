@@ -621,6 +621,71 @@ impl Orders {
         Ok(applied)
     }
 
+    /// [`apply_shipment`](Self::apply_shipment) for the updates delivered together (`batch`:
+    /// each update with its message id, in stream order): one transaction with one commit, the
+    /// processed marks and the order locks (in key order) each taken in one statement, the
+    /// updates applied in stream order. A database error falls back to one update at a time.
+    /// One result per update: whether it was applied (not newer, or processed before: false).
+    pub async fn apply_shipments(
+        &self,
+        consumer: &str,
+        batch: &[(&ShipmentUpdated, &str)],
+    ) -> Vec<Result<bool, HandleError>> {
+        if batch.len() > 1 {
+            match self.try_apply_shipments(consumer, batch).await {
+                Ok(applied) => return applied.into_iter().map(Ok).collect(),
+                Err(err) => {
+                    let failure = err.to_handle_error();
+                    if let HandleError::Unavailable(_) = failure {
+                        return batch.iter().map(|_| Err(failure.clone())).collect();
+                    }
+                    tracing::warn!(error = %err, messages = batch.len(), "shipment batch failed; applying its updates one by one");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for (update, msg_id) in batch {
+            results.push(
+                self.apply_shipment(update, consumer, msg_id)
+                    .await
+                    .map_err(|err| err.to_handle_error()),
+            );
+        }
+        results
+    }
+
+    async fn try_apply_shipments(
+        &self,
+        consumer: &str,
+        batch: &[(&ShipmentUpdated, &str)],
+    ) -> Result<Vec<bool>, OrderError> {
+        let mut applied = vec![false; batch.len()];
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<&str> = batch.iter().map(|(_, id)| *id).collect();
+        let mut fresh = mark_processed_many(&mut tx, consumer, &ids).await?;
+        // A message id twice in the batch (a redelivery) is applied once.
+        let todo: Vec<usize> = (0..batch.len())
+            .filter(|&i| fresh.remove(batch[i].1) && batch[i].0.shipment.is_some())
+            .collect();
+        let keys: Vec<(&str, &str)> = todo
+            .iter()
+            .filter_map(|&i| batch[i].0.shipment.as_ref())
+            .map(|s| (s.shop_id.as_str(), s.order_no.as_str()))
+            .collect();
+        store::lock_orders(&mut tx, &keys).await?;
+        for &i in &todo {
+            applied[i] = store::apply_shipment(&mut tx, batch[i].0).await?;
+        }
+        tx.commit().await?;
+        for &i in &todo {
+            if let (false, Some(shipment)) = (applied[i], &batch[i].0.shipment) {
+                self.metrics.shipment_update_ignored(&shipment.shop_id);
+                tracing::debug!(shop = %shipment.shop_id, order_no = %shipment.order_no, sequence = batch[i].0.sequence, "shipment update not newer; ignored");
+            }
+        }
+        Ok(applied)
+    }
+
     /// Records an anomaly status-sync found (R5) on its order, for the list and `GetOrder`.
     pub async fn apply_anomaly(
         &self,

@@ -1,10 +1,14 @@
-//! Cart messages delivered together are taken as a batch: stored in one transaction with one
-//! commit, in stream order per order, and each bad one refused or dead-lettered on its own.
+//! Cart messages and shipment updates delivered together are taken as a batch: stored in one
+//! transaction with one commit, in stream order per order, and each bad one refused or
+//! dead-lettered on its own.
 
 use async_nats::HeaderMap;
 use prost::Message;
 
-use crate::helpers::{OrderEvent, order, shop_id, spawn_app};
+use wmslink_proto::orders::v1::ShippingStatus;
+use wmslink_testkit::eventually;
+
+use crate::helpers::{DEADLINE, OrderEvent, order, shipment, shop_id, spawn_app};
 
 fn with_id(id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -147,5 +151,83 @@ async fn messages_delivered_together_share_a_transaction_and_a_bad_one_is_dead_l
         transactions < good.len() as i64,
         "{} orders in {transactions} transactions",
         good.len()
+    );
+}
+
+#[tokio::test]
+async fn shipment_updates_delivered_together_share_a_transaction_and_the_latest_wins() {
+    let mut app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+
+    // While the service is down the dispatcher goes on: three updates per order, the last one
+    // of some arriving before an older one, and a bad message among them.
+    app.stop().await;
+    let subject = app.nats.subjects.shipments_updated(&shop_id("shop-a"));
+    let orders: Vec<String> = (0..20).map(|n| format!("S-{n:02}")).collect();
+    for (n, no) in orders.iter().enumerate() {
+        let sequences: &[i64] = if n % 4 == 0 { &[1, 3, 2] } else { &[1, 2, 3] };
+        for &sequence in sequences {
+            let status = match sequence {
+                1 => ShippingStatus::Queued,
+                2 => ShippingStatus::Sending,
+                _ => ShippingStatus::Sent,
+            };
+            let update = shipment("shop-a", no, sequence, status, sequence as i32, "");
+            app.publish(
+                subject.clone(),
+                with_id(&format!("ship-{no}-{sequence}")),
+                update.encode_to_vec(),
+            )
+            .await;
+        }
+        if n == 7 {
+            app.publish(subject.clone(), with_id("ship-bad"), vec![0xff, 0xff, 0x01])
+                .await;
+        }
+    }
+    app.restart_with(|_| {}).await;
+
+    let pool = app.db.pool.clone();
+    let applied: Vec<(String, i64, i16)> =
+        eventually(DEADLINE, "every order at sequence 3", || {
+            let pool = pool.clone();
+            async move {
+                let rows: Vec<(String, i64, i16)> = sqlx::query_as(
+                    "SELECT order_no, sequence, shipping_status FROM order_integration
+                 WHERE order_no LIKE 'S-%' ORDER BY order_no",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("projection");
+                (rows.len() == 20 && rows.iter().all(|(_, sequence, _)| *sequence == 3))
+                    .then_some(rows)
+            }
+        })
+        .await;
+    for (no, _, status) in &applied {
+        assert_eq!(
+            i32::from(*status),
+            ShippingStatus::Sent as i32,
+            "{no}: the newest update wins over the older one that came after it"
+        );
+    }
+    let letters = app.wait_for_dead_letters(1).await;
+    assert!(
+        letters[0].reason.contains("undecodable protobuf"),
+        "{:?}",
+        letters[0].reason
+    );
+    // Updates delivered together were applied together: fewer transactions (each stamps
+    // `applied_at` with its own start time) than orders.
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT applied_at) FROM order_integration WHERE order_no LIKE 'S-%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("transactions");
+    assert!(
+        transactions < orders.len() as i64,
+        "{} orders in {transactions} transactions",
+        orders.len()
     );
 }
