@@ -5,6 +5,7 @@
 //! - [`fleet`]: the servers and the service processes (shared with the soak).
 //! - [`limits`]: PostgreSQL commits, JetStream publishes, the simulator's request rate.
 //! - [`pipeline`]: end-to-end throughput and latency, and I1.
+//! - [`profile`]: where an order's time goes, stage by stage.
 //! - [`footprint`]: resident memory of each service.
 //! - [`report`]: median/min/max, targets, the table and the docs section.
 
@@ -13,6 +14,7 @@ pub mod fleet;
 pub mod footprint;
 pub mod limits;
 pub mod pipeline;
+pub mod profile;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -308,6 +310,16 @@ async fn limit_off(
             || Figure::new("end to end", "p99 message → registration (NATS run)", "ms"),
             nats.latency(0.99),
         );
+        add_profile(
+            fleet,
+            figures,
+            outcome,
+            &format!("N{rep}"),
+            &nats,
+            "NATS run",
+            rep,
+        )
+        .await?;
         outcome.i1.absorb(nats.i1);
 
         eprintln!(
@@ -398,6 +410,18 @@ async fn limit_off(
                 },
                 run.latency(0.99),
             );
+            if rate == 500.0 {
+                add_profile(
+                    fleet,
+                    figures,
+                    outcome,
+                    &format!("L{rate}-{rep}"),
+                    &run,
+                    "500/s run",
+                    rep,
+                )
+                .await?;
+            }
             outcome.i1.absorb(run.i1);
         }
     }
@@ -660,6 +684,48 @@ async fn real_limit(
             sync.rate_limited as f64,
         );
         outcome.i1.absorb(sync.i1);
+    }
+    Ok(())
+}
+
+/// The per-stage profile of a run ([`profile`]): each stage's p50 and p99 as figures, and the
+/// stage where most of the time goes in the notes.
+async fn add_profile(
+    fleet: &Fleet,
+    figures: &mut Figures,
+    outcome: &mut Outcome,
+    tag: &str,
+    run: &pipeline::Run,
+    label: &str,
+    rep: usize,
+) -> anyhow::Result<()> {
+    let profile = profile::measure(fleet, tag, &run.sent).await?;
+    let largest = profile
+        .largest()
+        .map(|(stage, share)| {
+            format!(
+                "most time in '{}' ({:.0}% of the mean)",
+                profile::STAGES[stage],
+                100.0 * share
+            )
+        })
+        .unwrap_or_default();
+    outcome.note(format!(
+        "profile of the {label} {}: {largest}; {}",
+        rep + 1,
+        profile.describe()
+    ));
+    let slug: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    for (stage, name) in profile::STAGES.iter().enumerate() {
+        for (q, label_q) in [(0.5, "p50"), (0.99, "p99")] {
+            let group = format!("profile ({label})");
+            let figure_name = format!("{label_q} {name}");
+            figures.add(
+                &format!("profile-{slug}-{stage}-{label_q}"),
+                || Figure::new(&group, &figure_name, "ms"),
+                profile.percentile(stage, q),
+            );
+        }
     }
     Ok(())
 }

@@ -91,6 +91,8 @@ pub struct Run {
     pub ingest_seconds: f64,
     /// Cart message (or gRPC call) → accepted registration, ms, sorted.
     pub latencies_ms: Vec<f64>,
+    /// Each accepted order: when it was sent and accepted (for [`crate::profile`]).
+    pub sent: Vec<crate::profile::Sent>,
     pub i1: I1,
 }
 
@@ -269,6 +271,7 @@ pub async fn run(
         ..I1::default()
     };
     let mut latencies = Vec::with_capacity(count);
+    let mut accepted = Vec::with_capacity(count);
     let mut first_sent = i64::MAX;
     let mut last_accepted = i64::MIN;
     let prefix = format!("{tag}-");
@@ -297,6 +300,11 @@ pub async fn run(
                     if let Some(accepted_at) = c.first_accepted_unix_ms {
                         latencies.push((accepted_at - at) as f64);
                         last_accepted = last_accepted.max(accepted_at);
+                        accepted.push(crate::profile::Sent {
+                            order_no: order_no.clone(),
+                            sent_ms: *at,
+                            accepted_ms: accepted_at,
+                        });
                     }
                 }
             }
@@ -320,6 +328,7 @@ pub async fn run(
         rate_limited: limited_after.saturating_sub(limited_before),
         ingest_seconds,
         latencies_ms: latencies,
+        sent: accepted,
         i1,
     })
 }
