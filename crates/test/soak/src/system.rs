@@ -23,6 +23,8 @@ use crate::cluster::{Nats, Postgres, spare_port};
 pub const TOKEN: &str = "soak-operator-token-0123456789abcdef";
 pub const DISPATCHER_TOKEN: &str = "soak-dispatcher-token-0123456789abc";
 pub const SYNC_TOKEN: &str = "soak-status-sync-token-0123456789ab";
+/// order-events' token for settings (it asks about shops whose settings event it has not seen).
+pub const ORDERS_TOKEN: &str = "soak-order-events-token-0123456789a";
 pub const NATS_PREFIX: &str = "soak";
 
 /// The services' binaries, by service name.
@@ -134,12 +136,20 @@ pub fn service_env(
                     SYNC_TOKEN,
                     &["settings.read", "settings.credentials"],
                 ),
+                ("order-events", ORDERS_TOKEN, &["settings.read"]),
             ]),
         ),
-        "order-events" => set(
-            "WMSLINK_AUTH__TOKENS",
-            toml_tokens(&[("soak", TOKEN, operator)]),
-        ),
+        "order-events" => {
+            set(
+                "WMSLINK_AUTH__TOKENS",
+                toml_tokens(&[("soak", TOKEN, operator)]),
+            );
+            set(
+                "WMSLINK_SETTINGS__URL",
+                format!("http://127.0.0.1:{}", ports.settings),
+            );
+            set("WMSLINK_SETTINGS__TOKEN", ORDERS_TOKEN.into());
+        }
         "shipment-dispatcher" => {
             set(
                 "WMSLINK_AUTH__TOKENS",
