@@ -264,3 +264,57 @@ async fn a_cart_cancel_of_an_error_that_may_be_in_the_wms_searches_and_cancels_t
     assert_eq!(orders[0].cancel_flag, 1, "no cancelled order stays live");
     assert_eq!(app.rows_received(&shop, &no), 1);
 }
+
+/// One failing in-doubt search never blocks the shop: while every search of the WMS fails, the
+/// shipment in doubt keeps waiting (searched again later, never re-sent), and the shop's other
+/// registrations and cancellations go on.
+#[tokio::test]
+async fn a_failing_search_of_a_shipment_in_doubt_holds_no_other_registration_or_cancel() {
+    let app = spawn_app_with(one_second_timeout).await;
+    let shop = app.shop().await;
+    let sent = unique_order_no();
+    app.status_changed(&order(&shop, &sent, "paid", 1)).await;
+    app.wait_for(&shop, &sent, ShippingStatus::Sent).await;
+
+    // Answered 500, applied or not: in doubt.
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            error_500_ratio: 1.0,
+            ..Faults::default()
+        },
+    );
+    let doubtful = unique_order_no();
+    app.status_changed(&order(&shop, &doubtful, "paid", 1))
+        .await;
+    app.wait_until(&shop, &doubtful, "in doubt", |s| {
+        s.shipping_status() == ShippingStatus::Sending && s.possibly_in_wms
+    })
+    .await;
+    // From now on every search fails, and registrations and cancels work.
+    app.fault(
+        &shop,
+        Endpoint::Search,
+        Faults {
+            error_500_ratio: 1.0,
+            ..Faults::default()
+        },
+    );
+    app.wait_until_history(&shop, &doubtful, "the search of the WMS failed")
+        .await;
+
+    let fresh = unique_order_no();
+    app.status_changed(&order(&shop, &fresh, "paid", 1)).await;
+    app.status_changed(&order(&shop, &sent, "cancel", 2)).await;
+    app.wait_for(&shop, &fresh, ShippingStatus::Sent).await;
+    app.wait_for(&shop, &sent, ShippingStatus::Cancelled).await;
+    let (wms, _) = app.wms_row(&shop, &sent);
+    assert_eq!(wms.cancel_flag, 1);
+
+    let (still, _) = app.get(&shop, &doubtful).await.expect("shipment");
+    assert_eq!(still.shipping_status(), ShippingStatus::Sending);
+    assert!(still.possibly_in_wms);
+    assert_eq!(app.rows_received(&shop, &doubtful), 1, "never re-sent");
+    assert_eq!(app.rows_received(&shop, &fresh), 1);
+}
