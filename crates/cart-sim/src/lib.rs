@@ -78,6 +78,8 @@ pub struct CartSimConfig {
     pub nats: NatsConfig,
     /// order-events' gRPC address: the cart reads its order list (both status levels) there.
     pub orders_url: String,
+    /// TLS to order-events (`ca_file` set: `orders_url` must be `https://`).
+    pub orders_tls: wmslink_platform::grpc::ClientTls,
     /// A token with `orders.read`.
     pub token: SecretString,
     /// `None`: no WMS-side anomalies.
@@ -254,13 +256,14 @@ impl CartSim {
         let js = async_nats::jetstream::new(nats.clone());
         let token =
             BearerToken::new(&config.token).map_err(|err| CartSimError::Config(err.to_string()))?;
-        let channel = Channel::from_shared(config.orders_url.clone())
-            .map_err(|err| CartSimError::Orders {
-                url: config.orders_url.clone(),
-                reason: err.to_string(),
-            })?
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
+        let channel =
+            wmslink_platform::grpc::client_endpoint(&config.orders_url, &config.orders_tls)
+                .map_err(|err| CartSimError::Orders {
+                    url: config.orders_url.clone(),
+                    reason: err.to_string(),
+                })?
+                .timeout(Duration::from_secs(10))
+                .connect_lazy();
         let orders = OrderServiceClient::with_interceptor(channel, token);
         let wms = match &config.wms {
             None => None,

@@ -87,6 +87,7 @@ async fn the_cart_keeps_every_shipping_status_refusals_and_anomalies_in_the_orde
         shop_id: shop.clone(),
         nats: system.nats.config(),
         orders_url: format!("http://{}", system.orders_addr()),
+        orders_tls: Default::default(),
         token: SecretString::from(OPERATOR_TOKEN),
         wms: Some(WmsAccess {
             endpoint_url: format!("{}/v1", system.simulator.base_url()),

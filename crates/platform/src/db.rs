@@ -19,11 +19,10 @@ pub struct DatabaseConfig {
     pub create_if_missing: bool,
     /// PostgreSQL `sslmode` (`disable`, `allow`, `prefer`, `require`, `verify-ca`,
     /// `verify-full`); overrides the URL's. Empty: as the URL says (default `prefer`).
-    /// Note: the workspace builds sqlx without a TLS backend yet, so `require` and stronger
-    /// fail at connect (docs/security.md).
+    /// Production: `verify-full` (TLS by rustls, the server's name and authority checked).
     pub ssl_mode: String,
     /// PEM file of the authority that signed the server's certificate (for `verify-ca` and
-    /// `verify-full`). Empty: none.
+    /// `verify-full`), trusted besides the system's roots. Empty: the system's roots only.
     pub ssl_root_cert: String,
 }
 

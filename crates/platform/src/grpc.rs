@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +24,143 @@ pub struct GrpcConfig {
     /// A call not answered in this long ends with `CANCELLED` (0: no limit). Default 120,000 ms;
     /// a client's shorter `grpc-timeout` still applies.
     pub request_timeout_ms: u64,
+    /// TLS of the server (off when `tls.cert_file` is empty).
+    pub tls: ServerTls,
+}
+
+/// The server's TLS (rustls). Files are read when the server starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerTls {
+    /// PEM file of the server's certificate chain. Set: only TLS is served. Empty: plaintext
+    /// (development).
+    pub cert_file: String,
+    /// PEM file of its private key.
+    pub key_file: String,
+    /// PEM file of the authority whose client certificates are required (mutual TLS). Empty:
+    /// clients are not asked for a certificate (the bearer token authenticates them).
+    pub client_ca_file: String,
+}
+
+impl ServerTls {
+    pub fn is_on(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
+
+    /// tonic's TLS config from the files; `None` when TLS is off.
+    pub fn load(&self) -> Result<Option<ServerTlsConfig>, GrpcError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        let identity = Identity::from_pem(read_pem(&self.cert_file)?, read_pem(&self.key_file)?);
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if !self.client_ca_file.is_empty() {
+            tls = tls.client_ca_root(Certificate::from_pem(read_pem(&self.client_ca_file)?));
+        }
+        Ok(Some(tls))
+    }
+}
+
+/// How a gRPC client reaches a server over TLS (rustls). Off when `ca_file` is empty; on, the
+/// URL must be `https://`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientTls {
+    /// PEM file of the authority that signed the server's certificate; the server is verified
+    /// against it only (no system roots). Empty: plaintext (development).
+    pub ca_file: String,
+    /// The name the server's certificate must carry. Empty: the URL's host.
+    pub domain: String,
+    /// PEM files of a client certificate and its key, for servers that require one (both or
+    /// neither).
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl ClientTls {
+    pub fn is_on(&self) -> bool {
+        !self.ca_file.is_empty()
+    }
+
+    /// Adds the problems of these settings for a client of `url` to `problems` under `section`.
+    pub fn check_with_url(
+        &self,
+        url: &str,
+        section: &str,
+        problems: &mut crate::config::InvalidConfig,
+    ) {
+        use crate::config::key;
+        let https = url
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("https://");
+        if self.is_on() {
+            problems.check(
+                https,
+                key(section, "tls.ca_file"),
+                "is set, so the URL must start with https://",
+            );
+        } else {
+            problems.check(
+                !https,
+                key(section, "tls.ca_file"),
+                "must be set for an https:// URL (the server is verified against it)",
+            );
+        }
+        problems.check(
+            self.cert_file.is_empty() == self.key_file.is_empty(),
+            key(section, "tls.cert_file"),
+            "and tls.key_file go together",
+        );
+        problems.check(
+            self.cert_file.is_empty() || self.is_on(),
+            key(section, "tls.cert_file"),
+            "needs tls.ca_file",
+        );
+    }
+}
+
+/// An endpoint for `url` with `tls` applied (read from its files). Fails on a URL that is not
+/// one, on unreadable files, and on TLS asked for a plain `http://` URL (tonic would then
+/// connect in plaintext).
+pub fn client_endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, GrpcError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|err| GrpcError::Client(format!("url '{url}': {err}")))?;
+    let https = endpoint.uri().scheme_str() == Some("https");
+    if !tls.is_on() {
+        if https {
+            return Err(GrpcError::Client(format!(
+                "url '{url}' is https but no tls.ca_file is set to verify the server against"
+            )));
+        }
+        return Ok(endpoint);
+    }
+    if !https {
+        return Err(GrpcError::Client(format!(
+            "tls.ca_file is set but url '{url}' is not https://: the calls would go in plaintext"
+        )));
+    }
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(&tls.ca_file)?));
+    if !tls.domain.is_empty() {
+        config = config.domain_name(tls.domain.clone());
+    }
+    if !tls.cert_file.is_empty() {
+        config = config.identity(Identity::from_pem(
+            read_pem(&tls.cert_file)?,
+            read_pem(&tls.key_file)?,
+        ));
+    }
+    endpoint
+        .tls_config(config)
+        .map_err(|err| GrpcError::Client(format!("TLS for '{url}': {err}")))
+}
+
+fn read_pem(path: &str) -> Result<Vec<u8>, GrpcError> {
+    std::fs::read(path).map_err(|source| GrpcError::TlsFile {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl Default for GrpcConfig {
@@ -32,6 +170,7 @@ impl Default for GrpcConfig {
             reflection: true,
             concurrency_limit_per_connection: 256,
             request_timeout_ms: 120_000,
+            tls: ServerTls::default(),
         }
     }
 }
@@ -58,6 +197,16 @@ impl crate::config::Validate for GrpcConfig {
             crate::config::key(section, "concurrency_limit_per_connection"),
             "must be at least 1",
         );
+        problems.check(
+            self.tls.cert_file.is_empty() == self.tls.key_file.is_empty(),
+            crate::config::key(section, "tls.cert_file"),
+            "and tls.key_file go together",
+        );
+        problems.check(
+            self.tls.client_ca_file.is_empty() || self.tls.is_on(),
+            crate::config::key(section, "tls.client_ca_file"),
+            "needs tls.cert_file and tls.key_file",
+        );
     }
 }
 
@@ -72,6 +221,13 @@ pub enum GrpcError {
     Reflection(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC client: {0}")]
+    Client(String),
 }
 
 pub async fn bind(config: &GrpcConfig) -> Result<(TcpListener, SocketAddr), GrpcError> {
@@ -113,6 +269,9 @@ pub async fn serve(
 ) -> Result<(), GrpcError> {
     let mut builder = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection);
+    if let Some(tls) = config.tls.load()? {
+        builder = builder.tls_config(tls)?;
+    }
     if config.request_timeout_ms > 0 {
         builder = builder.timeout(std::time::Duration::from_millis(config.request_timeout_ms));
     }

@@ -25,6 +25,13 @@ pub struct NatsConfig {
     /// That user's password; serialized as an empty string.
     #[serde(serialize_with = "serialize_redacted")]
     pub password: SecretString,
+    /// A NATS credentials file (`.creds`: the user's JWT and nkey seed, as `nsc` writes it)
+    /// for servers in operator (JWT) mode. Empty: none. Instead of `user` and `nkey_seed_file`.
+    pub credentials_file: String,
+    /// A file holding the user's nkey seed (`SU…`), for servers that list users by nkey
+    /// (`authorization { users = [ { nkey: U… } ] }`); the seed signs the server's challenge and
+    /// never leaves the process. Empty: none. Instead of `user` and `credentials_file`.
+    pub nkey_seed_file: String,
     /// PEM file of the authority that signed the server's certificate. Set: TLS is required
     /// and the server is verified against it. Empty: plain TCP unless the server asks for
     /// TLS (then verified against the system's roots).
@@ -47,6 +54,8 @@ impl Default for NatsConfig {
             stream_replicas: 1,
             user: String::new(),
             password: SecretString::from(""),
+            credentials_file: String::new(),
+            nkey_seed_file: String::new(),
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -87,6 +96,43 @@ impl crate::config::Validate for NatsConfig {
             key(section, "tls_cert_file"),
             "and nats.tls_key_file go together",
         );
+        let ways = [
+            !self.user.is_empty(),
+            !self.credentials_file.is_empty(),
+            !self.nkey_seed_file.is_empty(),
+        ];
+        problems.check(
+            ways.iter().filter(|&&set| set).count() <= 1,
+            key(section, "user"),
+            "nats.user, nats.credentials_file and nats.nkey_seed_file are alternatives: set one",
+        );
+    }
+}
+
+impl NatsConfig {
+    /// Whether the connection authenticates (a user, a credentials file or an nkey).
+    pub fn authenticates(&self) -> bool {
+        !self.user.is_empty()
+            || !self.credentials_file.is_empty()
+            || !self.nkey_seed_file.is_empty()
+    }
+
+    /// The production rule: NATS is reached as a user of its own (so the server's
+    /// permissions, `deploy/nats/accounts.conf`, apply), never anonymously.
+    pub fn check_production(
+        &self,
+        profile: crate::runtime::Profile,
+        section: &str,
+        problems: &mut crate::config::InvalidConfig,
+    ) {
+        if profile != crate::runtime::Profile::Production {
+            return;
+        }
+        problems.check(
+            self.authenticates(),
+            crate::config::key(section, "user"),
+            "production needs a NATS identity: nats.user (with nats.password), nats.credentials_file or nats.nkey_seed_file",
+        );
     }
 }
 
@@ -113,11 +159,29 @@ pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsErro
         .name("wmslink")
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5));
+    let connect_err = |reason: String| NatsError::Connect {
+        url: config.url.clone(),
+        reason,
+    };
     if !config.user.is_empty() {
         options = options.user_and_password(
             config.user.clone(),
             config.password.expose_secret().to_owned(),
         );
+    }
+    if !config.credentials_file.is_empty() {
+        options = options
+            .credentials_file(&config.credentials_file)
+            .await
+            .map_err(|err| {
+                connect_err(format!(
+                    "credentials file {}: {err}",
+                    config.credentials_file
+                ))
+            })?;
+    }
+    if !config.nkey_seed_file.is_empty() {
+        options = options.nkey(read_nkey_seed(&config.nkey_seed_file).map_err(connect_err)?);
     }
     if !config.tls_ca_file.is_empty() {
         options = options
@@ -133,10 +197,26 @@ pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, NatsErro
     options
         .connect(server_urls(&config.url))
         .await
-        .map_err(|err| NatsError::Connect {
-            url: config.url.clone(),
-            reason: err.to_string(),
-        })
+        .map_err(|err| connect_err(err.to_string()))
+}
+
+/// The seed in `path`: its first non-blank line, which must be a user seed (`SU…`). The
+/// error never quotes the file.
+fn read_nkey_seed(path: &str) -> Result<String, String> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|err| format!("nkey seed file {path}: {err}"))?,
+    );
+    let seed = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or_default();
+    if !seed.starts_with("SU") {
+        return Err(format!(
+            "nkey seed file {path}: no user seed (a line starting with SU) in it"
+        ));
+    }
+    Ok(seed.to_owned())
 }
 
 /// Every subject and stream name of wmslink, under one prefix.

@@ -194,3 +194,18 @@ async fn a_cart_may_publish_order_snapshots_and_nothing_the_services_publish() {
         service_errors.lock().unwrap()
     );
 }
+
+/// kustomize reads files under `deploy/kubernetes` only, so the manifests deploy a copy of the
+/// accounts file: it must be this one.
+#[test]
+fn the_kubernetes_copy_of_the_accounts_is_the_tested_file() {
+    let copy = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubernetes/nats-accounts.conf"
+    ))
+    .expect("deploy/kubernetes/nats-accounts.conf");
+    assert!(
+        copy == accounts_conf(),
+        "deploy/kubernetes/nats-accounts.conf differs from deploy/nats/accounts.conf: cp deploy/nats/accounts.conf deploy/kubernetes/nats-accounts.conf"
+    );
+}

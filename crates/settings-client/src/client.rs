@@ -4,7 +4,7 @@ use std::time::Instant;
 use secrecy::ExposeSecret;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use wmslink_platform::auth::BearerToken;
 use wmslink_platform::secrets::{KeyRing, Sealed};
 use wmslink_proto::settings::v1::WmsKind;
@@ -61,8 +61,8 @@ impl SettingsClient {
     /// URL or a token that cannot be used.
     pub fn new(config: &SettingsClientConfig) -> Result<Self, SettingsClientError> {
         let timeout = config.timeout();
-        let channel = Endpoint::from_shared(config.url.clone())
-            .map_err(|err| SettingsClientError::Config(format!("url '{}': {err}", config.url)))?
+        let channel = wmslink_platform::grpc::client_endpoint(&config.url, &config.tls)
+            .map_err(|err| SettingsClientError::Config(err.to_string()))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();

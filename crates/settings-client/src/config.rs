@@ -22,6 +22,8 @@ pub struct SettingsClientConfig {
     /// Connect timeout and deadline of one call to the settings service (at least 100).
     /// Default 5,000.
     pub timeout_ms: u64,
+    /// TLS to the settings service (`tls.ca_file` set: the URL must be `https://`).
+    pub tls: wmslink_platform::grpc::ClientTls,
 }
 
 impl Default for SettingsClientConfig {
@@ -31,6 +33,7 @@ impl Default for SettingsClientConfig {
             token: SecretString::from(""),
             cache_ttl_ms: 60_000,
             timeout_ms: 5_000,
+            tls: wmslink_platform::grpc::ClientTls::default(),
         }
     }
 }
@@ -41,6 +44,7 @@ impl wmslink_platform::config::Validate for SettingsClientConfig {
         if let Err(err) = tonic::transport::Endpoint::from_shared(self.url.clone()) {
             problems.add(key(section, "url"), format!("not a URL: {err}"));
         }
+        self.tls.check_with_url(&self.url, section, problems);
         problems.check(
             self.timeout_ms >= 100,
             key(section, "timeout_ms"),

@@ -211,6 +211,7 @@ async fn client_with(fake: &Fake, cache_ttl_ms: u64) -> SettingsClient {
         token: SecretString::from(TOKEN),
         cache_ttl_ms,
         timeout_ms: 2_000,
+        tls: Default::default(),
     })
     .expect("client")
 }
@@ -451,4 +452,73 @@ async fn enabled_shops_are_listed_across_every_page() {
     fake.state().down = true;
     let err = client.list_enabled_shops().await.expect_err("down");
     assert!(err.is_unavailable(), "{err}");
+}
+
+/// The settings service over TLS (`grpc.tls` of the platform's server): the client reaches it
+/// with `settings.tls.ca_file` and an `https://` URL; trusting another authority it cannot.
+#[tokio::test]
+async fn the_settings_service_is_reached_over_tls_with_its_authority_only() {
+    use wmslink_platform::grpc::{self, ClientTls, GrpcConfig, ServerTls};
+
+    wmslink_platform::install_crypto_provider();
+    let dir = std::env::temp_dir().join(wmslink_testkit::unique("wmslink-settings-tls-"));
+    let files = wmslink_testkit::TestCerts::generate()
+        .expect("certs")
+        .write_to(&dir)
+        .expect("written");
+    let other = wmslink_testkit::TestCerts::generate()
+        .expect("certs")
+        .write_to(&dir.join("other"))
+        .expect("written");
+    let config = GrpcConfig {
+        tls: ServerTls {
+            cert_file: files.server_cert.clone(),
+            key_file: files.server_key.clone(),
+            client_ca_file: String::new(),
+        },
+        ..GrpcConfig::listening_on("127.0.0.1:0")
+    };
+    let (listener, addr) = grpc::bind(&config).await.expect("bind");
+    let routes = tonic::service::Routes::new(SettingsServiceServer::new(fake_with("s1", 1)));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move { grpc::serve(listener, routes, &config, stop).await }
+    });
+    let client = |ca_file: &str| {
+        SettingsClient::new(&SettingsClientConfig {
+            url: format!("https://localhost:{}", addr.port()),
+            token: SecretString::from(TOKEN),
+            tls: ClientTls {
+                ca_file: ca_file.to_owned(),
+                ..ClientTls::default()
+            },
+            ..SettingsClientConfig::default()
+        })
+        .expect("client")
+    };
+
+    let snapshot = client(&files.ca)
+        .get("s1")
+        .await
+        .expect("answered over TLS");
+    assert!(snapshot.is_some(), "the shop is known");
+    let untrusted = client(&other.ca).get("s1").await.expect_err("refused");
+    assert!(untrusted.is_unavailable(), "{untrusted}");
+
+    let plaintext_with_ca = SettingsClient::new(&SettingsClientConfig {
+        url: format!("http://localhost:{}", addr.port()),
+        tls: ClientTls {
+            ca_file: files.ca.clone(),
+            ..ClientTls::default()
+        },
+        ..SettingsClientConfig::default()
+    })
+    .expect_err("a CA with an http:// URL");
+    assert!(
+        matches!(plaintext_with_ca, SettingsClientError::Config(_)),
+        "{plaintext_with_ca}"
+    );
+    stop.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
 }

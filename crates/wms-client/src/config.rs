@@ -140,6 +140,24 @@ fn split_host_port(entry: &str) -> Option<(&str, u16)> {
 }
 
 impl WmsClientConfig {
+    /// The production rule: rate-limit bucket ids are salted (`bucket_salt` set), so the
+    /// shared database does not hold an unkeyed hash of every access key.
+    pub fn check_production(
+        &self,
+        profile: wmslink_platform::runtime::Profile,
+        section: &str,
+        problems: &mut InvalidConfig,
+    ) {
+        if profile != wmslink_platform::runtime::Profile::Production {
+            return;
+        }
+        problems.check(
+            !self.bucket_salt.expose().is_empty(),
+            key(section, "bucket_salt"),
+            "must be set in production (the same secret in every service calling the WMS)",
+        );
+    }
+
     /// Whether `host:port` is in [`allow_private_endpoints`](Self::allow_private_endpoints).
     pub fn private_allowed_for(&self, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');

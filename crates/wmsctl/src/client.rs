@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use wmslink_platform::auth::BearerToken;
 use wmslink_proto::dispatch::v1::dispatch_service_client::DispatchServiceClient;
 use wmslink_proto::ops::v1::dead_letter_service_client::DeadLetterServiceClient;
@@ -50,8 +50,8 @@ impl Clients {
             url: url.to_owned(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|err| CliError::invalid(format!("{service} url '{url}': {err}")))?
+        let endpoint = wmslink_platform::grpc::client_endpoint(url, &self.config.tls())
+            .map_err(|err| CliError::invalid(format!("{service}: {err}")))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout);
         let channel = endpoint.connect().await.map_err(|err| {

@@ -34,6 +34,12 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// Per call; `dispatch run` and `sync run` get ten times as long.
     pub timeout_secs: u64,
+    /// PEM file of the authority that signed the services' certificates. Set: every URL must
+    /// be `https://` and each service is verified against it (by the URL's host name).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for services that require one.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             token: None,
             token_file: None,
             timeout_secs: 30,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -81,6 +90,21 @@ impl Config {
             .merge(Env::prefixed("WMSCTL_").ignore(&["CONFIG"]))
             .extract()
             .map_err(|err| CliError::invalid(format!("configuration: {err}")))
+    }
+
+    /// The TLS of every connection (off without `tls_ca_file`).
+    pub fn tls(&self) -> wmslink_platform::grpc::ClientTls {
+        let path = |file: &Option<PathBuf>| {
+            file.as_deref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default()
+        };
+        wmslink_platform::grpc::ClientTls {
+            ca_file: path(&self.tls_ca_file),
+            domain: String::new(),
+            cert_file: path(&self.tls_cert_file),
+            key_file: path(&self.tls_key_file),
+        }
     }
 
     pub fn timeout(&self) -> Duration {

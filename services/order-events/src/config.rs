@@ -84,6 +84,8 @@ impl Validate for Config {
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        self.nats
+            .check_production(self.runtime.profile, &key(section, "nats"), problems);
     }
 }
 
@@ -172,9 +174,11 @@ mod tests {
             [
                 "settings.token: the token for the settings service is a development token or shorter than 32 characters",
                 "auth.tokens: the token of caller 'cart' is a development token or shorter than 32 characters",
+                "nats.user: production needs a NATS identity: nats.user (with nats.password), nats.credentials_file or nats.nkey_seed_file",
             ]
         );
 
+        config.nats.user = "order-events".into();
         let strong =
             |name: &str| SecretString::from(format!("{name}-a-production-token-0123456789"));
         config.auth.tokens[0].token = strong("cart");

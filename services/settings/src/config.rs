@@ -80,6 +80,10 @@ impl Validate for Config {
         self.rate_limit.check(&key(section, "rate_limit"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        self.nats
+            .check_production(self.runtime.profile, &key(section, "nats"), problems);
+        self.wms
+            .check_production(self.runtime.profile, &key(section, "wms"), problems);
         self.dispatcher.check(&key(section, "dispatcher"), problems);
         self.dispatcher.check_production(
             self.runtime.profile,

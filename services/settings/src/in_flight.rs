@@ -17,6 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use wmslink_platform::auth::BearerToken;
 use wmslink_platform::config::{InvalidConfig, Validate, key};
+use wmslink_platform::grpc::ClientTls;
 use wmslink_platform::runtime::Profile;
 use wmslink_platform::shop::ShopId;
 use wmslink_proto::dispatch::v1::GetInFlightRequest;
@@ -36,6 +37,8 @@ pub struct DispatcherConfig {
     pub token: SecretString,
     /// Connect timeout and deadline of the question (at least 100). Default 5,000.
     pub timeout_ms: u64,
+    /// TLS to the dispatcher (`tls.ca_file` set: the URL must be `https://`).
+    pub tls: ClientTls,
 }
 
 impl Default for DispatcherConfig {
@@ -44,6 +47,7 @@ impl Default for DispatcherConfig {
             url: String::new(),
             token: SecretString::from(""),
             timeout_ms: 5_000,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -79,6 +83,9 @@ impl Validate for DispatcherConfig {
             && let Err(err) = Endpoint::from_shared(self.url.clone())
         {
             problems.add(key(section, "url"), format!("not a URL: {err}"));
+        }
+        if !self.url.is_empty() {
+            self.tls.check_with_url(&self.url, section, problems);
         }
         problems.check(
             self.timeout_ms >= 100,
@@ -142,8 +149,8 @@ impl InFlightCheck {
             return Ok(Self { client: None });
         }
         let timeout = Duration::from_millis(config.timeout_ms);
-        let channel = Endpoint::from_shared(config.url.clone())
-            .map_err(|err| InFlightError::Config(format!("url '{}': {err}", config.url)))?
+        let channel = wmslink_platform::grpc::client_endpoint(&config.url, &config.tls)
+            .map_err(|err| InFlightError::Config(err.to_string()))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();

@@ -106,6 +106,10 @@ impl Validate for Config {
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        self.nats
+            .check_production(self.runtime.profile, &key(section, "nats"), problems);
+        self.wms
+            .check_production(self.runtime.profile, &key(section, "wms"), problems);
         wmslink_platform::secrets::check_production(
             self.runtime.profile,
             &self.secrets,

@@ -88,6 +88,10 @@ impl Validate for Config {
         self.consumers.check(&key(section, "consumers"), problems);
         self.outbox.check(&key(section, "outbox"), problems);
         self.runtime.check(&key(section, "runtime"), problems);
+        self.nats
+            .check_production(self.runtime.profile, &key(section, "nats"), problems);
+        self.wms
+            .check_production(self.runtime.profile, &key(section, "wms"), problems);
         wmslink_platform::secrets::check_production(
             self.runtime.profile,
             &self.secrets,
@@ -314,5 +318,38 @@ mod tests {
             assert!(text.contains(expected), "{text}");
         }
         assert_eq!(problems.problems().len(), 4, "{text}");
+    }
+
+    #[test]
+    fn production_refuses_anonymous_nats_and_an_unsalted_rate_limit() {
+        use secrecy::SecretString;
+        use wmslink_platform::runtime::Profile;
+        use wmslink_wms_client::BucketSalt;
+
+        let mut config = Config::default();
+        config.runtime.profile = Profile::Production;
+        config.settings.token = SecretString::from("status-sync-a-production-token-0123456789");
+        let problems = config.validate().expect_err("refused");
+        assert_eq!(
+            problems.problems(),
+            [
+                "nats.user: production needs a NATS identity: nats.user (with nats.password), nats.credentials_file or nats.nkey_seed_file",
+                "wms.bucket_salt: must be set in production (the same secret in every service calling the WMS)",
+            ]
+        );
+
+        config.nats.nkey_seed_file = "/etc/wmslink/nats/status-sync.nk".into();
+        config.wms.bucket_salt = BucketSalt(SecretString::from("a-salt-shared-by-the-wms-callers"));
+        assert_eq!(config.validate(), Ok(()));
+        // Two identities at once are refused in any profile.
+        config.nats.user = "status-sync".into();
+        config.runtime.profile = Profile::Development;
+        let problems = config.validate().expect_err("refused");
+        assert_eq!(
+            problems.problems(),
+            [
+                "nats.user: nats.user, nats.credentials_file and nats.nkey_seed_file are alternatives: set one"
+            ]
+        );
     }
 }

@@ -32,6 +32,10 @@ struct Cli {
         default_value = "http://127.0.0.1:50052"
     )]
     orders_url: String,
+    /// PEM file of the authority of order-events' certificate (then `--orders-url` is
+    /// `https://`). Default: plaintext.
+    #[arg(long, env = "CART_SIM_ORDERS_TLS_CA_FILE", default_value = "")]
+    orders_tls_ca_file: String,
     /// A token with `orders.read` on order-events.
     #[arg(long, env = "CART_SIM_TOKEN", hide_env_values = true)]
     token: SecretString,
@@ -95,6 +99,10 @@ async fn main() -> anyhow::Result<()> {
             ..NatsConfig::default()
         },
         orders_url: cli.orders_url,
+        orders_tls: wmslink_platform::grpc::ClientTls {
+            ca_file: cli.orders_tls_ca_file,
+            ..Default::default()
+        },
         token: cli.token,
         wms,
         interval: Duration::from_millis(cli.interval_ms),

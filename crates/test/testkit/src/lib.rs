@@ -364,6 +364,9 @@ pub struct TestCerts {
     pub server_cert_pem: String,
     /// The server's private key (PEM).
     pub server_key_pem: String,
+    /// A client certificate the same authority signed (for mutual TLS), and its key (PEM).
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl TestCerts {
@@ -392,10 +395,229 @@ impl TestCerts {
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = KeyPair::generate()?;
         let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+        let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "wmslink test client");
+        client_params.use_authority_key_identifier_extension = true;
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate()?;
+        let client_cert = client_params.signed_by(&client_key, &issuer)?;
         Ok(Self {
             ca_pem: ca_cert.pem(),
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
         })
     }
+
+    /// Writes every PEM into `dir` (`ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,
+    /// `client-key.pem`, mode 0600 for the keys) and returns their paths in that order.
+    pub fn write_to(&self, dir: &std::path::Path) -> anyhow::Result<CertFiles> {
+        std::fs::create_dir_all(dir)?;
+        let write = |name: &str, contents: &str| -> anyhow::Result<String> {
+            let path = dir.join(name);
+            std::fs::write(&path, contents)?;
+            #[cfg(unix)]
+            if name.ends_with("-key.pem") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(path.display().to_string())
+        };
+        Ok(CertFiles {
+            ca: write("ca.pem", &self.ca_pem)?,
+            server_cert: write("server.pem", &self.server_cert_pem)?,
+            server_key: write("server-key.pem", &self.server_key_pem)?,
+            client_cert: write("client.pem", &self.client_cert_pem)?,
+            client_key: write("client-key.pem", &self.client_key_pem)?,
+        })
+    }
+}
+
+/// Where [`TestCerts::write_to`] put each PEM file.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+/// A PostgreSQL cluster of the test's own (`initdb` + `pg_ctl` on a spare loopback port, trust
+/// authentication, user `postgres`), for tests of the server's configuration (TLS) that the
+/// shared server cannot change. Stopped and its directory removed when dropped.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Starts a cluster with `settings` (`-c name=value` each) and `files` (name, contents)
+    /// written into its data directory first (for `ssl_cert_file` and the like; owned by the
+    /// server's user, mode 0600). Returns once it accepts connections.
+    pub async fn start(settings: &[&str], files: &[(&str, &[u8])]) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique("wmslink-pg-"));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = Self { port, dir };
+        let as_root = pg_running_as_root();
+        if as_root {
+            pg_run(
+                std::process::Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&server.dir),
+                "chown",
+            )?;
+        }
+        pg_run(
+            &mut pg_command(
+                "initdb",
+                &[
+                    "-D".as_ref(),
+                    data.as_os_str(),
+                    "-A".as_ref(),
+                    "trust".as_ref(),
+                    "-U".as_ref(),
+                    "postgres".as_ref(),
+                    "--no-sync".as_ref(),
+                    "-E".as_ref(),
+                    "UTF8".as_ref(),
+                ],
+            ),
+            "initdb",
+        )?;
+        for (name, contents) in files {
+            let path = data.join(name);
+            std::fs::write(&path, contents)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            if as_root {
+                pg_run(
+                    std::process::Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&path),
+                    "chown",
+                )?;
+            }
+        }
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            data.display()
+        );
+        for setting in settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
+        let log = server.dir.join("pg.log");
+        pg_run(
+            &mut pg_command(
+                "pg_ctl",
+                &[
+                    "-D".as_ref(),
+                    data.as_os_str(),
+                    "-l".as_ref(),
+                    log.as_os_str(),
+                    "-o".as_ref(),
+                    options.as_ref(),
+                    "-w".as_ref(),
+                    "-t".as_ref(),
+                    "60".as_ref(),
+                    "start".as_ref(),
+                ],
+            ),
+            "pg_ctl start",
+        )
+        .map_err(|err| anyhow::anyhow!("{err}\n{}", server.log()))?;
+        Ok(server)
+    }
+
+    /// `postgres://postgres@<host>:<port>/<database>`.
+    pub fn url(&self, host: &str, database: &str) -> String {
+        format!("postgres://postgres@{host}:{}/{database}", self.port)
+    }
+
+    /// What the server logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pg.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = pg_command(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pg_running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `program` (found on PATH, else in Debian's newest `/usr/lib/postgresql/*/bin`), run as the
+/// `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn pg_command(program: &str, args: &[&std::ffi::OsStr]) -> std::process::Command {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    let path = on_path.unwrap_or_else(|| {
+        let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        versions.sort();
+        versions
+            .last()
+            .map(|v| v.join("bin").join(program))
+            .unwrap_or_else(|| program.into())
+    });
+    let mut command = if pg_running_as_root() {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        std::process::Command::new(path)
+    };
+    command.args(args);
+    command
+}
+
+fn pg_run(command: &mut std::process::Command, what: &str) -> anyhow::Result<()> {
+    let out = command.stdin(std::process::Stdio::null()).output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

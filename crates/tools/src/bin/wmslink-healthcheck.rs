@@ -1,5 +1,6 @@
 //! Container health probe: `wmslink-healthcheck grpc http://127.0.0.1:50051` asks the gRPC
 //! health service; `wmslink-healthcheck tcp 127.0.0.1:8080` checks that a port accepts.
+//! Over TLS: `wmslink-healthcheck grpc https://settings:50051 --tls-ca-file ca.pem`.
 //! Exits 0 when healthy, 1 otherwise.
 
 use std::time::Duration;
@@ -18,7 +19,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Probe {
     /// gRPC health check of the whole server.
-    Grpc { url: String },
+    Grpc {
+        url: String,
+        /// PEM file of the authority of the server's certificate (then the URL is
+        /// `https://`).
+        #[arg(long, env = "WMSLINK_HEALTHCHECK_TLS_CA_FILE", default_value = "")]
+        tls_ca_file: String,
+        /// The name the certificate must carry (default: the URL's host).
+        #[arg(long, env = "WMSLINK_HEALTHCHECK_TLS_DOMAIN", default_value = "")]
+        tls_domain: String,
+        /// A client certificate and its key, for a server that requires one.
+        #[arg(long, env = "WMSLINK_HEALTHCHECK_TLS_CERT_FILE", default_value = "")]
+        tls_cert_file: String,
+        #[arg(long, env = "WMSLINK_HEALTHCHECK_TLS_KEY_FILE", default_value = "")]
+        tls_key_file: String,
+    },
     /// A TCP connect.
     Tcp { addr: String },
 }
@@ -41,8 +56,21 @@ async fn main() -> std::process::ExitCode {
 
 async fn probe(probe: Probe) -> anyhow::Result<()> {
     match probe {
-        Probe::Grpc { url } => {
-            let channel = tonic::transport::Channel::from_shared(url)?
+        Probe::Grpc {
+            url,
+            tls_ca_file,
+            tls_domain,
+            tls_cert_file,
+            tls_key_file,
+        } => {
+            wmslink_platform::install_crypto_provider();
+            let tls = wmslink_platform::grpc::ClientTls {
+                ca_file: tls_ca_file,
+                domain: tls_domain,
+                cert_file: tls_cert_file,
+                key_file: tls_key_file,
+            };
+            let channel = wmslink_platform::grpc::client_endpoint(&url, &tls)?
                 .connect()
                 .await?;
             let mut client = HealthClient::new(channel);
