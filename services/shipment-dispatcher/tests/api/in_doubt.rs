@@ -318,3 +318,58 @@ async fn a_failing_search_of_a_shipment_in_doubt_holds_no_other_registration_or_
     assert_eq!(app.rows_received(&shop, &doubtful), 1, "never re-sent");
     assert_eq!(app.rows_received(&shop, &fresh), 1);
 }
+
+/// A `RunDispatch` call dropped by its caller mid-request (the pass runs in the call) is an
+/// unknown outcome like any other: the registration the WMS applied anyway is found by a later
+/// search and adopted, never sent again, and the dropped pass leaves the shop unlocked.
+#[tokio::test]
+async fn a_run_dispatch_dropped_mid_request_is_an_unknown_outcome_found_later_not_resent() {
+    let app = spawn_app_with(without_sweeps).await;
+    let shop = app.shop_with(full_detail(), false).await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::NotSent).await;
+    app.set_enabled(&shop, true).await;
+    // The WMS answers after 2 s, and applies what it received even when the client hung up.
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            latency_ms: 2_000,
+            ..Faults::default()
+        },
+    );
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        run_dispatch(&app.operator, &shop.id),
+    )
+    .await;
+    assert!(dropped.is_err(), "the caller hung up first: {dropped:?}");
+    app.wait_until(&shop, &no, "claimed before the call", |s| {
+        s.shipping_status() == ShippingStatus::Sending
+    })
+    .await;
+    eventually(WAIT, "the WMS applied it after all", || async {
+        (app.wms_orders(&shop, &no).len() == 1).then_some(())
+    })
+    .await;
+    app.clear_faults(&shop);
+
+    // Later runs search it once the call is surely over (and are not refused as busy).
+    let (shipment, history) = eventually(WAIT, "found by a search and adopted", || async {
+        run_dispatch(&app.operator, &shop.id)
+            .await
+            .expect("RunDispatch");
+        app.get(&shop, &no)
+            .await
+            .filter(|(s, _)| s.shipping_status() == ShippingStatus::Sent)
+    })
+    .await;
+    assert!(
+        history_has(&history, "adopted without sending again"),
+        "the answer was lost with the call: {history:?}"
+    );
+    let (wms, _) = app.wms_row(&shop, &no);
+    assert_eq!(shipment.wms_order_id, wms.order_id);
+    assert_eq!(app.rows_received(&shop, &no), 1, "sent exactly once");
+}
