@@ -89,3 +89,51 @@ async fn a_shop_disabled_mid_pass_stops_sending_before_its_next_call() {
     }
     assert!(queued >= 4, "{queued} left queued");
 }
+
+/// Cancels do not hold the shop's pass: a pass takes registrations and cancellations in turns
+/// (20 cancels a turn), so an order arriving behind a slow mass cancellation is registered
+/// while most of the cancels still wait.
+#[tokio::test]
+async fn an_order_arriving_behind_a_slow_mass_cancellation_is_registered_between_its_cancels() {
+    let app = spawn_app().await;
+    let shop = app.shop().await;
+    let numbers = app.publish_orders(&shop, 40, "paid").await;
+    app.wait_for_all(&shop, &numbers, ShippingStatus::Sent)
+        .await;
+    // 40 cancels at 300 ms each: 12 s of cancelling.
+    app.fault(
+        &shop,
+        Endpoint::Cancel,
+        Faults {
+            latency_ms: 300,
+            ..Faults::default()
+        },
+    );
+    for no in &numbers {
+        app.status_changed(&order(&shop, no, "cancel", 2)).await;
+    }
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM shipments WHERE shop_id = $1 AND status = 'CANCEL_REQUESTED'",
+        )
+        .bind(&shop.id)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count")
+    };
+    eventually(WAIT, "the cancels requested", || async {
+        (pending().await > 0).then_some(())
+    })
+    .await;
+    let fresh = unique_order_no();
+    app.status_changed(&order(&shop, &fresh, "paid", 1)).await;
+    app.wait_for(&shop, &fresh, ShippingStatus::Sent).await;
+    let waiting = pending().await;
+    assert!(
+        waiting >= 10,
+        "registered between the cancels, not after them: {waiting} cancels still waiting"
+    );
+    for no in &numbers {
+        app.wait_for(&shop, no, ShippingStatus::Cancelled).await;
+    }
+}
