@@ -14,4 +14,5 @@ mod register;
 mod secrets;
 mod shops;
 mod tenancy;
+mod transport;
 mod validation;
