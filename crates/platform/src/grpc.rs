@@ -333,3 +333,62 @@ pub fn internal(context: &str, err: impl std::fmt::Display) -> tonic::Status {
     tracing::error!(error = %err, "{context}");
     tonic::Status::internal(format!("{context}: internal error"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InvalidConfig, Validate};
+
+    #[test]
+    fn tls_settings_that_would_not_protect_the_calls_are_refused() {
+        let server = GrpcConfig {
+            tls: ServerTls {
+                cert_file: "server.pem".into(),
+                key_file: String::new(),
+                client_ca_file: String::new(),
+            },
+            ..GrpcConfig::default()
+        };
+        let problems = server
+            .validate()
+            .expect_err("a certificate without its key");
+        assert_eq!(
+            problems.problems(),
+            ["tls.cert_file: and tls.key_file go together"]
+        );
+        let client_ca_only = GrpcConfig {
+            tls: ServerTls {
+                client_ca_file: "clients.pem".into(),
+                ..ServerTls::default()
+            },
+            ..GrpcConfig::default()
+        };
+        assert!(client_ca_only.validate().is_err(), "client CA without TLS");
+
+        let check = |url: &str, tls: &ClientTls| {
+            let mut problems = InvalidConfig::default();
+            tls.check_with_url(url, "settings", &mut problems);
+            problems.problems().to_vec()
+        };
+        let with_ca = ClientTls {
+            ca_file: "ca.pem".into(),
+            ..ClientTls::default()
+        };
+        assert!(check("https://settings:50051", &with_ca).is_empty());
+        assert!(check("http://settings:50051", &ClientTls::default()).is_empty());
+        assert_eq!(
+            check("http://settings:50051", &with_ca),
+            ["settings.tls.ca_file: is set, so the URL must start with https://"]
+        );
+        assert_eq!(
+            check("https://settings:50051", &ClientTls::default()),
+            [
+                "settings.tls.ca_file: must be set for an https:// URL (the server is verified against it)"
+            ]
+        );
+        // The same rules when the endpoint is built: plaintext is never chosen silently.
+        assert!(client_endpoint("http://settings:50051", &with_ca).is_err());
+        assert!(client_endpoint("https://settings:50051", &ClientTls::default()).is_err());
+        assert!(client_endpoint("http://settings:50051", &ClientTls::default()).is_ok());
+    }
+}
