@@ -1,10 +1,13 @@
 //! The durable JetStream consumer: keeps the watch list from the dispatcher's
-//! `shipments.{shop}.updated` events, one transaction per message with its processed-message
-//! id, newer `sequence` only.
+//! `shipments.{shop}.updated` events, newer `sequence` only. Taken in batches (every message
+//! already delivered, up to `consumers.max_batch`): one transaction and one commit per batch,
+//! the processed marks in one statement, the updates in stream order; a bad message is refused
+//! alone, and a database error falls back to one transaction per message.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
-use wmslink_platform::consumer::{Delivery, HandleError, Handler};
+use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
+use wmslink_platform::consumer::{BatchHandler, Delivery, HandleError};
 use wmslink_platform::db;
 use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::telemetry;
@@ -103,42 +106,146 @@ pub fn check(
     })
 }
 
-impl Handler for WatchListHandler {
-    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let update = check(delivery, Utc::now())?;
+/// A checked update of a batch, with what it came with.
+struct Batched {
+    /// Its place in the batch's deliveries.
+    index: usize,
+    update: CheckedUpdate,
+    /// The W3C trace context of its message (the order's trace), if any.
+    traceparent: Option<String>,
+}
+
+impl Batched {
+    fn change(&self) -> ShipmentChange<'_> {
+        let update = &self.update;
+        ShipmentChange {
+            shop_id: update.shop_id.as_str(),
+            order_no: update.order_no.as_str(),
+            wms_order_id: update.wms_order_id,
+            order_date: update.order_date,
+            shipping_status: update.shipping_status,
+            cancelled_unrequested: update.cancelled_unrequested,
+            registered_outside: update.registered_outside,
+            possibly_in_wms: update.possibly_in_wms,
+            wms_status_id: update.wms_status_id,
+            sequence: update.sequence,
+            occurred_at: update.occurred_at,
+            traceparent: self.traceparent.as_deref(),
+        }
+    }
+}
+
+fn log_applied(update: &CheckedUpdate, applied: bool) {
+    tracing::debug!(
+        shop = %update.shop_id,
+        order_no = %update.order_no,
+        status = update.shipping_status,
+        sequence = update.sequence,
+        applied,
+        "shipment update"
+    );
+}
+
+/// Applies one update inside the caller's transaction (its message already marked).
+async fn apply_in(conn: &mut PgConnection, batched: &Batched) -> Result<bool, sqlx::Error> {
+    Store::upsert_shop(&mut *conn, batched.update.shop_id.as_str()).await?;
+    Store::apply_shipment(conn, &batched.change()).await
+}
+
+impl WatchListHandler {
+    /// The whole batch in one transaction with one commit: the processed marks in one
+    /// statement, then the updates ordered by (shop, order) — stream order within each order,
+    /// and the same lock order in every batch, so two replicas' batches do not deadlock.
+    async fn apply_together(
+        &self,
+        deliveries: &[Delivery<'_>],
+        batch: &[Batched],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if !db::mark_processed(&mut tx, CONSUMER, &delivery.dedup_id).await? {
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|b| deliveries[b.index].dedup_id.as_str())
+            .collect();
+        let mut fresh = db::mark_processed_many(&mut tx, CONSUMER, &ids).await?;
+        // A message id twice in the batch (a redelivery) is applied once.
+        let mut todo: Vec<&Batched> = batch
+            .iter()
+            .filter(|b| fresh.remove(deliveries[b.index].dedup_id.as_str()))
+            .collect();
+        // Stable: an order's updates keep their stream order.
+        todo.sort_by(|a, b| {
+            (a.update.shop_id.as_str(), a.update.order_no.as_str())
+                .cmp(&(b.update.shop_id.as_str(), b.update.order_no.as_str()))
+        });
+        let mut applied = Vec::with_capacity(todo.len());
+        for batched in todo {
+            applied.push((batched, apply_in(&mut tx, batched).await?));
+        }
+        tx.commit().await?;
+        for (batched, applied) in applied {
+            let _entered = deliveries[batched.index].span.enter();
+            log_applied(&batched.update, applied);
+        }
+        Ok(())
+    }
+
+    /// One update in a transaction of its own.
+    async fn apply_one(&self, msg_id: &str, batched: &Batched) -> Result<(), HandleError> {
+        let mut tx = self.pool.begin().await?;
+        if !db::mark_processed(&mut tx, CONSUMER, msg_id).await? {
             return Ok(());
         }
-        Store::upsert_shop(&mut tx, update.shop_id.as_str()).await?;
-        let applied = Store::apply_shipment(
-            &mut tx,
-            &ShipmentChange {
-                shop_id: update.shop_id.as_str(),
-                order_no: update.order_no.as_str(),
-                wms_order_id: update.wms_order_id,
-                order_date: update.order_date,
-                shipping_status: update.shipping_status,
-                cancelled_unrequested: update.cancelled_unrequested,
-                registered_outside: update.registered_outside,
-                possibly_in_wms: update.possibly_in_wms,
-                wms_status_id: update.wms_status_id,
-                sequence: update.sequence,
-                occurred_at: update.occurred_at,
-                traceparent: telemetry::current_traceparent().as_deref(),
-            },
-        )
-        .await?;
+        let applied = apply_in(&mut tx, batched).await?;
         tx.commit().await?;
-        tracing::debug!(
-            shop = %update.shop_id,
-            order_no = %update.order_no,
-            status = update.shipping_status,
-            sequence = update.sequence,
-            applied,
-            "shipment update"
-        );
+        log_applied(&batched.update, applied);
         Ok(())
+    }
+}
+
+impl BatchHandler for WatchListHandler {
+    async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
+        let received_at = Utc::now();
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(deliveries.len());
+        let mut batch = Vec::with_capacity(deliveries.len());
+        for (index, delivery) in deliveries.iter().enumerate() {
+            match check(delivery, received_at) {
+                Ok(update) => {
+                    batch.push(Batched {
+                        index,
+                        update,
+                        traceparent: delivery.span.in_scope(telemetry::current_traceparent),
+                    });
+                    outcomes.push(Ok(()));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        if batch.len() > 1 {
+            match self.apply_together(deliveries, &batch).await {
+                Ok(()) => return outcomes,
+                Err(err) => {
+                    let failure = HandleError::from(err);
+                    if let HandleError::Unavailable(_) = failure {
+                        for batched in &batch {
+                            outcomes[batched.index] = Err(failure.clone());
+                        }
+                        return outcomes;
+                    }
+                    tracing::warn!(error = %failure, messages = batch.len(), "shipment batch failed; applying its updates one by one");
+                }
+            }
+        }
+        for batched in &batch {
+            let delivery = &deliveries[batched.index];
+            if let Err(err) = self
+                .apply_one(&delivery.dedup_id, batched)
+                .instrument(delivery.span.clone())
+                .await
+            {
+                outcomes[batched.index] = Err(err);
+            }
+        }
+        outcomes
     }
 }
 

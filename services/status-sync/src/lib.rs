@@ -204,7 +204,7 @@ impl Application {
             runner,
         } = self;
         let mut tasks = vec![
-            Task::consumer(
+            Task::batch_consumer(
                 js,
                 subjects.clone(),
                 consumer_spec(&config, &subjects),

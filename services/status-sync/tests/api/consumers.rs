@@ -106,3 +106,81 @@ async fn a_shipment_update_in_proto3_json_is_applied() {
     app.wait_for_shipment(&shop, "J-1", "SENT", 3).await;
     assert!(dead_letter_reasons(&app).await.is_empty());
 }
+
+#[tokio::test]
+async fn shipment_updates_delivered_together_share_a_transaction_and_the_latest_wins() {
+    let mut app = spawn_app().await;
+    let shop = app.add_shop().await;
+
+    // While status-sync is down the dispatcher goes on: three updates per order, the last one
+    // of some arriving before an older one, and a bad message among them.
+    app.sync.stop().await;
+    let orders: Vec<String> = (0..20).map(|n| format!("B-{n:02}")).collect();
+    for (n, no) in orders.iter().enumerate() {
+        let sequences: &[i64] = if n % 4 == 0 { &[1, 3, 2] } else { &[1, 2, 3] };
+        for &sequence in sequences {
+            let status = match sequence {
+                1 => ShippingStatus::Queued,
+                2 => ShippingStatus::Sending,
+                _ => ShippingStatus::Sent,
+            };
+            app.shipment(&shop, no, 100 + n as i64, status, sequence, days_ago(1))
+                .await;
+        }
+        if n == 7 {
+            publish_raw(&app.nats, &shop.id, "ship-bad", vec![0xff, 0xff, 0x01]).await;
+        }
+    }
+    app.restart_sync().await;
+
+    let pool = app.sync.db.pool.clone();
+    let rows: Vec<(String, String, i64)> = eventually(WAIT, "every order at sequence 3", || {
+        let pool = pool.clone();
+        let shop = shop.id.clone();
+        async move {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT order_no, shipping_status, sequence FROM watch_list
+                  WHERE shop_id = $1 ORDER BY order_no",
+            )
+            .bind(shop)
+            .fetch_all(&pool)
+            .await
+            .ok()?;
+            (rows.len() == 20 && rows.iter().all(|(_, _, sequence)| *sequence == 3)).then_some(rows)
+        }
+    })
+    .await;
+    for (no, status, _) in &rows {
+        assert_eq!(
+            status, "SENT",
+            "{no}: the newest update wins over the older one that came after it"
+        );
+    }
+    let reasons = eventually(WAIT, "a dead letter", || async {
+        let reasons = dead_letter_reasons(&app).await;
+        (!reasons.is_empty()).then_some(reasons)
+    })
+    .await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("undecodable protobuf"), "{reasons:?}");
+    let processed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_messages WHERE consumer = 'status-sync-shipments'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("processed");
+    assert_eq!(processed, 60, "every good message marked processed");
+    // Updates delivered together were applied together: fewer transactions (each stamps
+    // `updated_at` with its own start time) than orders.
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT updated_at) FROM watch_list WHERE shop_id = $1")
+            .bind(&shop.id)
+            .fetch_one(&pool)
+            .await
+            .expect("transactions");
+    assert!(
+        transactions < orders.len() as i64,
+        "{} orders in {transactions} transactions",
+        orders.len()
+    );
+}
