@@ -11,6 +11,9 @@ use sqlx::PgPool;
 use wmslink_platform::db::DatabaseConfig;
 use wmslink_platform::nats::{NatsConfig, StreamKind, Subjects};
 
+mod proxy;
+pub use proxy::{TcpProxy, host_port};
+
 /// Server URL (without database) of the PostgreSQL the tests use.
 pub fn postgres_server_url() -> String {
     std::env::var("WMSLINK_TEST_POSTGRES_URL")

@@ -1,83 +1,11 @@
 //! PostgreSQL out of reach: the cart's orders wait the outage out, whatever the delivery budget,
 //! and nothing is dead-lettered.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use async_nats::jetstream::consumer::pull;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use wmslink_platform::nats::StreamKind;
-use wmslink_testkit::eventually;
+use wmslink_testkit::{TcpProxy as Proxy, eventually, host_port};
 
 use crate::helpers::{DEADLINE, TestApp, order, spawn_app_with};
-
-/// A TCP proxy in front of PostgreSQL that the test can cut (every connection dropped, new
-/// ones refused) and restore: an outage as the service sees it.
-struct Proxy {
-    addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let open = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let open = open.clone();
-            let links = links.clone();
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !open.load(Ordering::SeqCst) {
-                        continue; // dropped: refused
-                    }
-                    let target = target.clone();
-                    links.lock().await.push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    }));
-                }
-            }
-        });
-        Self {
-            addr,
-            open,
-            links,
-            accept,
-        }
-    }
-
-    async fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// `host:port` of a `postgres://user@host:port/db` URL.
-fn host_port(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
-}
 
 async fn cart_orders_delivered(app: &TestApp) -> u64 {
     let stream = app

@@ -1,11 +1,11 @@
-//! The settings service is down, or refuses the dispatcher's token for a missing scope, when an
-//! order event arrives: the event is redelivered (trouble that goes away), never dead-lettered,
-//! and sent exactly once when settings answer again.
+//! The settings service is down, or refuses the dispatcher's token for a missing scope, or the
+//! dispatcher's database is out of reach, when an order event arrives: the event is redelivered
+//! (trouble that goes away), never dead-lettered, and sent exactly once when that is over.
 
 use wmslink_platform::auth::scopes;
 use wmslink_platform::nats::StreamKind;
 use wmslink_proto::orders::v1::ShippingStatus;
-use wmslink_testkit::{LogCapture, eventually};
+use wmslink_testkit::{LogCapture, TcpProxy, eventually, host_port};
 
 use crate::helpers::*;
 
@@ -112,4 +112,46 @@ async fn an_order_event_waits_while_the_settings_token_lacks_a_scope_and_is_sent
     assert!(app.dead_letters().await.is_empty(), "never dead-lettered");
     assert_eq!(app.counters(&shop).registrations_accepted, 1);
     assert_eq!(app.rows_received(&shop, &no), 1);
+}
+
+/// The dispatcher's PostgreSQL out of reach (a proxy in front of it cut) for longer than the
+/// delivery budget: the order event waits the outage out, is never dead-lettered, and is sent
+/// once when the database is back.
+#[tokio::test]
+async fn an_order_event_arriving_while_the_database_is_out_of_reach_is_sent_once_it_is_back() {
+    let server = wmslink_testkit::postgres_server_url();
+    let proxy = TcpProxy::start(host_port(&server).to_owned()).await;
+    let app = spawn_app_with(|config| {
+        config.database.url = proxy.url_through(&config.database.url);
+        config.consumers.retry_base_delay_ms = 50;
+        config.consumers.retry_max_delay_ms = 200;
+        config.consumers.max_deliver = 2;
+    })
+    .await;
+    let shop = app.shop().await;
+    // The dispatcher works through the proxy (and has the shop's settings).
+    let first = unique_order_no();
+    app.status_changed(&order(&shop, &first, "paid", 1)).await;
+    app.wait_for(&shop, &first, ShippingStatus::Sent).await;
+
+    proxy.cut().await;
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    let durable = "shipment-dispatcher-status-changed";
+    eventually(WAIT, "the event delivered past max_deliver", || async {
+        let letters = app.dead_letters().await;
+        assert!(letters.is_empty(), "dead-lettered while down: {letters:?}");
+        let info = app.consumer_info(StreamKind::Orders, durable).await;
+        // One delivery of the first event, then four or more of this one.
+        (info.delivered.consumer_sequence >= 5).then_some(())
+    })
+    .await;
+    assert_eq!(app.register_calls(&shop), 1, "nothing sent while down");
+
+    proxy.restore();
+    let (_, history) = app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+    assert_eq!(transitions(&history), sent_at_first_attempt());
+    assert!(app.dead_letters().await.is_empty(), "never dead-lettered");
+    assert_eq!(app.rows_received(&shop, &no), 1);
+    assert_eq!(app.counters(&shop).registrations_accepted, 2);
 }
