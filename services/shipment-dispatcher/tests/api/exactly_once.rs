@@ -481,3 +481,39 @@ async fn first_events_of_one_order_racing_each_other_keep_the_newest_snapshot() 
     }
     assert!(app.dead_letters().await.is_empty());
 }
+
+/// A graceful stop (SIGTERM) during a registration call: the drain outlasts the WMS request
+/// timeout, so the pass finishes its call and records the answer before the process ends —
+/// the order is SENT, not left in doubt, and was sent once.
+#[tokio::test]
+async fn a_graceful_stop_during_a_registration_call_records_its_answer_before_ending() {
+    let mut app = spawn_app().await;
+    let shop = app.shop().await;
+    app.fault(
+        &shop,
+        Endpoint::Register,
+        Faults {
+            // Within the test's 3 s request timeout.
+            latency_ms: 2_500,
+            ..Faults::default()
+        },
+    );
+    let no = unique_order_no();
+    app.status_changed(&order(&shop, &no, "paid", 1)).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sending).await;
+
+    app.stop().await;
+    let row = wmslink_shipment_dispatcher::store::get(&app.db.pool, &shop.id, &no)
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!(
+        row.status.as_str(),
+        "SENT",
+        "the answer was recorded: {row:?}"
+    );
+    assert!(!row.possibly_in_wms, "not left in doubt");
+    let (wms, _) = app.wms_row(&shop, &no);
+    assert_eq!(row.wms_order_id, Some(wms.order_id));
+    assert_eq!(app.rows_received(&shop, &no), 1);
+}
