@@ -6,7 +6,7 @@
 //! `ShipmentUpdated` outbox event, all in the transaction; the platform consumer acks after the
 //! commit. Order events already delivered together are applied in one transaction with one
 //! commit ([`apply_order_events`]; each order's events in stream order), and one that fails is
-//! refused alone; an observation has a transaction of its own. Invalid
+//! refused alone; so are WMS observations ([`apply_observations`]). Invalid
 //! messages are permanent failures (dead-lettered with the reason); the database or the
 //! settings service out of reach is an outage (`HandleError::Unavailable`: redelivered with a
 //! capped back-off for as long as it takes, never dead-lettered). A status code the cached
@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use tracing::Instrument as _;
-use wmslink_platform::consumer::{BatchHandler, Delivery, HandleError, Handler};
+use wmslink_platform::consumer::{BatchHandler, Delivery, HandleError};
 use wmslink_platform::shop::{OrderNo, ShopId};
 use wmslink_platform::{db, telemetry};
 use wmslink_proto::orders::v1::{Order, OrderStatusChanged, OrderUpdated};
@@ -463,7 +463,9 @@ async fn apply_in(
     ))
 }
 
-/// `wms.*.observed`: what status-sync saw in the WMS.
+/// `wms.*.observed`: what status-sync saw in the WMS, taken in batches like order events (one
+/// transaction and one commit per batch, [`apply_observations`]), each observation still
+/// refused, acknowledged or dead-lettered on its own.
 pub struct Observations {
     core: Arc<Core>,
 }
@@ -474,46 +476,178 @@ impl Observations {
     }
 }
 
-impl Handler for Observations {
-    async fn handle(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let observed: WmsObserved = delivery.decode()?;
-        let shop = delivery.shop(&observed.shop_id, "shop_id")?;
-        OrderNo::check(&observed.order_no).map_err(|err| HandleError::invalid("order_no", err))?;
-        if observed.wms_order_id <= 0 {
-            return Err(HandleError::Permanent(format!(
-                "wms_order_id {} is not a WMS order id",
-                observed.wms_order_id
-            )));
+/// A checked observation of a batch.
+pub struct PreparedObservation {
+    /// Its place in the batch's deliveries.
+    pub index: usize,
+    pub shop: ShopId,
+    pub order_no: String,
+    pub observation: Observation,
+}
+
+/// Decodes and checks an observation; every refusal is permanent, with the reason.
+fn parse_observation(
+    delivery: &Delivery<'_>,
+    index: usize,
+) -> Result<PreparedObservation, HandleError> {
+    let observed: WmsObserved = delivery.decode()?;
+    let shop = delivery.shop(&observed.shop_id, "shop_id")?;
+    OrderNo::check(&observed.order_no).map_err(|err| HandleError::invalid("order_no", err))?;
+    if observed.wms_order_id <= 0 {
+        return Err(HandleError::Permanent(format!(
+            "wms_order_id {} is not a WMS order id",
+            observed.wms_order_id
+        )));
+    }
+    let observation = Observation {
+        wms_order_id: observed.wms_order_id,
+        status_id: observed.status_id,
+        status_name: observed.status_name,
+        cancelled: observed.cancelled,
+        shipped: observed.shipped,
+        tracking_code: observed.tracking_code,
+        shipping_date: observed.shipping_date,
+        wms_updated_at: observed
+            .wms_updated_at
+            .as_ref()
+            .and_then(wmslink_proto::from_timestamp),
+    };
+    Ok(PreparedObservation {
+        index,
+        shop,
+        order_no: observed.order_no,
+        observation,
+    })
+}
+
+impl BatchHandler for Observations {
+    async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(deliveries.len());
+        let mut ready = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match parse_observation(delivery, i) {
+                Ok(prepared) => {
+                    ready.push(prepared);
+                    outcomes.push(Ok(()));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
         }
-        let observation = Observation {
-            wms_order_id: observed.wms_order_id,
-            status_id: observed.status_id,
-            status_name: observed.status_name.clone(),
-            cancelled: observed.cancelled,
-            shipped: observed.shipped,
-            tracking_code: observed.tracking_code.clone(),
-            shipping_date: observed.shipping_date.clone(),
-            wms_updated_at: observed
-                .wms_updated_at
-                .as_ref()
-                .and_then(wmslink_proto::from_timestamp),
-        };
-        let wake = apply_observation(
-            &self.core,
-            OBSERVED_CONSUMER,
-            &delivery.dedup_id,
-            shop.as_str(),
-            &observed.order_no,
-            &observation,
-        )
-        .await?;
-        if wake {
-            self.core.sender.wake(shop.as_str());
+        if ready.len() > 1 {
+            match apply_observations(&self.core, OBSERVED_CONSUMER, deliveries, &ready).await {
+                Ok(results) => {
+                    for (prepared, result) in ready.iter().zip(results) {
+                        match result {
+                            Ok(true) => self.core.sender.wake(prepared.shop.as_str()),
+                            Ok(false) => {}
+                            Err(err) => outcomes[prepared.index] = Err(err),
+                        }
+                    }
+                    return outcomes;
+                }
+                Err(HandleError::Unavailable(reason)) => {
+                    for prepared in &ready {
+                        outcomes[prepared.index] = Err(HandleError::Unavailable(reason.clone()));
+                    }
+                    return outcomes;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, messages = ready.len(), "observation batch failed; applying its observations one by one");
+                }
+            }
         }
-        Ok(())
+        for prepared in &ready {
+            let delivery = &deliveries[prepared.index];
+            let applied = apply_observation(
+                &self.core,
+                OBSERVED_CONSUMER,
+                &delivery.dedup_id,
+                prepared.shop.as_str(),
+                &prepared.order_no,
+                &prepared.observation,
+            )
+            .instrument(delivery.span.clone())
+            .await;
+            match applied {
+                Ok(true) => self.core.sender.wake(prepared.shop.as_str()),
+                Ok(false) => {}
+                Err(err) => outcomes[prepared.index] = Err(err),
+            }
+        }
+        outcomes
     }
 }
 
+/// Applies a batch of observations in one transaction with one commit: the processed marks in
+/// one statement, then each observation as [`apply_observation`] does, each order's
+/// observations in stream order and the orders in key order (the lock order of
+/// [`apply_order_events`]). An observation refused by the state machine gets its own error and
+/// its processed mark back. A database error loses the transaction: the caller then applies
+/// the observations one by one. Returns, per prepared observation, whether the sender has work.
+pub async fn apply_observations(
+    core: &Core,
+    consumer: &str,
+    deliveries: &[Delivery<'_>],
+    batch: &[PreparedObservation],
+) -> Result<Vec<Result<bool, HandleError>>, HandleError> {
+    let mut results: Vec<Option<Result<bool, HandleError>>> = batch.iter().map(|_| None).collect();
+    let mut tx = core.pool.begin().await?;
+    let msg_id = |k: usize| deliveries[batch[k].index].dedup_id.as_str();
+    let ids: Vec<&str> = (0..batch.len()).map(msg_id).collect();
+    let mut fresh = db::mark_processed_many(&mut tx, consumer, &ids).await?;
+    let mut marked = Vec::with_capacity(batch.len());
+    for (k, result) in results.iter_mut().enumerate() {
+        if fresh.remove(msg_id(k)) {
+            marked.push(k);
+        } else {
+            *result = Some(Ok(false));
+        }
+    }
+    let mut in_key_order = marked.clone();
+    // Stable: an order's observations keep their stream order.
+    in_key_order.sort_by(|&a, &b| {
+        let key = |k: usize| (batch[k].shop.as_str(), batch[k].order_no.as_str());
+        key(a).cmp(&key(b))
+    });
+    let mut publish_any = false;
+    for k in in_key_order {
+        let prepared = &batch[k];
+        let applied = observe_in(
+            &mut tx,
+            core,
+            prepared.shop.as_str(),
+            &prepared.order_no,
+            &prepared.observation,
+        )
+        .instrument(deliveries[prepared.index].span.clone())
+        .await;
+        match applied {
+            Ok(publish) => {
+                publish_any |= publish;
+                results[k] = Some(Ok(false));
+            }
+            Err(ApplyError::Db(err)) => return Err(err.into()),
+            Err(ApplyError::Refused(err)) => results[k] = Some(Err(err)),
+        }
+    }
+    // As if each refused observation had had a transaction of its own that rolled back.
+    let refused: Vec<&str> = marked
+        .iter()
+        .filter(|&&k| matches!(results[k], Some(Err(_))))
+        .map(|&k| msg_id(k))
+        .collect();
+    db::unmark_processed(&mut tx, consumer, &refused).await?;
+    tx.commit().await?;
+    if publish_any {
+        core.relay.wake();
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(false)))
+        .collect())
+}
+
+/// Applies one observation in one transaction. Returns whether the sender has work.
 pub async fn apply_observation(
     core: &Core,
     consumer: &str,
@@ -527,13 +661,33 @@ pub async fn apply_observation(
         tx.commit().await?;
         return Ok(false);
     }
-    let Some(mut row) = store::lock(&mut tx, shop, order_no).await? else {
+    let publish = match observe_in(&mut tx, core, shop, order_no, obs).await {
+        Ok(publish) => publish,
+        Err(ApplyError::Db(err)) => return Err(err.into()),
+        Err(ApplyError::Refused(err)) => return Err(err),
+    };
+    tx.commit().await?;
+    if publish {
+        core.relay.wake();
+    }
+    Ok(false)
+}
+
+/// One observation inside the caller's transaction (its message marked processed): returns
+/// whether an event was enqueued.
+async fn observe_in(
+    tx: &mut sqlx::PgConnection,
+    core: &Core,
+    shop: &str,
+    order_no: &str,
+    obs: &Observation,
+) -> Result<bool, ApplyError> {
+    let Some(mut row) = store::lock(&mut *tx, shop, order_no).await? else {
         tracing::debug!(
             shop,
             order_no,
             "observation of an order the dispatcher does not know"
         );
-        tx.commit().await?;
         return Ok(false);
     };
     let facts = WmsFacts {
@@ -587,7 +741,9 @@ pub async fn apply_observation(
             }
             if let Some((input, _, reason)) = change {
                 let line = row.apply(input, reason).map_err(|refused| {
-                    HandleError::Permanent(format!("internal: state machine refused {refused}"))
+                    ApplyError::Refused(HandleError::Permanent(format!(
+                        "internal: state machine refused {refused}"
+                    )))
                 })?;
                 history.push(line);
                 publish = true;
@@ -598,10 +754,6 @@ pub async fn apply_observation(
             }
         }
     }
-    store::persist(&mut tx, &core.subjects, &mut row, &history, publish).await?;
-    tx.commit().await?;
-    if publish {
-        core.relay.wake();
-    }
-    Ok(false)
+    store::persist(&mut *tx, &core.subjects, &mut row, &history, publish).await?;
+    Ok(publish)
 }

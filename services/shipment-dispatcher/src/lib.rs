@@ -260,7 +260,7 @@ impl Application {
                 updated,
                 OrderEvents::updated(core.clone()),
             ),
-            Task::consumer(
+            Task::batch_consumer(
                 js.clone(),
                 core.subjects.clone(),
                 observed,
