@@ -73,3 +73,27 @@ async fn a_cancel_whose_order_event_was_lost_is_cancelled_in_the_wms_by_the_rebu
     assert_eq!(app.counters(&shop).cancels, 1);
     assert_eq!(app.rows_received(&shop, &no), 1);
 }
+
+/// A lost `updated` event (the content edited, the status not): the newer revision in
+/// order-events' list is applied as the event would have been (R1: flagged, not sent again).
+#[tokio::test]
+async fn an_edit_whose_order_event_was_lost_is_flagged_by_the_rebuild_sweep_not_sent() {
+    let app = spawn_app_losing_order_events(|_| {}).await;
+    let shop = app.shop().await;
+    let no = unique_order_no();
+    let paid = order(&shop, &no, "paid", 1);
+    upsert(&app, &paid).await;
+    app.status_changed(&paid).await;
+    app.wait_for(&shop, &no, ShippingStatus::Sent).await;
+
+    let mut edited = order(&shop, &no, "paid", 2);
+    edited.note = "edited after sending".into();
+    upsert(&app, &edited).await;
+    let (shipment, history) = app
+        .wait_until(&shop, &no, "revision 2 applied", |s| s.order_revision == 2)
+        .await;
+    assert!(history_has(&history, "rebuild sweep"), "{history:?}");
+    assert!(shipment.edited_after_sending, "{shipment:?}");
+    assert_eq!(shipment.shipping_status(), ShippingStatus::Sent);
+    assert_eq!(app.rows_received(&shop, &no), 1, "never sent again");
+}
