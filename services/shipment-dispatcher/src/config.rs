@@ -138,7 +138,8 @@ impl Validate for Config {
 pub struct SenderConfig {
     /// Rows per registration call, at most the WMS's batch size (200 for COMMERCE ROBO).
     pub batch_size: u32,
-    /// After a wake-up, wait this long so that orders arriving together go in one call.
+    /// After a wake-up, wait this long so that orders arriving together go in one call; never
+    /// longer than the key budget takes to earn a call back (`1 / rate_limit.requests_per_second`).
     pub linger_ms: u64,
     /// Shops whose passes run at once in this process. Each shop's calls are paced by its own
     /// key's limiter; a pass holds a pooled connection only for its short transactions (its
@@ -235,6 +236,19 @@ impl SenderConfig {
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
     }
+    /// The linger in force under a key budget of `requests_per_second`: `linger_ms`, but never
+    /// longer than the budget takes to earn a call back. Lingering fills calls to save budget;
+    /// where a call's token comes back sooner than the linger (a generous WMS limit), waiting
+    /// saves nothing and only adds latency. Under the WMS's 1 request/s the full linger stays,
+    /// so a burst is still spent on full calls.
+    pub fn effective_linger(&self, requests_per_second: f64) -> Duration {
+        let per_call = if requests_per_second.is_finite() && requests_per_second > 0.0 {
+            Duration::from_secs_f64((1.0 / requests_per_second).min(3_600.0))
+        } else {
+            Duration::MAX
+        };
+        self.linger().min(per_call)
+    }
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.sweep_interval_ms)
     }
@@ -262,6 +276,19 @@ impl SenderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_linger_never_outlasts_the_time_the_budget_takes_to_earn_a_call_back() {
+        let sender = SenderConfig::default();
+        assert_eq!(sender.effective_linger(1.0), Duration::from_millis(100));
+        let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1_000.0 - ms).abs() < 0.01;
+        assert!(near(sender.effective_linger(20.0), 50.0), "a faster budget");
+        assert!(
+            near(sender.effective_linger(1_000_000.0), 0.0),
+            "no limit to speak of: no linger"
+        );
+        assert_eq!(sender.effective_linger(0.0), Duration::from_millis(100));
+    }
 
     #[test]
     fn the_defaults_are_valid_and_bad_values_are_refused_by_name() {

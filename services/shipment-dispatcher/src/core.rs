@@ -21,6 +21,8 @@ pub struct Core {
     pub settings: Arc<SettingsCache>,
     pub wms: WmsClients,
     pub config: SenderConfig,
+    /// The wait after a wake-up ([`SenderConfig::effective_linger`] under the key budget).
+    pub linger: std::time::Duration,
     /// When shipments in doubt are searched (from `sender` and `wms.request_timeout_ms`).
     pub doubt: DoubtRules,
     /// This replica's name in the history of what it claimed (`HOSTNAME`, else the process

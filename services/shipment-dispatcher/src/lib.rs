@@ -192,6 +192,9 @@ impl Application {
             settings,
             wms,
             config: config.sender.clone(),
+            linger: config
+                .sender
+                .effective_linger(config.rate_limit.requests_per_second),
             doubt: config.sender.doubt_rules(config.wms.request_timeout_ms),
             replica: core::replica_name(),
             sender,

@@ -1,5 +1,6 @@
 //! The scheduler of sender passes: a shop woken after a commit runs after `linger_ms` (so
-//! orders arriving together share a call), at most `sender.max_parallel_shops` shops at once
+//! orders arriving together share a call; shorter when the key budget earns a call back
+//! sooner, see `SenderConfig::effective_linger`), at most `sender.max_parallel_shops` shops at once
 //! and one pass per shop at a time; a shop woken while its pass runs runs again after it; a pass that
 //! found more work runs again at once, one that backs off runs again when its wait is over.
 
@@ -22,7 +23,7 @@ pub async fn run_scheduler(
     wake_rx: &mut mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
-    let linger = core.config.linger();
+    let linger = core.linger;
     let parallel = core.config.max_parallel_shops();
     let mut due: HashMap<String, Instant> = HashMap::new();
     let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
