@@ -387,12 +387,17 @@ async fn a_gateway_timeout_on_registration_is_resolved_by_one_search() {
 }
 
 /// Two replicas on one database, eight shops whose WMS answers slowly (0.5 s a call, calls of
-/// 2 rows) under the real per-key limit of the WMS (1 per second, burst 60): one replica runs
-/// at most four shops at once, so both work; every order is sent exactly once (counted per
-/// order number as the WMS received it).
+/// 2 rows) under the real per-key limit of the WMS (1 per second, burst 60): each replica runs
+/// at most four shops at once (`sender.max_parallel_shops`; with the default of 256 one replica
+/// could take all eight shops before the other starts), so both work; every order is sent
+/// exactly once (counted per order number as the WMS received it).
 #[tokio::test]
 async fn two_replicas_share_the_work_and_register_each_order_once() {
-    let app = spawn_app_with(|config| config.sender.batch_size = 2).await;
+    let app = spawn_app_with(|config| {
+        config.sender.batch_size = 2;
+        config.sender.max_parallel_shops = 4;
+    })
+    .await;
     let _replica = app.replica().await;
     let mut shops = Vec::new();
     for _ in 0..8 {
