@@ -5,8 +5,8 @@
 //! if its revision is newer, apply the state machine, write the history and the
 //! `ShipmentUpdated` outbox event, all in the transaction; the platform consumer acks after the
 //! commit. Order events already delivered together are applied in one transaction with one
-//! commit ([`apply_order_events`]; each order's events in stream order), and one that fails is
-//! refused alone; so are WMS observations ([`apply_observations`]). Invalid
+//! commit ([`apply_prepared`]; each order's events in stream order), and one that fails is
+//! refused alone; so are WMS observations. Invalid
 //! messages are permanent failures (dead-lettered with the reason); the database or the
 //! settings service out of reach is an outage (`HandleError::Unavailable`: redelivered with a
 //! capped back-off for as long as it takes, never dead-lettered). A status code the cached
@@ -168,7 +168,7 @@ impl<E: OrderEventPayload> OrderEvents<E> {
 }
 
 /// Order events are taken in batches (every message already delivered, up to
-/// `consumers.max_batch`): one transaction and one commit per batch ([`apply_order_events`]),
+/// `consumers.max_batch`): one transaction and one commit per batch ([`apply_prepared`]),
 /// each event still refused, acknowledged or dead-lettered on its own.
 impl<E: OrderEventPayload> BatchHandler for OrderEvents<E> {
     async fn handle_batch(&self, deliveries: &[Delivery<'_>]) -> Vec<Result<(), HandleError>> {
@@ -191,46 +191,7 @@ impl<E: OrderEventPayload> BatchHandler for OrderEvents<E> {
                 Err(refused) => outcomes.push(Err(refused)),
             }
         }
-        if ready.len() > 1 {
-            match apply_order_events(&self.core, self.consumer, deliveries, &ready).await {
-                Ok(results) => {
-                    for (prepared, result) in ready.iter().zip(results) {
-                        match result {
-                            Ok(true) => self.core.sender.wake(prepared.event.shop.as_str()),
-                            Ok(false) => {}
-                            Err(err) => outcomes[prepared.index] = Err(err),
-                        }
-                    }
-                    return outcomes;
-                }
-                Err(HandleError::Unavailable(reason)) => {
-                    for prepared in &ready {
-                        outcomes[prepared.index] = Err(HandleError::Unavailable(reason.clone()));
-                    }
-                    return outcomes;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, messages = ready.len(), "batch failed; applying its events one by one");
-                }
-            }
-        }
-        for prepared in &ready {
-            let delivery = &deliveries[prepared.index];
-            let applied = apply_order_event(
-                &self.core,
-                self.consumer,
-                &delivery.dedup_id,
-                &prepared.event,
-                &prepared.view,
-            )
-            .instrument(delivery.span.clone())
-            .await;
-            match applied {
-                Ok(true) => self.core.sender.wake(prepared.event.shop.as_str()),
-                Ok(false) => {}
-                Err(err) => outcomes[prepared.index] = Err(err),
-            }
-        }
+        apply_prepared(&self.core, self.consumer, deliveries, &ready, &mut outcomes).await;
         outcomes
     }
 }
@@ -257,21 +218,103 @@ impl From<sqlx::Error> for ApplyError {
     }
 }
 
-/// Applies a batch of order events in one transaction with one commit: the processed marks in
-/// one statement, then each event as [`apply_order_event`] does, each order's events in stream
-/// order and the orders in key order (so two batches lock shipments in the same order). An
-/// event refused by the state machine gets its own error and its processed mark back. A
-/// database error loses the transaction: the caller then applies the events one by one.
-/// Returns, per prepared event, whether the sender has work.
-pub async fn apply_order_events(
+/// One checked message of a batch: an order event ([`Prepared`]) or a WMS observation
+/// ([`PreparedObservation`]). Both go through the same frame ([`apply_prepared`]); they differ
+/// only in what one message does to its shipment.
+trait BatchItem: Send + Sync {
+    /// Its place in the batch's deliveries.
+    fn index(&self) -> usize;
+    /// Its shipment, `(shop, order_no)`: a batch locks shipments in this order.
+    fn key(&self) -> (&str, &str);
+    /// Applies it inside the caller's transaction, its message already marked processed:
+    /// returns whether the sender has work and whether an event was enqueued.
+    fn apply_in<'a>(
+        &'a self,
+        tx: &'a mut sqlx::PgConnection,
+        core: &'a Core,
+    ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a;
+}
+
+impl BatchItem for Prepared {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn key(&self) -> (&str, &str) {
+        (self.event.shop.as_str(), self.event.order.order_no.as_str())
+    }
+
+    fn apply_in<'a>(
+        &'a self,
+        tx: &'a mut sqlx::PgConnection,
+        core: &'a Core,
+    ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a {
+        apply_in(tx, core, &self.event, &self.view, None)
+    }
+}
+
+/// Applies the checked messages of a batch and records each one's failure in `outcomes`: all
+/// together in one transaction when there are several ([`apply_batch`]); one by one, each in
+/// a transaction of its own, when that transaction failed for another reason than an outage
+/// (an outage makes every message wait). Wakes the sender of every shop with work.
+async fn apply_prepared<T: BatchItem>(
     core: &Core,
     consumer: &str,
     deliveries: &[Delivery<'_>],
-    batch: &[Prepared],
+    ready: &[T],
+    outcomes: &mut [Result<(), HandleError>],
+) {
+    if ready.len() > 1 {
+        match apply_batch(core, consumer, deliveries, ready).await {
+            Ok(results) => {
+                for (prepared, result) in ready.iter().zip(results) {
+                    match result {
+                        Ok(true) => core.sender.wake(prepared.key().0),
+                        Ok(false) => {}
+                        Err(err) => outcomes[prepared.index()] = Err(err),
+                    }
+                }
+                return;
+            }
+            Err(HandleError::Unavailable(reason)) => {
+                for prepared in ready {
+                    outcomes[prepared.index()] = Err(HandleError::Unavailable(reason.clone()));
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(consumer, error = %err, messages = ready.len(), "batch failed; applying its messages one by one");
+            }
+        }
+    }
+    for prepared in ready {
+        let delivery = &deliveries[prepared.index()];
+        let applied = apply_alone(core, consumer, &delivery.dedup_id, prepared)
+            .instrument(delivery.span.clone())
+            .await;
+        match applied {
+            Ok(true) => core.sender.wake(prepared.key().0),
+            Ok(false) => {}
+            Err(err) => outcomes[prepared.index()] = Err(err),
+        }
+    }
+}
+
+/// Applies a batch in one transaction with one commit: the processed marks in one statement,
+/// then each message as [`apply_alone`] does, each order's messages in stream order and the
+/// orders in key order (so two batches lock shipments in the same order). A message refused
+/// by the state machine gets its own error and its processed mark back. A database error loses
+/// the transaction: the caller then applies the messages one by one. Returns, per message,
+/// whether the sender has work.
+async fn apply_batch<T: BatchItem>(
+    core: &Core,
+    consumer: &str,
+    deliveries: &[Delivery<'_>],
+    batch: &[T],
 ) -> Result<Vec<Result<bool, HandleError>>, HandleError> {
     let mut results: Vec<Option<Result<bool, HandleError>>> = batch.iter().map(|_| None).collect();
     let mut tx = core.pool.begin().await?;
-    let msg_id = |k: usize| deliveries[batch[k].index].dedup_id.as_str();
+    let msg_id = |k: usize| deliveries[batch[k].index()].dedup_id.as_str();
     let ids: Vec<&str> = (0..batch.len()).map(msg_id).collect();
     let mut fresh = db::mark_processed_many(&mut tx, consumer, &ids).await?;
     let mut marked = Vec::with_capacity(batch.len());
@@ -283,20 +326,13 @@ pub async fn apply_order_events(
         }
     }
     let mut in_key_order = marked.clone();
-    in_key_order.sort_by(|&a, &b| {
-        let key = |k: usize| {
-            (
-                batch[k].event.shop.as_str(),
-                batch[k].event.order.order_no.as_str(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    // Stable: an order's messages keep their stream order.
+    in_key_order.sort_by(|&a, &b| batch[a].key().cmp(&batch[b].key()));
     let mut publish_any = false;
     for k in in_key_order {
-        let prepared = &batch[k];
-        let applied = apply_in(&mut tx, core, &prepared.event, &prepared.view, None)
-            .instrument(deliveries[prepared.index].span.clone())
+        let applied = batch[k]
+            .apply_in(&mut tx, core)
+            .instrument(deliveries[batch[k].index()].span.clone())
             .await;
         match applied {
             Ok((wake, publish)) => {
@@ -307,7 +343,7 @@ pub async fn apply_order_events(
             Err(ApplyError::Refused(err)) => results[k] = Some(Err(err)),
         }
     }
-    // As if each refused event had had a transaction of its own that rolled back.
+    // As if each refused message had had a transaction of its own that rolled back.
     let refused: Vec<&str> = marked
         .iter()
         .filter(|&&k| matches!(results[k], Some(Err(_))))
@@ -324,31 +360,19 @@ pub async fn apply_order_events(
         .collect())
 }
 
-pub(crate) fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
-    ShipmentFacts {
-        status: row.status,
-        revision: row.order_revision,
-        cancel_pending: row.cancel_pending,
-        sent_fingerprint: row.sent_fingerprint.clone(),
-        edited_revision: row.edited_revision,
-        possibly_in_wms: row.possibly_in_wms,
-    }
-}
-
-/// Applies one order event in one transaction. Returns whether the sender has work.
-pub async fn apply_order_event(
+/// Applies one message in a transaction of its own. Returns whether the sender has work.
+async fn apply_alone<T: BatchItem>(
     core: &Core,
     consumer: &str,
     msg_id: &str,
-    event: &OrderEvent,
-    view: &ShopView,
+    item: &T,
 ) -> Result<bool, HandleError> {
     let mut tx = core.pool.begin().await?;
     if !db::mark_processed(&mut tx, consumer, msg_id).await? {
         tx.commit().await?;
         return Ok(false);
     }
-    let (wake, publish) = match apply_in(&mut tx, core, event, view, None).await {
+    let (wake, publish) = match item.apply_in(&mut tx, core).await {
         Ok(done) => done,
         Err(ApplyError::Db(err)) => return Err(err.into()),
         Err(ApplyError::Refused(err)) => return Err(err),
@@ -358,6 +382,17 @@ pub async fn apply_order_event(
         core.relay.wake();
     }
     Ok(wake)
+}
+
+pub(crate) fn facts_of(row: &ShipmentRow) -> ShipmentFacts {
+    ShipmentFacts {
+        status: row.status,
+        revision: row.order_revision,
+        cancel_pending: row.cancel_pending,
+        sent_fingerprint: row.sent_fingerprint.clone(),
+        edited_revision: row.edited_revision,
+        possibly_in_wms: row.possibly_in_wms,
+    }
 }
 
 /// The rebuild sweep ([`crate::sender::rebuild`]): an order as order-events holds it, applied
@@ -464,7 +499,7 @@ async fn apply_in(
 }
 
 /// `wms.*.observed`: what status-sync saw in the WMS, taken in batches like order events (one
-/// transaction and one commit per batch, [`apply_observations`]), each observation still
+/// transaction and one commit per batch, [`apply_prepared`]), each observation still
 /// refused, acknowledged or dead-lettered on its own.
 pub struct Observations {
     core: Arc<Core>,
@@ -533,144 +568,43 @@ impl BatchHandler for Observations {
                 Err(refused) => outcomes.push(Err(refused)),
             }
         }
-        if ready.len() > 1 {
-            match apply_observations(&self.core, OBSERVED_CONSUMER, deliveries, &ready).await {
-                Ok(results) => {
-                    for (prepared, result) in ready.iter().zip(results) {
-                        match result {
-                            Ok(true) => self.core.sender.wake(prepared.shop.as_str()),
-                            Ok(false) => {}
-                            Err(err) => outcomes[prepared.index] = Err(err),
-                        }
-                    }
-                    return outcomes;
-                }
-                Err(HandleError::Unavailable(reason)) => {
-                    for prepared in &ready {
-                        outcomes[prepared.index] = Err(HandleError::Unavailable(reason.clone()));
-                    }
-                    return outcomes;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, messages = ready.len(), "observation batch failed; applying its observations one by one");
-                }
-            }
-        }
-        for prepared in &ready {
-            let delivery = &deliveries[prepared.index];
-            let applied = apply_observation(
-                &self.core,
-                OBSERVED_CONSUMER,
-                &delivery.dedup_id,
-                prepared.shop.as_str(),
-                &prepared.order_no,
-                &prepared.observation,
-            )
-            .instrument(delivery.span.clone())
-            .await;
-            match applied {
-                Ok(true) => self.core.sender.wake(prepared.shop.as_str()),
-                Ok(false) => {}
-                Err(err) => outcomes[prepared.index] = Err(err),
-            }
-        }
+        apply_prepared(
+            &self.core,
+            OBSERVED_CONSUMER,
+            deliveries,
+            &ready,
+            &mut outcomes,
+        )
+        .await;
         outcomes
     }
 }
 
-/// Applies a batch of observations in one transaction with one commit: the processed marks in
-/// one statement, then each observation as [`apply_observation`] does, each order's
-/// observations in stream order and the orders in key order (the lock order of
-/// [`apply_order_events`]). An observation refused by the state machine gets its own error and
-/// its processed mark back. A database error loses the transaction: the caller then applies
-/// the observations one by one. Returns, per prepared observation, whether the sender has work.
-pub async fn apply_observations(
-    core: &Core,
-    consumer: &str,
-    deliveries: &[Delivery<'_>],
-    batch: &[PreparedObservation],
-) -> Result<Vec<Result<bool, HandleError>>, HandleError> {
-    let mut results: Vec<Option<Result<bool, HandleError>>> = batch.iter().map(|_| None).collect();
-    let mut tx = core.pool.begin().await?;
-    let msg_id = |k: usize| deliveries[batch[k].index].dedup_id.as_str();
-    let ids: Vec<&str> = (0..batch.len()).map(msg_id).collect();
-    let mut fresh = db::mark_processed_many(&mut tx, consumer, &ids).await?;
-    let mut marked = Vec::with_capacity(batch.len());
-    for (k, result) in results.iter_mut().enumerate() {
-        if fresh.remove(msg_id(k)) {
-            marked.push(k);
-        } else {
-            *result = Some(Ok(false));
-        }
+impl BatchItem for PreparedObservation {
+    fn index(&self) -> usize {
+        self.index
     }
-    let mut in_key_order = marked.clone();
-    // Stable: an order's observations keep their stream order.
-    in_key_order.sort_by(|&a, &b| {
-        let key = |k: usize| (batch[k].shop.as_str(), batch[k].order_no.as_str());
-        key(a).cmp(&key(b))
-    });
-    let mut publish_any = false;
-    for k in in_key_order {
-        let prepared = &batch[k];
-        let applied = observe_in(
-            &mut tx,
-            core,
-            prepared.shop.as_str(),
-            &prepared.order_no,
-            &prepared.observation,
-        )
-        .instrument(deliveries[prepared.index].span.clone())
-        .await;
-        match applied {
-            Ok(publish) => {
-                publish_any |= publish;
-                results[k] = Some(Ok(false));
-            }
-            Err(ApplyError::Db(err)) => return Err(err.into()),
-            Err(ApplyError::Refused(err)) => results[k] = Some(Err(err)),
-        }
-    }
-    // As if each refused observation had had a transaction of its own that rolled back.
-    let refused: Vec<&str> = marked
-        .iter()
-        .filter(|&&k| matches!(results[k], Some(Err(_))))
-        .map(|&k| msg_id(k))
-        .collect();
-    db::unmark_processed(&mut tx, consumer, &refused).await?;
-    tx.commit().await?;
-    if publish_any {
-        core.relay.wake();
-    }
-    Ok(results
-        .into_iter()
-        .map(|result| result.unwrap_or(Ok(false)))
-        .collect())
-}
 
-/// Applies one observation in one transaction. Returns whether the sender has work.
-pub async fn apply_observation(
-    core: &Core,
-    consumer: &str,
-    msg_id: &str,
-    shop: &str,
-    order_no: &str,
-    obs: &Observation,
-) -> Result<bool, HandleError> {
-    let mut tx = core.pool.begin().await?;
-    if !db::mark_processed(&mut tx, consumer, msg_id).await? {
-        tx.commit().await?;
-        return Ok(false);
+    fn key(&self) -> (&str, &str) {
+        (self.shop.as_str(), self.order_no.as_str())
     }
-    let publish = match observe_in(&mut tx, core, shop, order_no, obs).await {
-        Ok(publish) => publish,
-        Err(ApplyError::Db(err)) => return Err(err.into()),
-        Err(ApplyError::Refused(err)) => return Err(err),
-    };
-    tx.commit().await?;
-    if publish {
-        core.relay.wake();
+
+    /// An observation never gives the sender work by itself.
+    async fn apply_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        core: &Core,
+    ) -> Result<(bool, bool), ApplyError> {
+        let publish = observe_in(
+            tx,
+            core,
+            self.shop.as_str(),
+            &self.order_no,
+            &self.observation,
+        )
+        .await?;
+        Ok((false, publish))
     }
-    Ok(false)
 }
 
 /// One observation inside the caller's transaction (its message marked processed): returns
