@@ -372,7 +372,19 @@ async fn apply_alone<T: BatchItem>(
         tx.commit().await?;
         return Ok(false);
     }
-    let (wake, publish) = match item.apply_in(&mut tx, core).await {
+    let applied = item.apply_in(&mut tx, core).await;
+    commit_applied(tx, core, applied).await
+}
+
+/// Commits what one message did in its own transaction (or drops the transaction when it was
+/// refused) and wakes the outbox relay when an event was enqueued. Returns whether the sender
+/// has work.
+async fn commit_applied(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    core: &Core,
+    applied: Result<(bool, bool), ApplyError>,
+) -> Result<bool, HandleError> {
+    let (wake, publish) = match applied {
         Ok(done) => done,
         Err(ApplyError::Db(err)) => return Err(err.into()),
         Err(ApplyError::Refused(err)) => return Err(err),
@@ -406,16 +418,8 @@ pub async fn apply_rebuilt(
     origin: &str,
 ) -> Result<bool, HandleError> {
     let mut tx = core.pool.begin().await?;
-    let (wake, publish) = match apply_in(&mut tx, core, event, view, Some(origin)).await {
-        Ok(done) => done,
-        Err(ApplyError::Db(err)) => return Err(err.into()),
-        Err(ApplyError::Refused(err)) => return Err(err),
-    };
-    tx.commit().await?;
-    if publish {
-        core.relay.wake();
-    }
-    Ok(wake)
+    let applied = apply_in(&mut tx, core, event, view, Some(origin)).await;
+    commit_applied(tx, core, applied).await
 }
 
 /// One order event inside the caller's transaction (its message marked processed): returns
