@@ -199,6 +199,25 @@ impl Fleet {
             .collect()
     }
 
+    /// Every process of the fleet for [`crate::cpu`]: the services, PostgreSQL with its
+    /// backends, NATS, and this benchmark (the load generator).
+    pub fn cpu_parts(&self) -> Vec<crate::cpu::Part> {
+        let part = |name: &str, pid: u32, with_children: bool| crate::cpu::Part {
+            name: name.to_owned(),
+            pid,
+            with_children,
+        };
+        let mut parts: Vec<_> = self
+            .pids()
+            .into_iter()
+            .map(|(name, pid)| part(name, pid, false))
+            .collect();
+        parts.extend(self.postgres.pid().map(|pid| part("postgres", pid, true)));
+        parts.extend(self.nats.pid().map(|pid| part("nats-server", pid, false)));
+        parts.push(part("bench (load)", std::process::id(), false));
+        parts
+    }
+
     /// Services that exited by themselves.
     pub fn crashed(&mut self) -> Vec<String> {
         self.services

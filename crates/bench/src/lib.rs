@@ -10,6 +10,7 @@
 //! - [`report`]: median/min/max, targets, the table and the docs section.
 
 pub mod budget;
+pub mod cpu;
 pub mod fleet;
 pub mod footprint;
 pub mod limits;
@@ -84,7 +85,7 @@ impl Options {
                 mode,
                 repetitions: 1,
                 shops: 100,
-                sustain_secs: 15.0,
+                sustain_secs: 10.0,
                 backlog: 1_000,
                 burst_orders: 2_000,
                 cancel_orders: 50,
@@ -267,6 +268,7 @@ async fn limit_off(
             options.shops,
             options.sustain_secs
         );
+        let cpu_before = cpu::Sample::take(&fleet.cpu_parts());
         let nats = pipeline::run(
             fleet,
             &shops,
@@ -320,6 +322,8 @@ async fn limit_off(
             rep,
         )
         .await?;
+        let cpu_used = cpu::Sample::take(&fleet.cpu_parts()).since(&cpu_before);
+        add_cpu(figures, outcome, "NATS run", &cpu_used, nats.orders);
         outcome.i1.absorb(nats.i1);
 
         eprintln!(
@@ -331,7 +335,7 @@ async fn limit_off(
             &shops,
             Driver::Grpc,
             Offer::Saturate {
-                seconds: if quick { 8.0 } else { 30.0 },
+                seconds: if quick { 5.0 } else { 30.0 },
                 in_flight: 32,
                 backlog: options.backlog,
             },
@@ -367,6 +371,7 @@ async fn limit_off(
         ] {
             eprintln!("bench: repetition {}: latency at {rate} orders/s", rep + 1);
             let seconds = if quick { 5.0 } else { 20.0 };
+            let cpu_before = cpu::Sample::take(&fleet.cpu_parts());
             let run = pipeline::run(
                 fleet,
                 &shops,
@@ -411,6 +416,8 @@ async fn limit_off(
                 run.latency(0.99),
             );
             if rate == 500.0 {
+                let cpu_used = cpu::Sample::take(&fleet.cpu_parts()).since(&cpu_before);
+                add_cpu(figures, outcome, "500/s run", &cpu_used, run.orders);
                 add_profile(
                     fleet,
                     figures,
@@ -728,6 +735,61 @@ async fn add_profile(
         }
     }
     Ok(())
+}
+
+/// CPU milliseconds per order of each part of the fleet over a run ([`cpu`]), their sum, and
+/// the throughput that sum allows on this machine's cores (what bounds a co-located fleet).
+fn add_cpu(
+    figures: &mut Figures,
+    outcome: &mut Outcome,
+    label: &str,
+    cpu_seconds: &BTreeMap<String, f64>,
+    orders: usize,
+) {
+    if orders == 0 {
+        return;
+    }
+    let group = format!("CPU per order ({label})");
+    let slug: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    let per_order = |seconds: f64| 1_000.0 * seconds / orders as f64;
+    let mut parts: Vec<(&String, f64)> = cpu_seconds
+        .iter()
+        .map(|(name, seconds)| (name, per_order(*seconds)))
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, ms) in &parts {
+        figures.add(
+            &format!("cpu-{slug}-{name}"),
+            || Figure::new(&group, name, "ms/order"),
+            *ms,
+        );
+    }
+    let total: f64 = parts.iter().map(|(_, ms)| ms).sum();
+    figures.add(
+        &format!("cpu-{slug}-total"),
+        || Figure::new(&group, "all processes", "ms/order"),
+        total,
+    );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    figures.add(
+        &format!("cpu-{slug}-ceiling"),
+        || {
+            Figure::new(
+                &group,
+                &format!("orders/s this CPU cost allows on {cores} cores"),
+                "orders/s",
+            )
+        },
+        cores * 1_000.0 / total.max(f64::MIN_POSITIVE),
+    );
+    let split = parts
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    outcome.note(format!(
+        "CPU of the {label}: {total:.2} ms per order over {orders} orders ({split})"
+    ));
 }
 
 /// The order list (issue 4's benchmark, `wmslink_order_events::list_bench`): one page of 50 rows

@@ -21,7 +21,7 @@ struct Args {
     /// Shops the end-to-end loads spread over.
     #[arg(long)]
     shops: Option<usize>,
-    /// Seconds the saturating NATS load lasts (default: 60 for all, 15 for quick).
+    /// Seconds the saturating NATS load lasts (default: 60 for all, 10 for quick).
     #[arg(long)]
     sustain_secs: Option<f64>,
     /// Most orders sent and not yet registered during a saturating load (default: 5,000 for

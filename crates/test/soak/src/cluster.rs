@@ -160,6 +160,12 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The postmaster's pid, from `postmaster.pid`, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let file = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        file.lines().next()?.trim().parse().ok()
+    }
+
     /// Starts the cluster. `fsync=off` unless durable (the OS keeps what was written when
     /// PostgreSQL is killed); never `synchronous_commit=off`, which loses acknowledged commits
     /// on the immediate stop the long variant does (the soak then blamed the services for it).
@@ -238,6 +244,10 @@ impl Nats {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the server (again) on its port and store.
