@@ -109,6 +109,42 @@ pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result
     Ok(())
 }
 
+/// Writes `messages` into the outbox inside the caller's transaction, in one statement, in
+/// their order (their ids, which the relay publishes by, keep it).
+pub async fn enqueue_many(
+    conn: &mut PgConnection,
+    messages: &[OutboxMessage],
+) -> Result<(), sqlx::Error> {
+    match messages {
+        [] => return Ok(()),
+        [message] => return enqueue(conn, message).await,
+        _ => {}
+    }
+    let mut msg_ids = Vec::with_capacity(messages.len());
+    let mut subjects = Vec::with_capacity(messages.len());
+    let mut payloads = Vec::with_capacity(messages.len());
+    let mut headers = Vec::with_capacity(messages.len());
+    for message in messages {
+        msg_ids.push(message.msg_id.as_str());
+        subjects.push(message.subject.as_str());
+        payloads.push(message.payload.as_slice());
+        headers.push(sqlx::types::Json(&message.headers));
+    }
+    sqlx::query(
+        "INSERT INTO outbox (msg_id, subject, payload, headers)
+         SELECT m, s, p, h FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::jsonb[])
+           WITH ORDINALITY AS o(m, s, p, h, n)
+          ORDER BY n",
+    )
+    .bind(&msg_ids)
+    .bind(&subjects)
+    .bind(&payloads)
+    .bind(&headers)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
     id: i64,

@@ -73,3 +73,65 @@ async fn a_row_over_the_nats_limit_is_moved_aside_and_the_rest_flows() {
     assert_eq!(left, 0, "nothing blocks the outbox");
     assert_eq!(relay.publish_batch().await.expect("empty"), 0);
 }
+
+#[tokio::test]
+async fn messages_enqueued_together_are_published_in_their_order_with_their_headers() {
+    let db = TestDb::create().await.expect("database");
+    wmslink_platform::db::migrate(&db.pool, &sqlx::migrate::Migrator::DEFAULT)
+        .await
+        .expect("platform tables");
+    let nats = TestNats::create().await.expect("nats");
+    nats::ensure_streams(&nats.js, &nats.subjects, &[StreamKind::Orders], 1)
+        .await
+        .expect("stream");
+    let relay = OutboxRelay::new(db.pool.clone(), nats.js.clone())
+        .with_poll_interval(Duration::from_secs(3600));
+    let shop = wmslink_platform::shop::ShopId::parse("s1").expect("shop");
+    let subject = nats.subjects.order_updated(&shop);
+    let messages: Vec<OutboxMessage> = ["c", "a", "b"]
+        .into_iter()
+        .map(|id| OutboxMessage {
+            msg_id: id.to_owned(),
+            subject: subject.clone(),
+            payload: format!("payload {id}").into_bytes(),
+            headers: [("X-Which".to_owned(), format!("header {id}"))].into(),
+        })
+        .collect();
+    let mut tx = db.pool.begin().await.expect("transaction");
+    outbox::enqueue_many(&mut tx, &messages)
+        .await
+        .expect("enqueued");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(relay.publish_batch().await.expect("published"), 3);
+    let stored: Vec<(String, String, String)> = nats
+        .stored(StreamKind::Orders, subject)
+        .await
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            (
+                header("Nats-Msg-Id"),
+                header("X-Which"),
+                String::from_utf8_lossy(&m.payload).into_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = ["c", "a", "b"]
+        .into_iter()
+        .map(|id| {
+            (
+                id.to_owned(),
+                format!("header {id}"),
+                format!("payload {id}"),
+            )
+        })
+        .collect();
+    assert_eq!(stored, expected);
+}

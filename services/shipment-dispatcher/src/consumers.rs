@@ -29,7 +29,7 @@ use crate::state_machine::{
     Observation, ObservationPlan, OrderFacts, ShipmentFacts, Status, WmsFacts, plan_observation,
     plan_order_event,
 };
-use crate::store::{self, History, ShipmentRow};
+use crate::store::{self, Appends, History, Locked, ShipmentRow};
 
 /// Durable consumer names (also the `processed_messages.consumer` of each).
 pub const STATUS_CHANGED_CONSUMER: &str = "shipment-dispatcher-status-changed";
@@ -226,12 +226,15 @@ trait BatchItem: Send + Sync {
     fn index(&self) -> usize;
     /// Its shipment, `(shop, order_no)`: a batch locks shipments in this order.
     fn key(&self) -> (&str, &str);
-    /// Applies it inside the caller's transaction, its message already marked processed:
-    /// returns whether the sender has work and whether an event was enqueued.
+    /// Applies it inside the caller's transaction, its message already marked processed, its
+    /// shipment taken from `locked` (and put back once saved), its history and event left in
+    /// `appends`: returns whether the sender has work and whether an event was enqueued.
     fn apply_in<'a>(
         &'a self,
         tx: &'a mut sqlx::PgConnection,
         core: &'a Core,
+        locked: &'a mut Locked,
+        appends: &'a mut Appends,
     ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a;
 }
 
@@ -248,8 +251,10 @@ impl BatchItem for Prepared {
         &'a self,
         tx: &'a mut sqlx::PgConnection,
         core: &'a Core,
+        locked: &'a mut Locked,
+        appends: &'a mut Appends,
     ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a {
-        apply_in(tx, core, &self.event, &self.view, None)
+        apply_in(tx, core, locked, appends, &self.event, &self.view, None)
     }
 }
 
@@ -301,8 +306,9 @@ async fn apply_prepared<T: BatchItem>(
 }
 
 /// Applies a batch in one transaction with one commit: the processed marks in one statement,
-/// then each message as [`apply_alone`] does, each order's messages in stream order and the
-/// orders in key order (so two batches lock shipments in the same order). A message refused
+/// the shipments locked in one (in key order, so two batches never deadlock), then each
+/// message as [`apply_alone`] does, each order's messages in stream order, and the history and
+/// events of all of them inserted together. A message refused
 /// by the state machine gets its own error and its processed mark back. A database error loses
 /// the transaction: the caller then applies the messages one by one. Returns, per message,
 /// whether the sender has work.
@@ -328,10 +334,14 @@ async fn apply_batch<T: BatchItem>(
     let mut in_key_order = marked.clone();
     // Stable: an order's messages keep their stream order.
     in_key_order.sort_by(|&a, &b| batch[a].key().cmp(&batch[b].key()));
+    let mut keys: Vec<(&str, &str)> = in_key_order.iter().map(|&k| batch[k].key()).collect();
+    keys.dedup();
+    let mut locked = Locked::lock_all(&mut tx, &keys).await?;
+    let mut appends = Appends::default();
     let mut publish_any = false;
     for k in in_key_order {
         let applied = batch[k]
-            .apply_in(&mut tx, core)
+            .apply_in(&mut tx, core, &mut locked, &mut appends)
             .instrument(deliveries[batch[k].index()].span.clone())
             .await;
         match applied {
@@ -350,6 +360,7 @@ async fn apply_batch<T: BatchItem>(
         .map(|&k| msg_id(k))
         .collect();
     db::unmark_processed(&mut tx, consumer, &refused).await?;
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     if publish_any {
         core.relay.wake();
@@ -372,23 +383,28 @@ async fn apply_alone<T: BatchItem>(
         tx.commit().await?;
         return Ok(false);
     }
-    let applied = item.apply_in(&mut tx, core).await;
-    commit_applied(tx, core, applied).await
+    let mut appends = Appends::default();
+    let applied = item
+        .apply_in(&mut tx, core, &mut Locked::default(), &mut appends)
+        .await;
+    commit_applied(tx, core, applied, appends).await
 }
 
 /// Commits what one message did in its own transaction (or drops the transaction when it was
 /// refused) and wakes the outbox relay when an event was enqueued. Returns whether the sender
 /// has work.
 async fn commit_applied(
-    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     core: &Core,
     applied: Result<(bool, bool), ApplyError>,
+    mut appends: Appends,
 ) -> Result<bool, HandleError> {
     let (wake, publish) = match applied {
         Ok(done) => done,
         Err(ApplyError::Db(err)) => return Err(err.into()),
         Err(ApplyError::Refused(err)) => return Err(err),
     };
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     if publish {
         core.relay.wake();
@@ -418,8 +434,18 @@ pub async fn apply_rebuilt(
     origin: &str,
 ) -> Result<bool, HandleError> {
     let mut tx = core.pool.begin().await?;
-    let applied = apply_in(&mut tx, core, event, view, Some(origin)).await;
-    commit_applied(tx, core, applied).await
+    let mut appends = Appends::default();
+    let applied = apply_in(
+        &mut tx,
+        core,
+        &mut Locked::default(),
+        &mut appends,
+        event,
+        view,
+        Some(origin),
+    )
+    .await;
+    commit_applied(tx, core, applied, appends).await
 }
 
 /// One order event inside the caller's transaction (its message marked processed): returns
@@ -428,13 +454,15 @@ pub async fn apply_rebuilt(
 async fn apply_in(
     tx: &mut sqlx::PgConnection,
     core: &Core,
+    locked: &mut Locked,
+    appends: &mut Appends,
     event: &OrderEvent,
     view: &ShopView,
     origin: Option<&str>,
 ) -> Result<(bool, bool), ApplyError> {
     let shop = event.shop.as_str();
     let order = &event.order;
-    let current = store::lock(&mut *tx, shop, &order.order_no).await?;
+    let current = locked.take(&mut *tx, shop, &order.order_no).await?;
     let facts = OrderFacts {
         revision: event.revision,
         status_code: order.status_code.clone(),
@@ -494,12 +522,21 @@ async fn apply_in(
         history.insert(0, History::note(origin));
     }
     if plan.store_snapshot || !history.is_empty() || publish {
-        store::persist(&mut *tx, &core.subjects, &mut row, &history, publish).await?;
+        store::save(
+            &mut *tx,
+            &core.subjects,
+            &mut row,
+            &history,
+            publish,
+            appends,
+        )
+        .await?;
     }
-    Ok((
-        matches!(row.status, Status::Queued | Status::CancelRequested),
-        publish,
-    ))
+    let wake = matches!(row.status, Status::Queued | Status::CancelRequested);
+    if !row.unsaved {
+        locked.put_back(row);
+    }
+    Ok((wake, publish))
 }
 
 /// `wms.*.observed`: what status-sync saw in the WMS, taken in batches like order events (one
@@ -598,10 +635,14 @@ impl BatchItem for PreparedObservation {
         &self,
         tx: &mut sqlx::PgConnection,
         core: &Core,
+        locked: &mut Locked,
+        appends: &mut Appends,
     ) -> Result<(bool, bool), ApplyError> {
         let publish = observe_in(
             tx,
             core,
+            locked,
+            appends,
             self.shop.as_str(),
             &self.order_no,
             &self.observation,
@@ -616,11 +657,13 @@ impl BatchItem for PreparedObservation {
 async fn observe_in(
     tx: &mut sqlx::PgConnection,
     core: &Core,
+    locked: &mut Locked,
+    appends: &mut Appends,
     shop: &str,
     order_no: &str,
     obs: &Observation,
 ) -> Result<bool, ApplyError> {
-    let Some(mut row) = store::lock(&mut *tx, shop, order_no).await? else {
+    let Some(mut row) = locked.take(&mut *tx, shop, order_no).await? else {
         tracing::debug!(
             shop,
             order_no,
@@ -692,6 +735,15 @@ async fn observe_in(
             }
         }
     }
-    store::persist(&mut *tx, &core.subjects, &mut row, &history, publish).await?;
+    store::save(
+        &mut *tx,
+        &core.subjects,
+        &mut row,
+        &history,
+        publish,
+        appends,
+    )
+    .await?;
+    locked.put_back(row);
     Ok(publish)
 }

@@ -1,11 +1,16 @@
 //! The dispatcher's tables: `shipments` (one row per shop and order number) and
 //! `shipment_history`. Every write goes through [`persist`], which saves the row, appends its
 //! history and, for changes others must see, the `ShipmentUpdated` outbox event — all in the
-//! caller's transaction.
+//! caller's transaction. A transaction that changes many shipments uses [`save`] for each and
+//! inserts their history and events together ([`Appends::flush`]), and locks them together
+//! first ([`Locked`]).
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use wmslink_platform::nats::Subjects;
+use wmslink_platform::outbox::{self, OutboxMessage};
 
 use crate::events;
 use crate::state_machine::{Input, Refused, Status, transition};
@@ -77,7 +82,9 @@ pub struct ShipmentRow {
 impl ShipmentRow {
     /// A row not yet in the database.
     pub fn new(shop_id: &str, order_no: &str) -> Self {
-        let now = Utc::now();
+        // Microseconds, as PostgreSQL keeps it: the row in memory is the row stored (an
+        // update finds it by `created_at`).
+        let now = Utc::now().trunc_subsecs(6);
         Self {
             shop_id: shop_id.to_owned(),
             order_no: order_no.to_owned(),
@@ -235,6 +242,62 @@ pub async fn lock(
     .bind(order_no)
     .fetch_optional(conn)
     .await
+}
+
+/// Shipments a transaction locked together up front ([`Locked::lock_all`], one statement for
+/// all of them, in key order), then handed out and put back as it changes them; one it did not
+/// lock up front is locked when taken.
+#[derive(Debug, Default)]
+pub struct Locked {
+    rows: HashMap<(String, String), Option<ShipmentRow>>,
+}
+
+impl Locked {
+    /// Locks the shipments of `keys` (shop, order number) that exist, in key order (as every
+    /// writer does, so writers never deadlock), and remembers the ones that do not.
+    pub async fn lock_all(
+        conn: &mut PgConnection,
+        keys: &[(&str, &str)],
+    ) -> Result<Self, sqlx::Error> {
+        let shops: Vec<&str> = keys.iter().map(|(shop, _)| *shop).collect();
+        let order_nos: Vec<&str> = keys.iter().map(|(_, order_no)| *order_no).collect();
+        let found: Vec<ShipmentRow> = sqlx::query_as(select_shipments!(
+            "WHERE (shop_id, order_no) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+             ORDER BY shop_id, order_no FOR UPDATE"
+        ))
+        .bind(&shops)
+        .bind(&order_nos)
+        .fetch_all(conn)
+        .await?;
+        let mut rows: HashMap<(String, String), Option<ShipmentRow>> = keys
+            .iter()
+            .map(|(shop, order_no)| (((*shop).to_owned(), (*order_no).to_owned()), None))
+            .collect();
+        for row in found {
+            rows.insert((row.shop_id.clone(), row.order_no.clone()), Some(row));
+        }
+        Ok(Self { rows })
+    }
+
+    /// The shipment as this transaction last left it (`None`: not stored), locked.
+    pub async fn take(
+        &mut self,
+        conn: &mut PgConnection,
+        shop_id: &str,
+        order_no: &str,
+    ) -> Result<Option<ShipmentRow>, sqlx::Error> {
+        match self.rows.remove(&(shop_id.to_owned(), order_no.to_owned())) {
+            Some(known) => Ok(known),
+            None => lock(conn, shop_id, order_no).await,
+        }
+    }
+
+    /// Gives back a shipment this transaction saved ([`save`]), for the next message of the
+    /// same order. One not given back (a message refused half-way) is read again when taken.
+    pub fn put_back(&mut self, row: ShipmentRow) {
+        self.rows
+            .insert((row.shop_id.clone(), row.order_no.clone()), Some(row));
+    }
 }
 
 /// The oldest queued shipments of a shop, locked (others skip them).
@@ -550,6 +613,44 @@ pub async fn persist(
     history: &[History],
     publish: bool,
 ) -> Result<(), sqlx::Error> {
+    let mut appends = Appends::default();
+    save(&mut *conn, subjects, row, history, publish, &mut appends).await?;
+    appends.flush(conn).await
+}
+
+/// The history lines and `ShipmentUpdated` events of a transaction's [`save`]s, inserted by
+/// [`Appends::flush`] in two statements however many shipments it changed. Flush before the
+/// commit.
+#[derive(Debug, Default)]
+pub struct Appends {
+    history: Vec<(String, String, History)>,
+    events: Vec<OutboxMessage>,
+}
+
+impl Appends {
+    /// Inserts what was appended, in the order it was (history ids and outbox ids keep it).
+    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.history.is_empty() {
+            insert_history(&mut *conn, &self.history).await?;
+            self.history.clear();
+        }
+        if !self.events.is_empty() {
+            outbox::enqueue_many(conn, &self.events).await?;
+            self.events.clear();
+        }
+        Ok(())
+    }
+}
+
+/// As [`persist`], but the history and the event wait in `appends` for its flush.
+pub async fn save(
+    conn: &mut PgConnection,
+    subjects: &Subjects,
+    row: &mut ShipmentRow,
+    history: &[History],
+    publish: bool,
+    appends: &mut Appends,
+) -> Result<(), sqlx::Error> {
     if publish {
         row.sequence += 1;
     }
@@ -628,14 +729,16 @@ pub async fn persist(
         return Err(sqlx::Error::RowNotFound);
     }
     row.unsaved = false;
-    if !history.is_empty() {
-        append_history(&mut *conn, &row.shop_id, &row.order_no, history).await?;
-    }
+    appends.history.extend(
+        history
+            .iter()
+            .map(|line| (row.shop_id.clone(), row.order_no.clone(), line.clone())),
+    );
     if publish {
         let message = events::shipment_updated(subjects, row).map_err(|err| {
             sqlx::Error::InvalidArgument(format!("shop id '{}': {err}", row.shop_id))
         })?;
-        wmslink_platform::outbox::enqueue(&mut *conn, &message).await?;
+        appends.events.push(message);
     }
     Ok(())
 }
@@ -653,33 +756,38 @@ pub fn cap(text: &mut String, max: usize) {
     }
 }
 
-async fn append_history(
+/// Inserts history lines of any shipments, in their order.
+async fn insert_history(
     conn: &mut PgConnection,
-    shop_id: &str,
-    order_no: &str,
-    history: &[History],
+    lines: &[(String, String, History)],
 ) -> Result<(), sqlx::Error> {
-    let kinds: Vec<&str> = history.iter().map(|h| h.kind).collect();
     let column = |f: fn(&History) -> &String| {
-        history
+        lines
             .iter()
-            .map(|h| {
-                let mut text = f(h).clone();
+            .map(|(_, _, line)| {
+                let mut text = f(line).clone();
                 cap(&mut text, MAX_HISTORY_CHARS);
                 text
             })
             .collect::<Vec<_>>()
     };
+    let shops: Vec<&str> = lines.iter().map(|(shop, _, _)| shop.as_str()).collect();
+    let order_nos: Vec<&str> = lines
+        .iter()
+        .map(|(_, order_no, _)| order_no.as_str())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|(_, _, line)| line.kind).collect();
     sqlx::query(
         "INSERT INTO shipment_history
             (shop_id, order_no, kind, from_status, to_status, reason, request_summary, response_summary, error)
-         SELECT $1, $2, k, f, t, r, q, p, e
-           FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-             WITH ORDINALITY AS h(k, f, t, r, q, p, e, n)
+         SELECT s, o, k, f, t, r, q, p, e
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::text[])
+             WITH ORDINALITY AS h(s, o, k, f, t, r, q, p, e, n)
           ORDER BY n",
     )
-    .bind(shop_id)
-    .bind(order_no)
+    .bind(&shops)
+    .bind(&order_nos)
     .bind(&kinds)
     .bind(column(|h| &h.from_status))
     .bind(column(|h| &h.to_status))

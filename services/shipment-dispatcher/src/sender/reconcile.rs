@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::settings::ShopView;
 use crate::settle::{self, SearchCause, Settle};
 use crate::state_machine::Status;
-use crate::store::{self, History, ShipmentRow};
+use crate::store::{self, Appends, History, ShipmentRow};
 
 /// Claim tokens of shipments in doubt, by order number: each settle step is fenced by the
 /// claim it was made for.
@@ -101,6 +101,7 @@ pub async fn resolve(
 
     let now = Utc::now();
     let mut tx = core.pool.begin().await?;
+    let mut appends = Appends::default();
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let found = by_no
@@ -109,8 +110,20 @@ pub async fn resolve(
             .unwrap_or_default();
         let (response, outcome) = settle::of_search(found, cause);
         let history = vec![History::wms_call(request.clone(), response, "")];
-        settle_row(core, &mut tx, &mut row, token, history, outcome, view, now).await?;
+        settle_row(
+            core,
+            &mut tx,
+            &mut appends,
+            &mut row,
+            token,
+            history,
+            outcome,
+            view,
+            now,
+        )
+        .await?;
     }
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     core.relay.wake();
     Ok(())
@@ -127,6 +140,7 @@ pub async fn search_failed(
     tracing::warn!(shop = shop_id, count = order_nos.len(), error = %err, "search of shipments in doubt failed; searched again later");
     let next = Utc::now() + core.doubt.search_interval;
     let mut tx = core.pool.begin().await?;
+    let mut appends = Appends::default();
     for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
         if !matches!(row.status, Status::Sending | Status::CancelRequested) {
             continue;
@@ -135,8 +149,17 @@ pub async fn search_failed(
         let history = [History::note(format!(
             "the search of the WMS failed ({err}): searched again later"
         ))];
-        store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+        store::save(
+            &mut tx,
+            &core.subjects,
+            &mut row,
+            &history,
+            false,
+            &mut appends,
+        )
+        .await?;
     }
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -153,13 +176,14 @@ pub fn by_order_no(found: &[WmsOrder]) -> HashMap<&str, Vec<&WmsOrder>> {
     by_no
 }
 
-/// Applies `outcome` to a locked row claimed with `token` and saves it with `history`: when
-/// the row is no longer `SENDING` under that claim nothing is applied, and a WMS order the
-/// outcome names is recorded and raised as an anomaly.
+/// Applies `outcome` to a locked row claimed with `token` and saves it with `history` (its
+/// history and event left in `appends`): when the row is no longer `SENDING` under that claim
+/// nothing is applied, and a WMS order the outcome names is recorded and raised as an anomaly.
 #[allow(clippy::too_many_arguments)]
 pub async fn settle_row(
     core: &Core,
     conn: &mut PgConnection,
+    appends: &mut Appends,
     row: &mut ShipmentRow,
     token: i64,
     mut history: Vec<History>,
@@ -174,11 +198,11 @@ pub async fn settle_row(
         }
         if !lines.is_empty() {
             history.extend(lines);
-            store::persist(conn, &core.subjects, row, &history, false).await?;
+            store::save(conn, &core.subjects, row, &history, false, appends).await?;
         }
         return Ok(());
     }
     history.extend(settle::settle(row, outcome, &view.policy, &core.doubt, now));
-    store::persist(conn, &core.subjects, row, &history, true).await?;
+    store::save(conn, &core.subjects, row, &history, true, appends).await?;
     Ok(())
 }

@@ -28,7 +28,7 @@ use crate::settings::ShopView;
 use crate::settle::{self, CallFailure, RowAnswer, SearchCause, Settle};
 use crate::snapshot;
 use crate::state_machine::Input;
-use crate::store::{self, History};
+use crate::store::{self, Appends, History};
 
 /// What [`claim`] took off the queue.
 pub struct Claimed {
@@ -53,6 +53,7 @@ pub async fn claim(
 ) -> Result<Claimed, PassError> {
     let limit = i64::try_from(batch).unwrap_or(200);
     let mut tx = core.pool.begin().await?;
+    let mut appends = Appends::default();
     let queued = store::lock_queued(&mut tx, shop_id, limit).await?;
     let total = queued.len();
     let mut instructions = Vec::with_capacity(total);
@@ -93,8 +94,17 @@ pub async fn claim(
             Ok(line) => vec![line],
             Err(refused) => vec![History::note(format!("internal: {refused}"))],
         };
-        store::persist(&mut tx, &core.subjects, &mut row, &history, true).await?;
+        store::save(
+            &mut tx,
+            &core.subjects,
+            &mut row,
+            &history,
+            true,
+            &mut appends,
+        )
+        .await?;
     }
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     core.relay.wake();
     Ok(Claimed {
@@ -144,6 +154,7 @@ pub async fn register(
         CallFailure::Split => {
             tracing::warn!(shop = shop_id, rows = instructions.len(), error = %err, "batch refused whole without a reason; sending it in halves");
             let mut tx = core.pool.begin().await?;
+            let mut appends = Appends::default();
             let order_nos: Vec<String> = claims.keys().cloned().collect();
             for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
                 let history = [
@@ -152,8 +163,17 @@ pub async fn register(
                         "the batch was refused whole without a reason (nothing registered): sent again in halves to find the refused row",
                     ),
                 ];
-                store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+                store::save(
+                    &mut tx,
+                    &core.subjects,
+                    &mut row,
+                    &history,
+                    false,
+                    &mut appends,
+                )
+                .await?;
             }
+            appends.flush(&mut tx).await?;
             tx.commit().await?;
             let mut first = instructions;
             let second = first.split_off(first.len() / 2);
@@ -201,6 +221,7 @@ async fn settle_answers(
     let order_nos: Vec<String> = claims.keys().cloned().collect();
     let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
+    let mut appends = Appends::default();
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let (history, outcome) = match answers.remove(&row.order_no).map(settle::of_registration) {
@@ -216,7 +237,15 @@ async fn settle_answers(
                     History::wms_call(request_of(&row.order_no), response, ""),
                     History::note(note),
                 ];
-                store::persist(&mut tx, &core.subjects, &mut row, &history, false).await?;
+                store::save(
+                    &mut tx,
+                    &core.subjects,
+                    &mut row,
+                    &history,
+                    false,
+                    &mut appends,
+                )
+                .await?;
                 continue;
             }
             None => (
@@ -230,8 +259,20 @@ async fn settle_answers(
                 },
             ),
         };
-        reconcile::settle_row(core, &mut tx, &mut row, token, history, outcome, view, now).await?;
+        reconcile::settle_row(
+            core,
+            &mut tx,
+            &mut appends,
+            &mut row,
+            token,
+            history,
+            outcome,
+            view,
+            now,
+        )
+        .await?;
     }
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     core.relay.wake();
     if !to_search.is_empty() {
@@ -269,12 +310,14 @@ async fn settle_all(
     let order_nos: Vec<String> = claims.keys().cloned().collect();
     let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
+    let mut appends = Appends::default();
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let history = vec![History::wms_call(request_of(&row.order_no), "", error)];
         reconcile::settle_row(
             core,
             &mut tx,
+            &mut appends,
             &mut row,
             token,
             history,
@@ -284,6 +327,7 @@ async fn settle_all(
         )
         .await?;
     }
+    appends.flush(&mut tx).await?;
     tx.commit().await?;
     core.relay.wake();
     Ok(())
