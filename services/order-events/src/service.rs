@@ -1,7 +1,7 @@
 //! The order rules over the store, shared by the gRPC handlers and the NATS consumers: one
 //! transaction per change, holding the order's lock, the business rows and the outbox rows.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -673,8 +673,27 @@ impl Orders {
             .map(|s| (s.shop_id.as_str(), s.order_no.as_str()))
             .collect();
         store::lock_orders(&mut tx, &keys).await?;
+        // Of one order's updates in the batch only the newest is written (an older one would be
+        // overwritten at once): each order's indexed columns change once per batch. The older
+        // ones share its outcome.
+        let mut newest: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for &i in &todo {
+            if let Some(shipment) = &batch[i].0.shipment {
+                let key = (shipment.shop_id.as_str(), shipment.order_no.as_str());
+                let kept = newest.entry(key).or_insert(i);
+                if batch[i].0.sequence > batch[*kept].0.sequence {
+                    *kept = i;
+                }
+            }
+        }
+        for &i in newest.values() {
             applied[i] = store::apply_shipment(&mut tx, batch[i].0).await?;
+        }
+        for &i in &todo {
+            if let Some(shipment) = &batch[i].0.shipment {
+                let key = (shipment.shop_id.as_str(), shipment.order_no.as_str());
+                applied[i] = applied[newest[&key]];
+            }
         }
         tx.commit().await?;
         for &i in &todo {

@@ -178,8 +178,16 @@ impl WatchListHandler {
                 .cmp(&(b.update.shop_id.as_str(), b.update.order_no.as_str()))
         });
         let mut applied = Vec::with_capacity(todo.len());
+        let mut shop_known: Option<&str> = None;
         for batched in todo {
-            applied.push((batched, apply_in(&mut tx, batched).await?));
+            // Sorted by shop: each shop is made known once per batch.
+            let shop = batched.update.shop_id.as_str();
+            if shop_known != Some(shop) {
+                Store::upsert_shop(&mut tx, shop).await?;
+                shop_known = Some(shop);
+            }
+            let change = batched.change();
+            applied.push((batched, Store::apply_shipment(&mut tx, &change).await?));
         }
         tx.commit().await?;
         for (batched, applied) in applied {

@@ -90,7 +90,8 @@ pub async fn apply_shipment(
     }
     sqlx::query(
         "UPDATE orders SET shipping_status = $3, wms_status_id = $4
-         WHERE shop_id = $1 AND order_no = $2",
+         WHERE shop_id = $1 AND order_no = $2
+           AND (shipping_status, wms_status_id) IS DISTINCT FROM ($3, $4)",
     )
     .bind(&shipment.shop_id)
     .bind(&shipment.order_no)

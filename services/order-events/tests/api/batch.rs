@@ -231,3 +231,79 @@ async fn shipment_updates_delivered_together_share_a_transaction_and_the_latest_
         orders.len()
     );
 }
+
+#[tokio::test]
+async fn of_one_orders_updates_delivered_together_only_the_newest_is_written_to_the_order() {
+    let mut app = spawn_app().await;
+    app.make_shop_known("shop-a").await;
+    let orders: Vec<String> = (0..20).map(|n| format!("W-{n:02}")).collect();
+    for no in &orders {
+        app.publish_order(&order("shop-a", no, 1, "new")).await;
+    }
+    for no in &orders {
+        app.wait_for_revision("shop-a", no, 1).await;
+    }
+    // Every write of an order's row (and its list indexes) is recorded.
+    let pool = app.db.pool.clone();
+    sqlx::raw_sql(
+        "CREATE TABLE order_writes (order_no TEXT, shipping_status SMALLINT);
+         CREATE FUNCTION record_order_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO order_writes VALUES (NEW.order_no, NEW.shipping_status);
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER order_writes AFTER UPDATE ON orders
+             FOR EACH ROW EXECUTE FUNCTION record_order_write();",
+    )
+    .execute(&pool)
+    .await
+    .expect("trigger");
+
+    // Three updates per order delivered together (published while the service is down).
+    app.stop().await;
+    let subject = app.nats.subjects.shipments_updated(&shop_id("shop-a"));
+    for no in &orders {
+        for (sequence, status) in [
+            (1, ShippingStatus::Queued),
+            (2, ShippingStatus::Sending),
+            (3, ShippingStatus::Sent),
+        ] {
+            let update = shipment("shop-a", no, sequence, status, 0, "");
+            app.publish(
+                subject.clone(),
+                with_id(&format!("write-{no}-{sequence}")),
+                update.encode_to_vec(),
+            )
+            .await;
+        }
+    }
+    app.restart_with(|_| {}).await;
+
+    let statuses: Vec<i16> = eventually(DEADLINE, "every order shown SENT", || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<i16> = sqlx::query_scalar(
+                "SELECT shipping_status FROM orders WHERE order_no LIKE 'W-%' ORDER BY order_no",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("orders");
+            (rows.len() == 20
+                && rows
+                    .iter()
+                    .all(|s| i32::from(*s) == ShippingStatus::Sent as i32))
+            .then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(statuses.len(), 20);
+    let writes: i64 = sqlx::query_scalar("SELECT count(*) FROM order_writes")
+        .fetch_one(&pool)
+        .await
+        .expect("writes");
+    assert!(
+        writes < 60,
+        "60 updates of 20 orders delivered together made {writes} writes of their rows; one per \
+         order and batch is expected"
+    );
+}
