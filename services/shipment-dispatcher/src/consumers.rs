@@ -360,8 +360,7 @@ async fn apply_batch<T: BatchItem>(
         .map(|&k| msg_id(k))
         .collect();
     db::unmark_processed(&mut tx, consumer, &refused).await?;
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     if publish_any {
         core.relay.wake();
     }
@@ -394,18 +393,17 @@ async fn apply_alone<T: BatchItem>(
 /// refused) and wakes the outbox relay when an event was enqueued. Returns whether the sender
 /// has work.
 async fn commit_applied(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
     core: &Core,
     applied: Result<(bool, bool), ApplyError>,
-    mut appends: Appends,
+    appends: Appends,
 ) -> Result<bool, HandleError> {
     let (wake, publish) = match applied {
         Ok(done) => done,
         Err(ApplyError::Db(err)) => return Err(err.into()),
         Err(ApplyError::Refused(err)) => return Err(err),
     };
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     if publish {
         core.relay.wake();
     }

@@ -620,7 +620,7 @@ pub async fn persist(
 
 /// The history lines and `ShipmentUpdated` events of a transaction's [`save`]s, inserted by
 /// [`Appends::flush`] in two statements however many shipments it changed. Flush before the
-/// commit.
+/// commit, or commit with [`Appends::commit`].
 #[derive(Debug, Default)]
 pub struct Appends {
     history: Vec<(String, String, History)>,
@@ -639,6 +639,17 @@ impl Appends {
             self.events.clear();
         }
         Ok(())
+    }
+}
+
+impl Appends {
+    /// Flushes, then commits `tx`.
+    pub async fn commit(
+        mut self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        self.flush(&mut tx).await?;
+        tx.commit().await
     }
 }
 

@@ -123,8 +123,7 @@ pub async fn resolve(
         )
         .await?;
     }
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     core.relay.wake();
     Ok(())
 }
@@ -159,8 +158,7 @@ pub async fn search_failed(
         )
         .await?;
     }
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     Ok(())
 }
 

@@ -104,8 +104,7 @@ pub async fn claim(
         )
         .await?;
     }
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     core.relay.wake();
     Ok(Claimed {
         instructions,
@@ -173,8 +172,7 @@ pub async fn register(
                 )
                 .await?;
             }
-            appends.flush(&mut tx).await?;
-            tx.commit().await?;
+            appends.commit(tx).await?;
             let mut first = instructions;
             let second = first.split_off(first.len() / 2);
             for half in [first, second] {
@@ -272,8 +270,7 @@ async fn settle_answers(
         )
         .await?;
     }
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     core.relay.wake();
     if !to_search.is_empty() {
         let searched = reconcile::resolve(
@@ -327,8 +324,7 @@ async fn settle_all(
         )
         .await?;
     }
-    appends.flush(&mut tx).await?;
-    tx.commit().await?;
+    appends.commit(tx).await?;
     core.relay.wake();
     Ok(())
 }
