@@ -7,8 +7,9 @@ use wmslink_platform::nats::{self, StreamKind};
 use wmslink_platform::outbox::{self, OutboxMessage, OutboxRelay};
 use wmslink_testkit::{TestDb, TestNats};
 
-#[tokio::test]
-async fn a_row_over_the_nats_limit_is_moved_aside_and_the_rest_flows() {
+/// A database with the platform tables, a NATS with the orders stream, and a relay between them
+/// that runs only when asked.
+async fn relay_on_fresh_servers() -> (TestDb, TestNats, OutboxRelay) {
     let db = TestDb::create().await.expect("database");
     wmslink_platform::db::migrate(&db.pool, &sqlx::migrate::Migrator::DEFAULT)
         .await
@@ -19,6 +20,12 @@ async fn a_row_over_the_nats_limit_is_moved_aside_and_the_rest_flows() {
         .expect("stream");
     let relay = OutboxRelay::new(db.pool.clone(), nats.js.clone())
         .with_poll_interval(Duration::from_secs(3600));
+    (db, nats, relay)
+}
+
+#[tokio::test]
+async fn a_row_over_the_nats_limit_is_moved_aside_and_the_rest_flows() {
+    let (db, nats, relay) = relay_on_fresh_servers().await;
 
     let shop = wmslink_platform::shop::ShopId::parse("s1").expect("shop");
     let subject = nats.subjects.order_updated(&shop);
@@ -76,16 +83,7 @@ async fn a_row_over_the_nats_limit_is_moved_aside_and_the_rest_flows() {
 
 #[tokio::test]
 async fn messages_enqueued_together_are_published_in_their_order_with_their_headers() {
-    let db = TestDb::create().await.expect("database");
-    wmslink_platform::db::migrate(&db.pool, &sqlx::migrate::Migrator::DEFAULT)
-        .await
-        .expect("platform tables");
-    let nats = TestNats::create().await.expect("nats");
-    nats::ensure_streams(&nats.js, &nats.subjects, &[StreamKind::Orders], 1)
-        .await
-        .expect("stream");
-    let relay = OutboxRelay::new(db.pool.clone(), nats.js.clone())
-        .with_poll_interval(Duration::from_secs(3600));
+    let (db, nats, relay) = relay_on_fresh_servers().await;
     let shop = wmslink_platform::shop::ShopId::parse("s1").expect("shop");
     let subject = nats.subjects.order_updated(&shop);
     let messages: Vec<OutboxMessage> = ["c", "a", "b"]
