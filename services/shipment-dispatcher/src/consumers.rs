@@ -29,7 +29,7 @@ use crate::state_machine::{
     Observation, ObservationPlan, OrderFacts, ShipmentFacts, Status, WmsFacts, plan_observation,
     plan_order_event,
 };
-use crate::store::{self, Appends, History, Locked, ShipmentRow};
+use crate::store::{Appends, History, Locked, ShipmentRow};
 
 /// Durable consumer names (also the `processed_messages.consumer` of each).
 pub const STATUS_CHANGED_CONSUMER: &str = "shipment-dispatcher-status-changed";
@@ -229,12 +229,11 @@ trait BatchItem: Send + Sync {
     /// Applies it inside the caller's transaction, its message already marked processed, its
     /// shipment taken from `locked` (and put back once saved), its history and event left in
     /// `appends`: returns whether the sender has work and whether an event was enqueued.
-    fn apply_in<'a>(
+    fn apply_in<'a, 's>(
         &'a self,
         tx: &'a mut sqlx::PgConnection,
-        core: &'a Core,
         locked: &'a mut Locked,
-        appends: &'a mut Appends,
+        appends: &'a mut Appends<'s>,
     ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a;
 }
 
@@ -247,14 +246,13 @@ impl BatchItem for Prepared {
         (self.event.shop.as_str(), self.event.order.order_no.as_str())
     }
 
-    fn apply_in<'a>(
+    fn apply_in<'a, 's>(
         &'a self,
         tx: &'a mut sqlx::PgConnection,
-        core: &'a Core,
         locked: &'a mut Locked,
-        appends: &'a mut Appends,
+        appends: &'a mut Appends<'s>,
     ) -> impl Future<Output = Result<(bool, bool), ApplyError>> + Send + 'a {
-        apply_in(tx, core, locked, appends, &self.event, &self.view, None)
+        apply_in(tx, locked, appends, &self.event, &self.view, None)
     }
 }
 
@@ -337,11 +335,11 @@ async fn apply_batch<T: BatchItem>(
     let mut keys: Vec<(&str, &str)> = in_key_order.iter().map(|&k| batch[k].key()).collect();
     keys.dedup();
     let mut locked = Locked::lock_all(&mut tx, &keys).await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     let mut publish_any = false;
     for k in in_key_order {
         let applied = batch[k]
-            .apply_in(&mut tx, core, &mut locked, &mut appends)
+            .apply_in(&mut tx, &mut locked, &mut appends)
             .instrument(deliveries[batch[k].index()].span.clone())
             .await;
         match applied {
@@ -382,9 +380,9 @@ async fn apply_alone<T: BatchItem>(
         tx.commit().await?;
         return Ok(false);
     }
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     let applied = item
-        .apply_in(&mut tx, core, &mut Locked::default(), &mut appends)
+        .apply_in(&mut tx, &mut Locked::default(), &mut appends)
         .await;
     commit_applied(tx, core, applied, appends).await
 }
@@ -396,7 +394,7 @@ async fn commit_applied(
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
     core: &Core,
     applied: Result<(bool, bool), ApplyError>,
-    appends: Appends,
+    appends: Appends<'_>,
 ) -> Result<bool, HandleError> {
     let (wake, publish) = match applied {
         Ok(done) => done,
@@ -432,10 +430,9 @@ pub async fn apply_rebuilt(
     origin: &str,
 ) -> Result<bool, HandleError> {
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     let applied = apply_in(
         &mut tx,
-        core,
         &mut Locked::default(),
         &mut appends,
         event,
@@ -451,9 +448,8 @@ pub async fn apply_rebuilt(
 /// the history of what the event changes (where it came from, if not from the stream).
 async fn apply_in(
     tx: &mut sqlx::PgConnection,
-    core: &Core,
     locked: &mut Locked,
-    appends: &mut Appends,
+    appends: &mut Appends<'_>,
     event: &OrderEvent,
     view: &ShopView,
     origin: Option<&str>,
@@ -520,15 +516,7 @@ async fn apply_in(
         history.insert(0, History::note(origin));
     }
     if plan.store_snapshot || !history.is_empty() || publish {
-        store::save(
-            &mut *tx,
-            &core.subjects,
-            &mut row,
-            &history,
-            publish,
-            appends,
-        )
-        .await?;
+        appends.save(&mut *tx, &mut row, &history, publish).await?;
     }
     let wake = matches!(row.status, Status::Queued | Status::CancelRequested);
     if !row.unsaved {
@@ -632,13 +620,11 @@ impl BatchItem for PreparedObservation {
     async fn apply_in(
         &self,
         tx: &mut sqlx::PgConnection,
-        core: &Core,
         locked: &mut Locked,
-        appends: &mut Appends,
+        appends: &mut Appends<'_>,
     ) -> Result<(bool, bool), ApplyError> {
         let publish = observe_in(
             tx,
-            core,
             locked,
             appends,
             self.shop.as_str(),
@@ -654,9 +640,8 @@ impl BatchItem for PreparedObservation {
 /// whether an event was enqueued.
 async fn observe_in(
     tx: &mut sqlx::PgConnection,
-    core: &Core,
     locked: &mut Locked,
-    appends: &mut Appends,
+    appends: &mut Appends<'_>,
     shop: &str,
     order_no: &str,
     obs: &Observation,
@@ -733,15 +718,7 @@ async fn observe_in(
             }
         }
     }
-    store::save(
-        &mut *tx,
-        &core.subjects,
-        &mut row,
-        &history,
-        publish,
-        appends,
-    )
-    .await?;
+    appends.save(&mut *tx, &mut row, &history, publish).await?;
     locked.put_back(row);
     Ok(publish)
 }

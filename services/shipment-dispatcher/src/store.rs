@@ -1,9 +1,9 @@
 //! The dispatcher's tables: `shipments` (one row per shop and order number) and
 //! `shipment_history`. Every write goes through [`persist`], which saves the row, appends its
 //! history and, for changes others must see, the `ShipmentUpdated` outbox event — all in the
-//! caller's transaction. A transaction that changes many shipments uses [`save`] for each and
-//! inserts their history and events together ([`Appends::flush`]), and locks them together
-//! first ([`Locked`]).
+//! caller's transaction. A transaction that changes many shipments saves each with
+//! [`Appends::save`] and inserts their history and events together ([`Appends::flush`]), and
+//! locks them together first ([`Locked`]).
 
 use std::collections::HashMap;
 
@@ -82,8 +82,8 @@ pub struct ShipmentRow {
 impl ShipmentRow {
     /// A row not yet in the database.
     pub fn new(shop_id: &str, order_no: &str) -> Self {
-        // Microseconds, as PostgreSQL keeps it: the row in memory is the row stored (an
-        // update finds it by `created_at`).
+        // Microseconds, as PostgreSQL keeps it: a row kept in memory after its insert
+        // ([`Locked::put_back`]) equals the row read back.
         let now = Utc::now().trunc_subsecs(6);
         Self {
             shop_id: shop_id.to_owned(),
@@ -292,7 +292,7 @@ impl Locked {
         }
     }
 
-    /// Gives back a shipment this transaction saved ([`save`]), for the next message of the
+    /// Gives back a shipment this transaction saved ([`Appends::save`]), for the next message of the
     /// same order. One not given back (a message refused half-way) is read again when taken.
     pub fn put_back(&mut self, row: ShipmentRow) {
         self.rows
@@ -613,21 +613,54 @@ pub async fn persist(
     history: &[History],
     publish: bool,
 ) -> Result<(), sqlx::Error> {
-    let mut appends = Appends::default();
-    save(&mut *conn, subjects, row, history, publish, &mut appends).await?;
+    let mut appends = Appends::new(subjects);
+    appends.save(&mut *conn, row, history, publish).await?;
     appends.flush(conn).await
 }
 
-/// The history lines and `ShipmentUpdated` events of a transaction's [`save`]s, inserted by
-/// [`Appends::flush`] in two statements however many shipments it changed. Flush before the
+/// The writes of a transaction that changes several shipments: each row is saved at once
+/// ([`Appends::save`]), their history lines and `ShipmentUpdated` events wait and are inserted
+/// by [`Appends::flush`] in two statements however many shipments it changed. Flush before the
 /// commit, or commit with [`Appends::commit`].
-#[derive(Debug, Default)]
-pub struct Appends {
+#[derive(Debug)]
+pub struct Appends<'a> {
+    subjects: &'a Subjects,
     history: Vec<(String, String, History)>,
     events: Vec<OutboxMessage>,
 }
 
-impl Appends {
+impl<'a> Appends<'a> {
+    pub fn new(subjects: &'a Subjects) -> Self {
+        Self {
+            subjects,
+            history: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// As [`persist`], but the history and the event wait for the flush.
+    pub async fn save(
+        &mut self,
+        conn: &mut PgConnection,
+        row: &mut ShipmentRow,
+        history: &[History],
+        publish: bool,
+    ) -> Result<(), sqlx::Error> {
+        write_row(conn, row, publish).await?;
+        self.history.extend(
+            history
+                .iter()
+                .map(|line| (row.shop_id.clone(), row.order_no.clone(), line.clone())),
+        );
+        if publish {
+            let message = events::shipment_updated(self.subjects, row).map_err(|err| {
+                sqlx::Error::InvalidArgument(format!("shop id '{}': {err}", row.shop_id))
+            })?;
+            self.events.push(message);
+        }
+        Ok(())
+    }
+
     /// Inserts what was appended, in the order it was (history ids and outbox ids keep it).
     pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if !self.history.is_empty() {
@@ -640,9 +673,7 @@ impl Appends {
         }
         Ok(())
     }
-}
 
-impl Appends {
     /// Flushes, then commits `tx`.
     pub async fn commit(
         mut self,
@@ -653,14 +684,11 @@ impl Appends {
     }
 }
 
-/// As [`persist`], but the history and the event wait in `appends` for its flush.
-pub async fn save(
+/// Saves `row` alone (see [`persist`]): its sequence bumped when `publish` is set.
+async fn write_row(
     conn: &mut PgConnection,
-    subjects: &Subjects,
     row: &mut ShipmentRow,
-    history: &[History],
     publish: bool,
-    appends: &mut Appends,
 ) -> Result<(), sqlx::Error> {
     if publish {
         row.sequence += 1;
@@ -740,17 +768,6 @@ pub async fn save(
         return Err(sqlx::Error::RowNotFound);
     }
     row.unsaved = false;
-    appends.history.extend(
-        history
-            .iter()
-            .map(|line| (row.shop_id.clone(), row.order_no.clone(), line.clone())),
-    );
-    if publish {
-        let message = events::shipment_updated(subjects, row).map_err(|err| {
-            sqlx::Error::InvalidArgument(format!("shop id '{}': {err}", row.shop_id))
-        })?;
-        appends.events.push(message);
-    }
     Ok(())
 }
 

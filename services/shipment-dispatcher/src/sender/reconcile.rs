@@ -101,7 +101,7 @@ pub async fn resolve(
 
     let now = Utc::now();
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let found = by_no
@@ -139,7 +139,7 @@ pub async fn search_failed(
     tracing::warn!(shop = shop_id, count = order_nos.len(), error = %err, "search of shipments in doubt failed; searched again later");
     let next = Utc::now() + core.doubt.search_interval;
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     for mut row in store::lock_many(&mut tx, shop_id, order_nos).await? {
         if !matches!(row.status, Status::Sending | Status::CancelRequested) {
             continue;
@@ -148,15 +148,7 @@ pub async fn search_failed(
         let history = [History::note(format!(
             "the search of the WMS failed ({err}): searched again later"
         ))];
-        store::save(
-            &mut tx,
-            &core.subjects,
-            &mut row,
-            &history,
-            false,
-            &mut appends,
-        )
-        .await?;
+        appends.save(&mut tx, &mut row, &history, false).await?;
     }
     appends.commit(tx).await?;
     Ok(())
@@ -181,7 +173,7 @@ pub fn by_order_no(found: &[WmsOrder]) -> HashMap<&str, Vec<&WmsOrder>> {
 pub async fn settle_row(
     core: &Core,
     conn: &mut PgConnection,
-    appends: &mut Appends,
+    appends: &mut Appends<'_>,
     row: &mut ShipmentRow,
     token: i64,
     mut history: Vec<History>,
@@ -196,11 +188,11 @@ pub async fn settle_row(
         }
         if !lines.is_empty() {
             history.extend(lines);
-            store::save(conn, &core.subjects, row, &history, false, appends).await?;
+            appends.save(conn, row, &history, false).await?;
         }
         return Ok(());
     }
     history.extend(settle::settle(row, outcome, &view.policy, &core.doubt, now));
-    store::save(conn, &core.subjects, row, &history, true, appends).await?;
+    appends.save(conn, row, &history, true).await?;
     Ok(())
 }

@@ -53,7 +53,7 @@ pub async fn claim(
 ) -> Result<Claimed, PassError> {
     let limit = i64::try_from(batch).unwrap_or(200);
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     let queued = store::lock_queued(&mut tx, shop_id, limit).await?;
     let total = queued.len();
     let mut instructions = Vec::with_capacity(total);
@@ -94,15 +94,7 @@ pub async fn claim(
             Ok(line) => vec![line],
             Err(refused) => vec![History::note(format!("internal: {refused}"))],
         };
-        store::save(
-            &mut tx,
-            &core.subjects,
-            &mut row,
-            &history,
-            true,
-            &mut appends,
-        )
-        .await?;
+        appends.save(&mut tx, &mut row, &history, true).await?;
     }
     appends.commit(tx).await?;
     core.relay.wake();
@@ -153,7 +145,7 @@ pub async fn register(
         CallFailure::Split => {
             tracing::warn!(shop = shop_id, rows = instructions.len(), error = %err, "batch refused whole without a reason; sending it in halves");
             let mut tx = core.pool.begin().await?;
-            let mut appends = Appends::default();
+            let mut appends = Appends::new(&core.subjects);
             let order_nos: Vec<String> = claims.keys().cloned().collect();
             for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
                 let history = [
@@ -162,15 +154,7 @@ pub async fn register(
                         "the batch was refused whole without a reason (nothing registered): sent again in halves to find the refused row",
                     ),
                 ];
-                store::save(
-                    &mut tx,
-                    &core.subjects,
-                    &mut row,
-                    &history,
-                    false,
-                    &mut appends,
-                )
-                .await?;
+                appends.save(&mut tx, &mut row, &history, false).await?;
             }
             appends.commit(tx).await?;
             let mut first = instructions;
@@ -219,7 +203,7 @@ async fn settle_answers(
     let order_nos: Vec<String> = claims.keys().cloned().collect();
     let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let (history, outcome) = match answers.remove(&row.order_no).map(settle::of_registration) {
@@ -235,15 +219,7 @@ async fn settle_answers(
                     History::wms_call(request_of(&row.order_no), response, ""),
                     History::note(note),
                 ];
-                store::save(
-                    &mut tx,
-                    &core.subjects,
-                    &mut row,
-                    &history,
-                    false,
-                    &mut appends,
-                )
-                .await?;
+                appends.save(&mut tx, &mut row, &history, false).await?;
                 continue;
             }
             None => (
@@ -307,7 +283,7 @@ async fn settle_all(
     let order_nos: Vec<String> = claims.keys().cloned().collect();
     let now = chrono::Utc::now();
     let mut tx = core.pool.begin().await?;
-    let mut appends = Appends::default();
+    let mut appends = Appends::new(&core.subjects);
     for mut row in store::lock_many(&mut tx, shop_id, &order_nos).await? {
         let token = claims.get(&row.order_no).copied().unwrap_or_default();
         let history = vec![History::wms_call(request_of(&row.order_no), "", error)];
